@@ -1,0 +1,12 @@
+"""Attention registry, stage placement and ``build(arch)`` for the attention-placement NAS.
+
+``python -m backbones`` prints the registered attention types with their knobs, params and FLOPs.
+"""
+from .attention import ATTENTION, KNOB_CHOICES, AttentionKind, make_attention
+from .build import SUPPORTED_BACKBONES, build, stage_channels
+from .placement import POSITIONS
+
+__all__ = [
+    "ATTENTION", "AttentionKind", "KNOB_CHOICES", "POSITIONS", "SUPPORTED_BACKBONES",
+    "build", "make_attention", "stage_channels",
+]

@@ -1,0 +1,127 @@
+"""Registry of attention modules: name -> how to build it and which knobs it honours.
+
+Every module is built as ``make(channels, **knobs)`` and maps ``(N, C, H, W) -> (N, C, H, W)``.
+All of them wrap ``timm.layers`` classes (https://github.com/huggingface/pytorch-image-models).
+
+Knob semantics (the same for every type that declares the knob):
+
+- ``reduction`` r (int >= 1): the bottleneck width is exactly ``channels // r``. We pass
+  ``rd_channels`` explicitly because timm's ``make_divisible`` rounds (to 8 by default, and to the
+  nearest integer otherwise), which would make distinct ratios build identical modules.
+- ``kernel_size`` k (odd int >= 1): the size of the type's conv kernel (ECA's 1-D channel conv,
+  CBAM's spatial conv, ELA's 1-D depthwise convs). ECA is built without ``channels`` so timm does not
+  replace k with its channel-adaptive choice.
+
+A type declares a knob only if every value of it changes the module (param count or a kernel shape);
+``tests/backbones`` checks that for every value in ``KNOB_CHOICES``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+
+from timm.layers import CecaModule, EcaModule, EffectiveSEModule, GlobalContext, NonLocalAttn, SEModule
+from timm.layers.cbam import CbamModule, LightCbamModule  # not re-exported by timm.layers
+from timm.layers.coord_attn import CoordAttn, EfficientLocalAttn, SimpleCoordAttn
+from torch import nn
+
+# Left out: timm GatherExcite ("ge") fails to construct in timm 1.0.31 (passes *dd positionally to ConvMlp).
+
+KNOBS: frozenset[str] = frozenset({"reduction", "kernel_size"})
+# Values the project offers for each knob (a search space may use a subset).
+KNOB_CHOICES: Mapping[str, tuple[int, ...]] = {"reduction": (4, 8, 16, 32), "kernel_size": (3, 5, 7)}
+
+
+@dataclass(frozen=True)
+class AttentionKind:
+    """One registered attention type; ``make(channels, **knobs)`` returns a shape-preserving module."""
+
+    name: str
+    make: Callable[..., nn.Module]
+    knobs: frozenset[str]  # subset of KNOBS that really changes the module
+    paper: str  # URL
+
+
+# --- constructors: (channels, **knobs) -> nn.Module -------------------------------------------------
+
+def _none(channels: int) -> nn.Module:
+    return nn.Identity()
+
+
+def _reduced(cls: type[nn.Module], channels: int, *, reduction: int = 16, **kw) -> nn.Module:
+    return cls(channels, rd_channels=channels // reduction, **kw)
+
+
+def _eca(channels: int, *, kernel_size: int = 3) -> nn.Module:
+    # channels=None: otherwise timm derives kernel_size from channels and ignores ours.
+    return EcaModule(None, kernel_size=kernel_size)
+
+
+def _ceca(channels: int, *, kernel_size: int = 3) -> nn.Module:
+    return CecaModule(None, kernel_size=kernel_size)
+
+
+def _cbam(cls: type[nn.Module], channels: int, *, reduction: int = 16, kernel_size: int = 7) -> nn.Module:
+    return cls(channels, rd_channels=channels // reduction, spatial_kernel_size=kernel_size)
+
+
+def _ela(channels: int, *, kernel_size: int = 7) -> nn.Module:
+    return EfficientLocalAttn(channels, kernel_size=kernel_size)
+
+
+def _kind(name: str, make: Callable[..., nn.Module], knobs: set[str], paper: str) -> AttentionKind:
+    return AttentionKind(name=name, make=make, knobs=frozenset(knobs), paper=paper)
+
+
+_R, _K = "reduction", "kernel_size"
+ATTENTION: dict[str, AttentionKind] = {k.name: k for k in (
+    _kind("none", _none, set(), ""),
+    _kind("se", partial(_reduced, SEModule), {_R}, "https://arxiv.org/abs/1709.01507"),
+    _kind("ese", EffectiveSEModule, set(), "https://arxiv.org/abs/1911.06667"),
+    _kind("eca", _eca, {_K}, "https://arxiv.org/abs/1910.03151"),
+    _kind("ceca", _ceca, {_K}, "https://arxiv.org/abs/1910.03151"),  # timm variant: circular padding
+    _kind("cbam", partial(_cbam, CbamModule), {_R, _K}, "https://arxiv.org/abs/1807.06521"),
+    _kind("lcbam", partial(_cbam, LightCbamModule), {_R, _K}, "https://arxiv.org/abs/1807.06521"),
+    _kind("coord", partial(_reduced, CoordAttn), {_R}, "https://arxiv.org/abs/2103.02907"),
+    _kind("scoord", partial(_reduced, SimpleCoordAttn), {_R}, "https://arxiv.org/abs/2103.02907"),
+    _kind("ela", _ela, {_K}, "https://arxiv.org/abs/2403.01123"),
+    _kind("gc", partial(_reduced, GlobalContext), {_R}, "https://arxiv.org/abs/1904.11492"),
+    _kind("gca", partial(_reduced, GlobalContext, fuse_add=True, fuse_scale=False), {_R},
+          "https://arxiv.org/abs/1904.11492"),
+    _kind("nl", partial(_reduced, NonLocalAttn), {_R}, "https://arxiv.org/abs/1711.07971"),
+)}
+
+
+def check_attention(name: str, *, channels: int, **knobs: object) -> None:
+    """Raise a one-line ``ValueError`` if ``make_attention(name, channels=channels, **knobs)`` is invalid.
+
+    Builds nothing, so it is safe to call before any module (or RNG draw) is made.
+    """
+    kind = ATTENTION.get(name)
+    if kind is None:
+        raise ValueError(f"unknown attention type {name!r}; valid: {', '.join(ATTENTION)}")
+    for knob, value in knobs.items():
+        if knob not in kind.knobs:
+            takes = ", ".join(sorted(kind.knobs)) or "no knobs"
+            raise ValueError(f"attention {name!r} does not take knob {knob!r}={value!r}; it takes: {takes}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"attention {name!r}: {knob}={value!r} must be an int")
+    r = knobs.get("reduction")
+    if r is not None and (r < 1 or channels // r < 1):
+        raise ValueError(f"attention {name!r}: reduction={r} invalid for {channels} channels; "
+                         f"need 1 <= reduction <= {channels}")
+    k = knobs.get("kernel_size")
+    if k is not None and (k < 1 or k % 2 == 0):
+        raise ValueError(f"attention {name!r}: kernel_size={k} invalid; need an odd int >= 1 (e.g. 3, 5, 7)")
+
+
+def make_attention(name: str, *, channels: int, **knobs: int) -> nn.Module:
+    """Build the registered attention type ``name`` for a ``channels``-wide feature map.
+
+    Omitted knobs take the type's default (reduction 16; kernel_size 3 for ECA, 7 for CBAM/ELA).
+    Raises a one-line ``ValueError`` for an unknown name, a knob the type does not take, a reduction
+    with ``channels // reduction < 1`` or an even / non-positive kernel size.
+    """
+    check_attention(name, channels=channels, **knobs)
+    return ATTENTION[name].make(channels, **knobs)

@@ -1,0 +1,137 @@
+"""``build(arch)``: ArchConfig (a plain JSON-able dict) -> timm backbone with attention inserted per stage.
+
+ArchConfig, the contract with spaces/, trials/ and search/::
+
+    {"backbone": "resnet10t",   # timm model name (pretrained=False)
+     "in_chans": 1,             # 1 for Fashion-MNIST, 3 for CIFAR
+     "num_classes": 10,
+     "small_input": True,       # optional, default False; see placement.apply_small_input
+     "backbone_kwargs": {"channels": [32, 64, 128, 256]},   # optional: extra timm.create_model arguments
+     "stages": [                # one dict per stage, len == len(stage_channels(backbone=...))
+         {"attn": "none"},
+         {"attn": "se", "reduction": 8, "position": "after_block"},   # position defaults to after_block
+         {"attn": "eca", "kernel_size": 5},
+         {"attn": "cbam", "reduction": 16, "kernel_size": 7}]}
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import timm
+import torch
+from torch import nn
+
+from .attention import check_attention, make_attention
+from .placement import POSITIONS, apply_small_input, block_channels, find_stages
+
+# Families covered by tests/backbones; any timm model whose feature_info names Sequential stages may work.
+SUPPORTED_BACKBONES: tuple[str, ...] = (
+    "resnet10t", "resnet18", "resnet50", "mobilenetv3_small_100", "mobilenetv3_large_100",
+    "regnetx_002", "regnety_002",
+)
+_REQUIRED_KEYS = frozenset({"backbone", "in_chans", "num_classes", "stages"})
+_ARCH_KEYS = _REQUIRED_KEYS | {"small_input", "backbone_kwargs"}
+_STAGE_KEYS = frozenset({"attn", "position", "reduction", "kernel_size"})
+_DRY_RUN_SIZE = 32  # px; the dry run only reads channel counts; 32 survives the /32 stride of every tested family
+
+
+def _check_backbone(name: object) -> str:
+    if not isinstance(name, str) or not timm.is_model(name):
+        raise ValueError(f"unknown backbone {name!r}: not a timm model name; "
+                         f"tested: {', '.join(SUPPORTED_BACKBONES)}")
+    return name
+
+
+def _check_keys(arch: Mapping[str, Any]) -> None:
+    if unknown := sorted(set(arch) - _ARCH_KEYS):
+        raise ValueError(f"unknown ArchConfig key(s) {unknown}; valid: {sorted(_ARCH_KEYS)}")
+    if missing := sorted(_REQUIRED_KEYS - set(arch)):
+        raise ValueError(f"ArchConfig is missing key(s) {missing}; required: {sorted(_REQUIRED_KEYS)}")
+    for key in ("in_chans", "num_classes"):
+        if not isinstance(arch[key], int) or isinstance(arch[key], bool) or arch[key] < 1:
+            raise ValueError(f"ArchConfig {key}={arch[key]!r} must be an int >= 1")
+    if not isinstance(arch.get("backbone_kwargs", {}), Mapping):
+        raise ValueError(f"ArchConfig backbone_kwargs={arch['backbone_kwargs']!r} must be a mapping of timm arguments")
+    if not isinstance(arch.get("small_input", False), bool):
+        raise ValueError(f"ArchConfig small_input={arch['small_input']!r} must be true or false")
+    if not isinstance(arch["stages"], Sequence) or isinstance(arch["stages"], str):
+        raise ValueError(f"ArchConfig stages={arch['stages']!r} must be a list of dicts, one per stage")
+    for i, spec in enumerate(arch["stages"]):
+        if not isinstance(spec, Mapping) or "attn" not in spec:
+            raise ValueError(f"stage {i}: {spec!r} must be a dict with an 'attn' key")
+        if unknown := sorted(set(spec) - _STAGE_KEYS):
+            raise ValueError(f"stage {i}: unknown key(s) {unknown}; valid: {sorted(_STAGE_KEYS)}")
+        if spec.get("position", "after_block") not in POSITIONS:
+            raise ValueError(f"stage {i}: unknown position {spec['position']!r}; valid: {', '.join(POSITIONS)}")
+
+
+def _knobs(spec: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in spec.items() if k not in ("attn", "position")}
+
+
+def _create(backbone: str, *, in_chans: int, num_classes: int, small_input: bool,
+            backbone_kwargs: Mapping[str, Any]) -> tuple[nn.Module, list[str]]:
+    try:
+        model = timm.create_model(backbone, pretrained=False, in_chans=in_chans, num_classes=num_classes,
+                                  **backbone_kwargs)
+    except TypeError as err:
+        raise ValueError(f"backbone {backbone!r} rejects backbone_kwargs={dict(backbone_kwargs)!r}: {err}") from None
+    stages = find_stages(model)
+    if not stages:
+        raise ValueError(f"backbone {backbone!r} has no Sequential stages in feature_info; "
+                         f"tested: {', '.join(SUPPORTED_BACKBONES)}")
+    if small_input:
+        apply_small_input(model, stages=stages)
+    return model, stages
+
+
+def build(arch: Mapping[str, Any]) -> nn.Module:
+    """Build the model an ArchConfig describes (see module docstring); weights depend only on the torch seed.
+
+    Everything is validated before any attention module is built; errors are one-line ``ValueError``s.
+    Stages with ``attn: none`` are left untouched, so an all-``none`` arch is exactly the plain timm model
+    (same parameters, same state-dict keys, same outputs under the same seed).
+    """
+    _check_keys(arch)
+    backbone = _check_backbone(arch["backbone"])
+    model, stages = _create(backbone, in_chans=arch["in_chans"], num_classes=arch["num_classes"],
+                            small_input=arch.get("small_input", False),
+                            backbone_kwargs=arch.get("backbone_kwargs", {}))
+    if len(arch["stages"]) != len(stages):
+        raise ValueError(f"backbone {backbone!r} has {len(stages)} stages ({', '.join(stages)}), "
+                         f"ArchConfig gives {len(arch['stages'])}")
+    channels = block_channels(model, stages=stages, in_chans=arch["in_chans"], size=_DRY_RUN_SIZE)
+    for i, (spec, chs) in enumerate(zip(arch["stages"], channels)):
+        try:
+            check_attention(spec["attn"], channels=min(chs), **_knobs(spec))
+        except ValueError as err:
+            raise ValueError(f"stage {i} ({stages[i]}): {err}") from None
+    for spec, name, chs in zip(arch["stages"], stages, channels):
+        if spec["attn"] == "none":
+            continue
+        knobs = _knobs(spec)
+        POSITIONS[spec.get("position", "after_block")](
+            model.get_submodule(name), chs, lambda c, s=spec, k=knobs: make_attention(s["attn"], channels=c, **k))
+    return model
+
+
+@lru_cache(maxsize=None)
+def _stage_channels(backbone: str, in_chans: int, kwargs_json: str) -> tuple[int, ...]:
+    with torch.random.fork_rng(devices=[]):  # building the probe model must not shift the caller's RNG
+        model, stages = _create(backbone, in_chans=in_chans, num_classes=0, small_input=False,
+                                backbone_kwargs=json.loads(kwargs_json))
+    return tuple(chs[-1] for chs in block_channels(model, stages=stages, in_chans=in_chans, size=_DRY_RUN_SIZE))
+
+
+def stage_channels(*, backbone: str, in_chans: int = 3, backbone_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+    """Output channels of each stage of ``backbone`` (cached); ``len()`` is the number of stages.
+
+    Every block of a stage in the tested families outputs these channels, so a ``reduction`` r is valid
+    for stage i iff ``stage_channels(...)[i] // r >= 1``.
+    """
+    kwargs_json = json.dumps(dict(backbone_kwargs or {}), sort_keys=True)
+    return list(_stage_channels(_check_backbone(backbone), in_chans, kwargs_json))
+

@@ -1,0 +1,11 @@
+"""The search: Hydra entry points (``python -m search.run``, ``python -m search.export``), Ray Tune + Optuna +
+ASHA wiring, MLflow logging and the Pareto maths.
+
+Entry points live in their own modules (``search.run.run(cfg)``, ``search.export.export(cfg)``) so that importing
+this package stays cheap.
+"""
+
+from search.errors import UserError
+from search.pareto import OBJECTIVES, dominates, pareto_front
+
+__all__ = ["OBJECTIVES", "UserError", "dominates", "pareto_front"]

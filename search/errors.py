@@ -1,0 +1,25 @@
+"""Bad input ends a command with one line on stderr and exit code 2; nothing is written before it is checked."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+EXIT_BAD_INPUT = 2
+
+
+class UserError(ValueError):
+    """Bad input from the user (config, space, data, tracking URI); the message is one line."""
+
+
+@contextmanager
+def exit_on_bad_input(*errors: type[BaseException]) -> Iterator[None]:
+    """Turn :class:`UserError` and the given error types into ``error: <message>`` on stderr and exit code 2."""
+    try:
+        yield
+    except (UserError, *errors) as exc:
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {message}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_BAD_INPUT)
+

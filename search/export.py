@@ -1,0 +1,165 @@
+"""``python -m search.export [search=NAME] [max_latency_ms=X] [out=DIR]``: the best front model as a Python module.
+
+Picks a trial from a search's Pareto front (default: the latest search, highest ``val_acc``; with
+``max_latency_ms``, the most accurate trial within that latency), then writes ``OUT/NAME.py`` (its ArchConfig and a
+``build_model()`` that rebuilds it through ``backbones.build``) and ``OUT/NAME.safetensors`` (its weights). The
+export is verified before it is reported: the module, imported afresh, must reproduce the trial's reference output.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pprint
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+import mlflow
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+import torch
+from omegaconf import DictConfig
+
+from search.artifacts import ARCH, REFERENCE, WEIGHTS, load_reference
+from search.errors import UserError, exit_on_bad_input
+from search.run import PARETO_TAG
+from search.tracking import ROLE_TAG, check_tracking_uri
+
+_TEMPLATE = '''"""{title}
+
+Exported by attnas (python -m search.export) from search {search!r}, trial {trial_id} (MLflow run {run_id}).
+Metrics at export: {metrics}.
+Input: float tensor of shape (N, {shape}), normalised with the dataset's mean/std ({dataset}).
+
+    from {module} import build_model
+    model = build_model()          # eval mode, trained weights from {module}.safetensors beside this file
+"""
+
+from pathlib import Path
+
+from safetensors.torch import load_model
+from torch import nn
+
+from backbones import build
+
+ARCH = {arch}
+METRICS = {metrics_literal}
+WEIGHTS = Path(__file__).with_name("{module}.safetensors")
+
+
+def build_model(*, pretrained: bool = True) -> nn.Module:
+    """Rebuild the architecture; with ``pretrained`` load the exported weights. Returns the model in eval mode."""
+    model = build(ARCH)
+    if pretrained:
+        load_model(model, str(WEIGHTS))
+    return model.eval()
+'''
+
+
+@dataclass(frozen=True)
+class Exported:
+    module_path: Path
+    weights_path: Path
+    run_id: str
+    max_abs_diff: float  # between the trial's reference output and the exported module's output
+
+
+def export(cfg: DictConfig) -> Exported:
+    """Export one front trial of a search as configured; raises :class:`UserError` for bad input."""
+    uri = str(cfg.mlflow.tracking_uri)
+    check_tracking_uri(uri)
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().is_file():
+        raise UserError(f"no MLflow store at {uri}; run 'python -m search.run' first (or set mlflow.tracking_uri=)")
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(str(cfg.mlflow.experiment))
+    if experiment is None:
+        raise UserError(f"no experiment {cfg.mlflow.experiment!r} in {uri}; run 'python -m search.run' first")
+    parent = _find_search(client, experiment.experiment_id, search=str(cfg.search))
+    search_name = parent.data.tags.get("attnas.search", parent.info.run_name)
+    run = _pick(client, experiment.experiment_id, parent=parent, max_latency_ms=cfg.max_latency_ms)
+    module = cfg.module_name or re.sub(r"\W", "_", f"attnas_{search_name}").lower()
+    if not module.isidentifier():
+        raise UserError(f"module_name={module!r} is not a valid Python identifier")
+    out = Path(str(cfg.out)).expanduser().resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(client.download_artifacts(run.info.run_id, "model", tmp))
+        arch = json.loads(Path(client.download_artifacts(run.info.run_id, ARCH, tmp)).read_text())
+        reference_input, reference_output = load_reference(local / REFERENCE)
+        weights_path = out / f"{module}.safetensors"
+        shutil.copyfile(local / WEIGHTS, weights_path)
+    metrics = {k: round(run.data.metrics[k], 6) for k in ("val_acc", "latency_ms", "params_m", "flops_g")
+               if k in run.data.metrics}
+    module_path = out / f"{module}.py"
+    module_path.write_text(_TEMPLATE.format(
+        title=f"Attention-placement architecture {module}", search=search_name, trial_id=run.info.run_name,
+        run_id=run.info.run_id, metrics=", ".join(f"{k}={v}" for k, v in metrics.items()),
+        shape=", ".join(str(d) for d in reference_input.shape[1:]), dataset=parent.data.params.get("dataset", "?"),
+        module=module, arch=pprint.pformat(arch, indent=4, sort_dicts=True), metrics_literal=repr(metrics)))
+    diff = _verify(module_path, reference_input, reference_output)
+    return Exported(module_path=module_path, weights_path=weights_path, run_id=run.info.run_id, max_abs_diff=diff)
+
+
+def _find_search(client: mlflow.MlflowClient, experiment: str, *, search: str) -> Any:
+    query = f"tags.`{ROLE_TAG}` = 'search'"
+    if search != "latest":
+        query += f" and tags.`attnas.search` = '{search}'"
+    runs = client.search_runs([experiment], filter_string=query, order_by=["attributes.start_time DESC"],
+                              max_results=200)
+    finished = [r for r in runs if r.info.status == "FINISHED"]
+    if not finished:
+        names = sorted({r.data.tags.get("attnas.search", "") for r in client.search_runs(
+            [experiment], filter_string=f"tags.`{ROLE_TAG}` = 'search'", max_results=200)} - {""})
+        what = "no finished search" if search == "latest" else f"no finished search named {search!r}"
+        raise UserError(f"{what} in the tracking store; finished searches: {', '.join(names) or 'none'}")
+    return finished[0]
+
+
+def _pick(client: mlflow.MlflowClient, experiment: str, *, parent: Any, max_latency_ms: Any) -> Any:
+    front = client.search_runs(
+        [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.{PARETO_TAG} = 'true'",
+        max_results=1000)
+    if not front:
+        raise UserError(f"search {parent.info.run_name!r} has no Pareto front (no trial completed its full budget)")
+    candidates = front
+    if max_latency_ms is not None:
+        candidates = [r for r in front if r.data.metrics["latency_ms"] <= float(max_latency_ms)]
+        if not candidates:
+            fastest = min(r.data.metrics["latency_ms"] for r in front)
+            raise UserError(f"max_latency_ms={max_latency_ms}: no front trial is that fast; the fastest takes "
+                            f"{fastest:.3f} ms")
+    return max(candidates, key=lambda r: (r.data.metrics["val_acc"], -r.data.metrics["latency_ms"]))
+
+
+def _verify(module_path: Path, reference_input: torch.Tensor, reference_output: torch.Tensor) -> float:
+    """Import the written module as a user would and compare its output with the trial's reference output."""
+    spec = importlib.util.spec_from_file_location(module_path.stem, module_path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with torch.inference_mode():
+        output = module.build_model()(reference_input)
+    diff = float((output - reference_output).abs().max())
+    if not torch.allclose(output, reference_output, atol=1e-4, rtol=1e-4):
+        raise RuntimeError(f"exported module {module_path} does not reproduce the trial's output (max diff {diff:g})")
+    return diff
+
+
+@hydra.main(config_path="conf", config_name="export", version_base=None)
+def _hydra_main(cfg: DictConfig) -> None:
+    with exit_on_bad_input():
+        result = export(cfg)
+    print(f"Exported MLflow run {result.run_id}:\n  module  {result.module_path}\n  weights {result.weights_path}\n"
+          f"  check   output matches the trial's reference output (max abs diff {result.max_abs_diff:.2e})\n"
+          f"Use it:   PYTHONPATH={result.module_path.parent} python -c \"from {result.module_path.stem} import "
+          f"build_model; print(build_model())\"", file=sys.stdout, flush=True)
+
+
+if __name__ == "__main__":
+    _hydra_main()

@@ -1,0 +1,69 @@
+"""What a person sees in the terminal while a search runs: one line per trial event, no Ray tables."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ray.tune import Callback
+
+
+def arch_summary(arch: Mapping[str, Any]) -> str:
+    """Short text for an ArchConfig's stages, e.g. ``se/r8 | - | eca/k5 | cbam/r16/k7``."""
+    parts = []
+    for stage in arch["stages"]:
+        if stage.get("attn", "none") == "none":
+            parts.append("-")
+            continue
+        text = stage["attn"]
+        text += f"/r{stage['reduction']}" if "reduction" in stage else ""
+        text += f"/k{stage['kernel_size']}" if "kernel_size" in stage else ""
+        if stage.get("position", "after_block") != "after_block":
+            text += f"@{stage['position']}"
+        parts.append(text)
+    return " | ".join(parts)
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
+    """Plain-text table; ``columns`` are (key, header, format spec)."""
+    cells = [[header for _, header, _ in columns]]
+    cells += [[format(row[key], spec) if row.get(key) is not None else "" for key, _, spec in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+class ProgressPrinter(Callback):
+    """Prints trial starts, every epoch's val_acc, early stops and failures, with elapsed time."""
+
+    def __init__(self, *, total_trials: int, full_epochs: int) -> None:
+        self.total = total_trials
+        self.full_epochs = full_epochs
+        self.started = 0
+        self.ended = 0
+        self.t0 = time.monotonic()
+
+    def _say(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.started += 1
+        self._say(f"trial {self.started}/{self.total} {trial.trial_id} start  {arch_summary(trial.config['arch'])}")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self._say(f"  {trial.trial_id} epoch {int(result['epoch'])}/{self.full_epochs}  "
+                  f"val_acc={result['val_acc']:.4f}  latency_ms={result['latency_ms']:.2f}  "
+                  f"train_loss={result.get('train_loss', float('nan')):.3f}")
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ended += 1
+        epochs = int((trial.last_result or {}).get("epoch", 0))
+        how = "done" if epochs >= self.full_epochs else f"stopped early by ASHA after epoch {epochs}"
+        self._say(f"  {trial.trial_id} {how} ({self.ended}/{self.total} finished)")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.ended += 1
+        message = (getattr(trial, "error_msg", None) or "error").strip().splitlines()
+        self._say(f"  {trial.trial_id} FAILED: {message[-1] if message else 'error'} ({self.ended}/{self.total})")

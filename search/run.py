@@ -1,0 +1,189 @@
+"""``python -m search.run space=NAME [key=value ...]``: a multi-objective attention-placement search.
+
+Flow: check everything (:func:`search.plan.prepare`) -> MLflow parent run -> Ray Tune (Optuna + ASHA), one nested
+MLflow run per trial -> Pareto front over full-budget trials -> reports on the parent run -> summary table.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import hydra
+import mlflow
+import ray
+from omegaconf import DictConfig
+from ray import tune
+
+from dashboards import ui_hint, write_pareto_report
+from search.errors import exit_on_bad_input
+from search.pareto import pareto_front
+from search.plan import SearchPlan, prepare
+from search.progress import ProgressPrinter, arch_summary, format_table
+from search.tracking import MlflowTrialCallback, experiment_id, start_parent_run
+from search.tuning import make_scheduler, make_searcher, train_architecture
+
+PARETO_TAG = "pareto"
+
+
+@dataclass
+class SearchSummary:
+    """What a finished search returns (and prints)."""
+
+    name: str
+    parent_run_id: str
+    trials: int
+    completed: int  # ran the full epoch budget
+    early_stopped: int  # stopped by ASHA
+    failed: int
+    front: list[dict[str, Any]]  # Pareto-optimal full-budget trials, latency ascending
+    wall_s: float
+
+
+def run(cfg: DictConfig) -> SearchSummary:
+    """Run one search as configured. Raises :class:`search.errors.UserError` for bad input, before writing."""
+    plan = prepare(cfg)
+    return execute(plan)
+
+
+def execute(plan: SearchPlan) -> SearchSummary:
+    """Run a checked plan: MLflow parent run, Ray Tune search, Pareto reports."""
+    t0 = time.monotonic()
+    _announce(plan)
+    mlflow.set_tracking_uri(plan.tracking_uri)
+    client = mlflow.MlflowClient(tracking_uri=plan.tracking_uri)
+    experiment = experiment_id(client, name=plan.experiment, tracking_uri=plan.tracking_uri)
+    parent = start_parent_run(
+        client, experiment=experiment, name=plan.name,
+        params={"space": plan.space.name, "sampler": plan.sampler, "seed": plan.seed, "hardware": plan.hardware,
+                "concurrency": plan.concurrency, "asha_grace_period": plan.asha_grace_period,
+                "asha_reduction_factor": plan.asha_reduction_factor, "dataset": plan.space.dataset,
+                **{f"budget.{k}": v for k, v in asdict(plan.budget).items()}},
+        tags={"attnas.space": plan.space.name},
+    )
+    status = "FAILED"
+    try:
+        tracker = MlflowTrialCallback(client=client, experiment=experiment, parent_run_id=parent,
+                                      search_name=plan.name, full_epochs=plan.budget.epochs)
+        results = _tune(plan, callbacks=[tracker, ProgressPrinter(total_trials=plan.budget.trials,
+                                                                  full_epochs=plan.budget.epochs)])
+        summary = _summarise(plan, results, tracker=tracker, client=client, parent=parent, t0=t0)
+        status = "FINISHED"
+    finally:
+        client.set_terminated(parent, status)
+    _print_summary(summary, plan=plan)
+    return summary
+
+
+def _announce(plan: SearchPlan) -> None:
+    b = plan.budget
+    where = ("CUDA device found: using the GPU budget" if plan.hardware == "cuda"
+             else "No CUDA device: using the CPU budget")
+    size = "all" if b.train_size is None else f"{b.train_size}"
+    print(f"Search {plan.name}: space {plan.space.name} on {plan.space.dataset}, sampler {plan.sampler}", flush=True)
+    print(f"{where} ({b.backbone}, {size} train / {b.val_size} val images, {b.epochs} epochs, {b.trials} trials, "
+          f"{plan.concurrency} at once)", flush=True)
+
+
+def _tune(plan: SearchPlan, *, callbacks: list) -> tune.ResultGrid:
+    # One checkpoint per trial (its last epoch) makes Tune's "snapshotting too often" warning noise here.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    per_trial = {"cpu": plan.budget.cpu_per_trial, "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
+    ray.init(
+        num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial),
+        include_dashboard=False,
+        log_to_driver=False,  # trial workers' stdout stays in Ray's logs; the driver prints ProgressPrinter lines
+        logging_level=logging.WARNING,
+        configure_logging=True,
+    )
+    try:
+        trainable = tune.with_resources(
+            tune.with_parameters(train_architecture, data=plan.data, budget=plan.trial_budget), per_trial)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=make_searcher(space=plan.space, sampler=plan.sampler, seed=plan.seed,
+                                         trials=plan.budget.trials, full_epochs=plan.budget.epochs,
+                                         arch_fields=plan.arch_fields),
+                scheduler=make_scheduler(full_epochs=plan.budget.epochs, grace_period=plan.asha_grace_period,
+                                         reduction_factor=plan.asha_reduction_factor),
+                num_samples=plan.budget.trials,
+                max_concurrent_trials=plan.concurrency,
+                trial_dirname_creator=_trial_dirname,
+            ),
+            run_config=tune.RunConfig(
+                name=plan.name,
+                storage_path=str(plan.storage),
+                callbacks=callbacks,
+                verbose=0,
+            ),
+        )
+        return tuner.fit()
+    finally:
+        ray.shutdown()
+
+
+def _trial_dirname(trial: Any) -> str:
+    """Trial folders named by trial id (Ray's default embeds the whole config in the name)."""
+    return trial.trial_id
+
+
+def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTrialCallback,
+               client: mlflow.MlflowClient, parent: str, t0: float) -> SearchSummary:
+    rows, early, failed = [], 0, 0
+    for result in results:
+        metrics = result.metrics or {}
+        if result.error is not None:
+            failed += 1
+        elif int(metrics.get("epoch", 0)) < plan.budget.epochs:
+            early += 1
+        else:
+            trial_id = metrics["trial_id"]
+            rows.append({"trial_id": trial_id, "run_id": tracker.run_ids.get(trial_id, ""),
+                         "val_acc": float(metrics["val_acc"]), "latency_ms": float(metrics["latency_ms"]),
+                         "params_m": float(metrics["params_m"]), "flops_g": float(metrics["flops_g"]),
+                         "arch": arch_summary(result.config["arch"])})
+    front_ids = set(pareto_front(rows))
+    for i, row in enumerate(rows):
+        row["pareto"] = i in front_ids
+        if row["run_id"]:
+            client.set_tag(row["run_id"], PARETO_TAG, "true" if row["pareto"] else "false")
+    with tempfile.TemporaryDirectory() as folder:
+        title = f"{plan.name}: val_acc vs latency_ms ({plan.budget.backbone}, {plan.space.dataset})"
+        for path in write_pareto_report(rows, folder=folder, title=title):
+            client.log_artifact(parent, str(path), artifact_path="pareto")
+    wall_s = time.monotonic() - t0
+    summary = SearchSummary(
+        name=plan.name, parent_run_id=parent, trials=len(results), completed=len(rows), early_stopped=early,
+        failed=failed, front=sorted((r for r in rows if r["pareto"]), key=lambda r: r["latency_ms"]), wall_s=wall_s)
+    client.log_batch(parent, metrics=[
+        mlflow.entities.Metric(key, float(value), int(time.time() * 1000), 0)
+        for key, value in {"trials": summary.trials, "trials_completed": summary.completed,
+                           "trials_early_stopped": early, "trials_failed": failed,
+                           "front_size": len(summary.front), "wall_s": wall_s}.items()])
+    return summary
+
+
+def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
+    print(f"\nSearch {summary.name} finished in {summary.wall_s:.0f}s: {summary.trials} trials, "
+          f"{summary.completed} completed, {summary.early_stopped} stopped early by ASHA, {summary.failed} failed.")
+    print(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
+    print(format_table(summary.front, [("trial_id", "trial", "s"), ("val_acc", "val_acc", ".4f"),
+                                       ("latency_ms", "latency_ms", ".2f"), ("params_m", "params_m", ".3f"),
+                                       ("flops_g", "flops_g", ".3f"), ("arch", f"stages 0..{plan.space.num_stages - 1}", "s")]))
+    print(f"\nMLflow UI:  {ui_hint(tracking_uri=plan.tracking_uri)}")
+    print("Export the most accurate front model:  python -m search.export", flush=True)
+
+
+@hydra.main(config_path="conf", config_name="run", version_base=None)
+def _hydra_main(cfg: DictConfig) -> None:
+    with exit_on_bad_input():
+        run(cfg)
+
+
+if __name__ == "__main__":
+    _hydra_main()

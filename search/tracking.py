@@ -1,0 +1,146 @@
+"""MLflow wiring: one parent run per search, one nested run per trial, logged from the Ray driver.
+
+All MLflow writes happen in the driver process (a Ray Tune callback), so trial workers never touch the store:
+one writer for SQLite, and a trial that crashes cannot leave its run half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS
+
+from search.errors import UserError
+
+ROLE_TAG = "attnas.role"  # "search" on parent runs, "trial" on nested runs
+OUTCOME_TAG = "attnas.outcome"  # completed | early_stopped | failed
+CHECKPOINT_FILES = ("weights.safetensors", "reference.safetensors")  # uploaded to model/; arch.json at the root
+_NOT_METRICS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "date"}
+
+
+def check_tracking_uri(uri: str) -> None:
+    """Fail early, with one line, when the tracking store cannot be reached (before Ray starts)."""
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
+                response.read()
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise UserError(
+                f"MLflow tracking server {uri} is unreachable ({reason}); start one with "
+                f"'mlflow server --host 127.0.0.1 --port 5000' or use mlflow.tracking_uri=sqlite:///mlflow.db"
+            ) from None
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise UserError(f"mlflow.tracking_uri={uri}: folder {folder} does not exist")
+    elif not uri.startswith(("file:", "databricks", "postgresql", "mysql")) and "://" in uri:
+        raise UserError(f"mlflow.tracking_uri={uri}: unsupported scheme; use sqlite:///FILE, file:DIR or http://HOST:PORT")
+
+
+def experiment_id(client: mlflow.MlflowClient, *, name: str, tracking_uri: str) -> str:
+    """Get or create the experiment. With a local store, artifacts go to ./mlartifacts (absolute path)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if not tracking_uri.startswith(("http://", "https://")):
+        location = (Path.cwd() / "mlartifacts").resolve().as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def start_parent_run(client: mlflow.MlflowClient, *, experiment: str, name: str, params: Mapping[str, Any],
+                     tags: Mapping[str, str]) -> str:
+    """Create the search's parent run and log its settings; returns the run id."""
+    run = client.create_run(experiment, run_name=name, tags={ROLE_TAG: "search", "attnas.search": name, **tags})
+    client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+class MlflowTrialCallback(Callback):
+    """Ray Tune callback: a nested MLflow run per trial with its architecture, per-epoch metrics and weights.
+
+    ``on_trial_start`` creates the run (params = the sampled architecture), ``on_trial_result`` logs every epoch's
+    metrics with ``step=epoch``, ``on_trial_complete`` uploads the final checkpoint (weights, reference I/O, arch)
+    and tags the outcome (``completed`` when the trial ran ``full_epochs``, else ``early_stopped``), and
+    ``on_trial_error`` marks the run FAILED with the error.
+    """
+
+    def __init__(self, *, client: mlflow.MlflowClient, experiment: str, parent_run_id: str, search_name: str,
+                 full_epochs: int) -> None:
+        self.client = client
+        self.experiment = experiment
+        self.parent_run_id = parent_run_id
+        self.search_name = search_name
+        self.full_epochs = full_epochs
+        self.run_ids: dict[str, str] = {}  # Ray trial id -> MLflow run id
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self.run_ids:
+            return
+        run = self.client.create_run(
+            self.experiment,
+            run_name=trial.trial_id,
+            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, ROLE_TAG: "trial", "attnas.search": self.search_name,
+                  "attnas.trial_id": trial.trial_id},
+        )
+        run_id = run.info.run_id
+        self.run_ids[trial.trial_id] = run_id
+        params = {k: v for k, v in trial.config.items() if k != "arch"}
+        self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in sorted(params.items())])
+        self.client.log_dict(run_id, trial.config["arch"], "arch.json")
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        now = int(time.time() * 1000)
+        metrics = [Metric(k, float(v), now, step) for k, v in result.items()
+                   if k not in _NOT_METRICS and _is_number(v)]
+        self.client.log_batch(run_id, metrics=metrics)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        epochs = int((trial.last_result or {}).get("epoch", 0))
+        outcome = "completed" if epochs >= self.full_epochs else "early_stopped"
+        checkpoint = trial.checkpoint
+        if outcome == "completed" and checkpoint is not None:
+            folder = Path(checkpoint.path)
+            for name in CHECKPOINT_FILES:
+                if (folder / name).is_file():
+                    self.client.log_artifact(run_id, str(folder / name), artifact_path="model")
+        self.client.set_tag(run_id, OUTCOME_TAG, outcome)
+        self.client.set_tag(run_id, "attnas.epochs_run", str(epochs))
+        self.client.set_terminated(run_id, "FINISHED")
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        run_id = self.run_ids.get(trial.trial_id)
+        if run_id is None:
+            return
+        reason = (getattr(trial, "error_msg", None) or "trial raised an error").strip().splitlines()
+        self.client.set_tag(run_id, OUTCOME_TAG, "failed")
+        self.client.set_tag(run_id, "attnas.error", (reason[-1] if reason else "error")[:4000])
+        self.client.set_terminated(run_id, "FAILED")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:6000]

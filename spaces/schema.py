@@ -1,0 +1,242 @@
+"""Search-space schema: what a ``spaces/NAME.yaml`` file may say, parsed into frozen dataclasses.
+
+A space says *which* stages of a backbone are searched and, per stage, which attention types, reduction
+ratios, kernel sizes and positions are on offer; and it carries two budgets (``cpu`` and ``gpu``) that size a
+search for the hardware it runs on. Sampling is conditional: a knob is drawn only for types that take it
+(the attention registry in ``backbones`` says which), so Optuna never spends a dimension on a knob a type ignores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from backbones import ATTENTION, POSITIONS
+
+
+class SpaceError(ValueError):
+    """A space file (or an override of it) is malformed; the message is one line naming the bad value."""
+
+
+class _Suggester(Protocol):
+    """The part of ``optuna.Trial`` a space needs; Ray's define-by-run captor has the same method."""
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any: ...
+
+
+@dataclass(frozen=True)
+class StageSpace:
+    """What may go into one stage. ``index`` counts from 0 in the order of the backbone's ``feature_info`` stages."""
+
+    index: int
+    types: tuple[str, ...]
+    reduction: tuple[int, ...]  # ratio r: the attention's hidden width is channels // r
+    kernel_size: tuple[int, ...]  # odd, in pixels (ECA: 1-D kernel over channels; CBAM: spatial kernel)
+    position: tuple[str, ...]  # where in the stage the module goes (see backbones.POSITIONS)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How big one search is on one kind of hardware. Every field can be overridden as ``budget.FIELD=VALUE``."""
+
+    backbone: str  # timm model name
+    epochs: int  # full training budget of one trial (ASHA's max_t)
+    trials: int  # number of architectures sampled
+    batch_size: int  # images per step
+    lr: float  # peak learning rate of the one-cycle schedule
+    weight_decay: float  # decoupled L2 coefficient
+    train_size: int | None  # images from the train split (None = all)
+    val_size: int  # images held out of the train split for val_acc
+    gpu_per_trial: float  # fraction of one GPU per trial (0.25 packs four trials on a GPU); ignored on CPU
+    cpu_per_trial: int  # CPU cores (and torch threads) per trial
+    backbone_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # extra timm.create_model args
+
+    def with_overrides(self, overrides: Mapping[str, Any]) -> Budget:
+        """Return a copy with the non-null entries of ``overrides`` applied (unknown fields are an error)."""
+        known = {f.name for f in dataclasses.fields(self)}
+        values = {k: v for k, v in overrides.items() if v is not None}
+        for key in values:
+            if key not in known:
+                raise SpaceError(f"unknown budget key {key!r}; valid keys: {', '.join(sorted(known))}")
+        return _check_budget(dataclasses.replace(self, **values), where="budget override")
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """A parsed, validated ``spaces/NAME.yaml``."""
+
+    name: str
+    description: str
+    dataset: str
+    small_input: bool  # stem stride 1 and no stem pooling, for 28x28 / 32x32 images
+    num_stages: int  # stages of the backbone (those not listed in ``stages`` get no attention)
+    stages: tuple[StageSpace, ...]
+    budgets: Mapping[str, Budget]  # "cpu" and "gpu"
+
+    def suggest(self, trial: _Suggester) -> dict[str, Any]:
+        """Draw one architecture's knobs from ``trial``; returns flat params such as ``s1_attn``, ``s1_reduction``.
+
+        Called by the sampler once per trial. Knobs are drawn only where the drawn type takes them, and a
+        categorical with one choice is still drawn (recorded) so every trial has the same keys per type.
+        """
+        params: dict[str, Any] = {}
+        for stage in self.stages:
+            prefix = f"s{stage.index}_"
+            kind = trial.suggest_categorical(prefix + "attn", list(stage.types))
+            params[prefix + "attn"] = kind
+            if kind == "none":
+                continue
+            for knob in sorted(ATTENTION[kind].knobs):
+                params[prefix + knob] = trial.suggest_categorical(prefix + knob, list(getattr(stage, knob)))
+            params[prefix + "position"] = trial.suggest_categorical(prefix + "position", list(stage.position))
+        return params
+
+    def to_arch(self, params: Mapping[str, Any], *, backbone: str, in_chans: int, num_classes: int,
+                backbone_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Turn flat sampled params into an ArchConfig (the JSON-able dict ``backbones.build`` consumes)."""
+        stages: list[dict[str, Any]] = [{"attn": "none"} for _ in range(self.num_stages)]
+        for stage in self.stages:
+            prefix = f"s{stage.index}_"
+            entry = {key[len(prefix):]: value for key, value in params.items() if key.startswith(prefix)}
+            stages[stage.index] = entry if entry.get("attn", "none") != "none" else {"attn": "none"}
+        arch = {
+            "backbone": backbone,
+            "in_chans": in_chans,
+            "num_classes": num_classes,
+            "small_input": self.small_input,
+            "stages": stages,
+        }
+        if backbone_kwargs:
+            arch["backbone_kwargs"] = dict(backbone_kwargs)
+        return arch
+
+
+_SPACE_KEYS = {"name", "description", "dataset", "small_input", "num_stages", "defaults", "stages", "budgets"}
+_STAGE_KEYS = {"types", "reduction", "kernel_size", "position"}
+
+
+def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
+    """Validate the mapping read from a YAML file and build a :class:`SearchSpace` (errors are one line)."""
+    if not isinstance(raw, Mapping):
+        raise SpaceError(f"space {name!r}: expected a mapping at the top level, got {type(raw).__name__}")
+    _reject_unknown(raw, _SPACE_KEYS, where=f"space {name!r}")
+    for key in ("dataset", "num_stages", "stages", "budgets"):
+        if key not in raw:
+            raise SpaceError(f"space {name!r}: missing key {key!r}")
+    num_stages = _positive_int(raw["num_stages"], where=f"space {name!r}: num_stages")
+    defaults = raw.get("defaults") or {}
+    _reject_unknown(defaults, _STAGE_KEYS, where=f"space {name!r}: defaults")
+    stages_raw = raw["stages"]
+    if not isinstance(stages_raw, Mapping) or not stages_raw:
+        raise SpaceError(f"space {name!r}: 'stages' must map stage indices (0..{num_stages - 1}) to settings")
+    stages = tuple(
+        _parse_stage(index, {**defaults, **(settings or {})}, num_stages=num_stages, where=f"space {name!r}")
+        for index, settings in sorted(stages_raw.items(), key=lambda item: int(item[0]))
+    )
+    budgets_raw = raw["budgets"]
+    if not isinstance(budgets_raw, Mapping) or set(budgets_raw) != {"cpu", "gpu"}:
+        raise SpaceError(f"space {name!r}: 'budgets' must have exactly the keys cpu and gpu")
+    budgets = {kind: _parse_budget(values, where=f"space {name!r}: budgets.{kind}") for kind, values in budgets_raw.items()}
+    return SearchSpace(
+        name=str(raw.get("name", name)),
+        description=str(raw.get("description", "")),
+        dataset=str(raw["dataset"]),
+        small_input=bool(raw.get("small_input", True)),
+        num_stages=num_stages,
+        stages=stages,
+        budgets=budgets,
+    )
+
+
+def _parse_stage(index: Any, settings: Mapping[str, Any], *, num_stages: int, where: str) -> StageSpace:
+    try:
+        index = int(index)
+    except (TypeError, ValueError):
+        raise SpaceError(f"{where}: stage index {index!r} is not an integer") from None
+    if not 0 <= index < num_stages:
+        raise SpaceError(f"{where}: stage {index} does not exist; valid stages: 0..{num_stages - 1}")
+    where = f"{where}: stage {index}"
+    _reject_unknown(settings, _STAGE_KEYS, where=where)
+    types = _choices(settings, "types", where=where, cast=str)
+    for kind in types:
+        if kind not in ATTENTION:
+            raise SpaceError(f"{where}: unknown attention type {kind!r}; valid types: {', '.join(sorted(ATTENTION))}")
+    needs = set().union(*(ATTENTION[kind].knobs for kind in types))
+    reduction = _choices(settings, "reduction", where=where, cast=int, required="reduction" in needs)
+    for ratio in reduction:
+        if ratio < 1:
+            raise SpaceError(f"{where}: reduction ratio {ratio} must be >= 1 (channels // ratio >= 1)")
+    kernel_size = _choices(settings, "kernel_size", where=where, cast=int, required="kernel_size" in needs)
+    for size in kernel_size:
+        if size < 1 or size % 2 == 0:
+            raise SpaceError(f"{where}: kernel_size {size} must be a positive odd integer")
+    position = _choices(settings, "position", where=where, cast=str, default=("after_block",))
+    for pos in position:
+        if pos not in POSITIONS:
+            raise SpaceError(f"{where}: unknown position {pos!r}; valid positions: {', '.join(sorted(POSITIONS))}")
+    return StageSpace(index=index, types=types, reduction=reduction, kernel_size=kernel_size, position=position)
+
+
+def _parse_budget(values: Any, *, where: str) -> Budget:
+    if not isinstance(values, Mapping):
+        raise SpaceError(f"{where}: expected a mapping")
+    fields = {f.name: f for f in dataclasses.fields(Budget)}
+    _reject_unknown(values, set(fields), where=where)
+    optional = {"train_size": None, "gpu_per_trial": 1.0, "cpu_per_trial": 1, "weight_decay": 5e-4,
+                "backbone_kwargs": {}}
+    missing = [key for key in fields if key not in values and key not in optional]
+    if missing:
+        raise SpaceError(f"{where}: missing {', '.join(missing)}")
+    return _check_budget(Budget(**{**optional, **values}), where=where)
+
+
+def _check_budget(budget: Budget, *, where: str) -> Budget:
+    for key in ("epochs", "trials", "batch_size", "val_size", "cpu_per_trial"):
+        _positive_int(getattr(budget, key), where=f"{where}: {key}")
+    if budget.train_size is not None:
+        _positive_int(budget.train_size, where=f"{where}: train_size")
+    if not isinstance(budget.backbone_kwargs, Mapping):
+        raise SpaceError(f"{where}: backbone_kwargs={budget.backbone_kwargs!r} must be a mapping of timm arguments")
+    for key in ("lr", "gpu_per_trial"):
+        value = getattr(budget, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise SpaceError(f"{where}: {key}={value!r} must be a positive number")
+    if not isinstance(budget.weight_decay, (int, float)) or budget.weight_decay < 0:
+        raise SpaceError(f"{where}: weight_decay={budget.weight_decay!r} must be a number >= 0")
+    return budget
+
+
+def _choices(settings: Mapping[str, Any], key: str, *, where: str, cast: type, required: bool = True,
+             default: tuple = ()) -> tuple:
+    value = settings.get(key, default if default else None)
+    if value is None or value == ():
+        if required:
+            raise SpaceError(f"{where}: {key!r} needs a list of choices")
+        return ()
+    if not isinstance(value, (list, tuple)):
+        value = [value]
+    if not value:
+        raise SpaceError(f"{where}: {key!r} is an empty list")
+    try:
+        out = tuple(cast(v) for v in value)
+    except (TypeError, ValueError):
+        raise SpaceError(f"{where}: {key}={list(value)!r} must be a list of {cast.__name__}") from None
+    if cast is int and any(isinstance(v, bool) or float(v) != int(v) for v in value):
+        raise SpaceError(f"{where}: {key}={list(value)!r} must be a list of int")
+    return out
+
+
+def _positive_int(value: Any, *, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise SpaceError(f"{where}={value!r} must be a positive integer")
+    return value
+
+
+def _reject_unknown(mapping: Any, allowed: set[str], *, where: str) -> None:
+    if not isinstance(mapping, Mapping):
+        raise SpaceError(f"{where}: expected a mapping, got {mapping!r}")
+    for key in mapping:
+        if key not in allowed:
+            raise SpaceError(f"{where}: unknown key {key!r}; valid keys: {', '.join(sorted(allowed))}")

@@ -1,0 +1,194 @@
+"""Contract tests for build(arch): every attention type through every backbone family, plus validation."""
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pytest
+import timm
+import torch
+from torch import nn
+
+from backbones import ATTENTION, POSITIONS, SUPPORTED_BACKBONES, build, make_attention, stage_channels
+from backbones.placement import apply_small_input, block_channels, find_stages
+
+STAGES = {  # feature_info stages per tested family
+    "resnet10t": ["layer1", "layer2", "layer3", "layer4"],
+    "resnet18": ["layer1", "layer2", "layer3", "layer4"],
+    "resnet50": ["layer1", "layer2", "layer3", "layer4"],
+    "mobilenetv3_small_100": ["blocks.0", "blocks.1", "blocks.3", "blocks.5"],
+    "mobilenetv3_large_100": ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"],
+    "regnety_002": ["s1", "s2", "s3", "s4"],
+    "regnetx_002": ["s1", "s2", "s3", "s4"],
+}
+CHANNELS = {
+    "resnet10t": [64, 128, 256, 512],
+    "resnet18": [64, 128, 256, 512],
+    "resnet50": [256, 512, 1024, 2048],
+    "mobilenetv3_small_100": [16, 24, 48, 576],
+    "mobilenetv3_large_100": [16, 24, 40, 112, 960],
+    "regnety_002": [24, 56, 152, 368],
+    "regnetx_002": [24, 56, 152, 368],
+}
+INPUTS = [(1, 28), (3, 32)]  # (in_chans, size): Fashion-MNIST, CIFAR
+
+
+def _arch(backbone: str, stages: list[dict], *, in_chans: int = 3, small_input: bool = True) -> dict:
+    return {"backbone": backbone, "in_chans": in_chans, "num_classes": 10, "small_input": small_input,
+            "stages": stages}
+
+
+def _spec(name: str, position: str = "after_block") -> dict:
+    knobs = {"reduction": 4, "kernel_size": 5}  # valid at every stage of every tested family
+    spec = {"attn": name, "position": position}
+    spec.update({k: v for k, v in knobs.items() if k in ATTENTION[name].knobs})
+    return spec
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@lru_cache(maxsize=None)
+def _plain(backbone: str, *, in_chans: int) -> nn.Module:
+    """The plain timm model with the small-input stem (cached: treat as read-only)."""
+    model = timm.create_model(backbone, pretrained=False, in_chans=in_chans, num_classes=10)
+    apply_small_input(model, stages=find_stages(model))
+    return model
+
+
+def _expected_attention_params(backbone: str, spec: dict) -> int:
+    model = _plain(backbone, in_chans=3)
+    knobs = {k: v for k, v in spec.items() if k not in ("attn", "position")}
+    total = 0
+    for name, out_chs in zip(STAGES[backbone], CHANNELS[backbone]):
+        blocks = len(list(model.get_submodule(name).children())) if spec["position"] == "after_block" else 1
+        total += blocks * _params(make_attention(spec["attn"], channels=out_chs, **knobs))
+    return total
+
+
+def _inserted(model: nn.Module, backbone: str, position: str) -> list[nn.Module]:
+    """The attention modules build() inserted (not the ones timm blocks already contain)."""
+    stages = [model.get_submodule(n) for n in STAGES[backbone]]
+    if position == "stage_end":
+        return [stage.attn for stage in stages]
+    return [block[1] for stage in stages for block in stage.children()]
+
+
+def _check_contract(backbone: str, spec: dict, *, small_input: bool = True) -> None:
+    """Shape on both inputs, parameter accounting, gradients into every inserted attention module."""
+    stages = [spec] * len(STAGES[backbone])
+    batch = 1 if small_input else 2  # batch 1 keeps CPU time down; without small_input the last map is 1x1
+    for in_chans, size in reversed(INPUTS):  # and train-mode BN needs >1 value per channel
+        torch.manual_seed(0)
+        model = build(_arch(backbone, stages, in_chans=in_chans, small_input=small_input)).train()
+        added = _params(model) - _params(_plain(backbone, in_chans=in_chans))
+        assert added == _expected_attention_params(backbone, spec)
+        out = model(torch.randn(batch, in_chans, size, size))
+        assert out.shape == (batch, 10)
+    out.logsumexp(1).sum().backward()  # gradients checked on the last input (1x28x28) only
+    if spec["attn"] == "none":
+        return
+    attn = _inserted(model, backbone, spec["position"])
+    kind = type(make_attention(spec["attn"], channels=64))
+    assert attn and all(type(m) is kind for m in attn)
+    for m in attn:
+        params = list(m.parameters())
+        assert all(p.grad is not None for p in params)
+        assert not params or any(p.grad.abs().sum() > 0 for p in params)
+
+
+@pytest.mark.parametrize("backbone", ["resnet10t", "mobilenetv3_small_100"])
+@pytest.mark.parametrize("name", list(ATTENTION))
+def test_every_type_in_every_family(backbone, name):
+    position = "stage_end" if list(ATTENTION).index(name) % 3 == 2 else "after_block"
+    _check_contract(backbone, _spec(name, position=position))
+
+
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50", "mobilenetv3_large_100", "regnety_002", "regnetx_002"])
+@pytest.mark.parametrize("name", ["se", "cbam"])
+def test_more_families(backbone, name):
+    # small_input=False keeps the bigger nets cheap on CPU; the stem change is covered above.
+    _check_contract(backbone, _spec(name), small_input=False)
+
+
+@pytest.mark.parametrize("backbone", sorted(STAGES))
+def test_stages_and_channels(backbone):
+    assert find_stages(timm.create_model(backbone, pretrained=False)) == STAGES[backbone]
+    state = torch.random.get_rng_state()
+    assert stage_channels(backbone=backbone, in_chans=1) == CHANNELS[backbone]
+    assert torch.equal(state, torch.random.get_rng_state())  # probing does not shift the caller's RNG
+    assert backbone in SUPPORTED_BACKBONES
+    model = timm.create_model(backbone, pretrained=False)
+    per_block = block_channels(model, stages=STAGES[backbone], in_chans=3)
+    assert [set(chs) for chs in per_block] == [{c} for c in CHANNELS[backbone]]  # one width per stage
+
+
+@pytest.mark.parametrize("backbone", ["resnet10t", "mobilenetv3_small_100"])
+@pytest.mark.parametrize("in_chans,size", INPUTS)
+def test_none_everywhere_is_the_plain_timm_model(backbone, in_chans, size):
+    torch.manual_seed(0)
+    model = build(_arch(backbone, [{"attn": "none"}] * len(STAGES[backbone]), in_chans=in_chans)).eval()
+    torch.manual_seed(0)
+    plain = _plain.__wrapped__(backbone, in_chans=in_chans).eval()
+    assert _params(model) == _params(plain)
+    assert model.state_dict().keys() == plain.state_dict().keys()
+    x = torch.randn(2, in_chans, size, size)
+    assert torch.equal(model(x), plain(x))
+
+
+def test_same_seed_same_weights():
+    arch = _arch("resnet10t", [_spec("se"), _spec("cbam"), _spec("nl"), _spec("coord", "stage_end")])
+    torch.manual_seed(1)
+    a = build(arch).state_dict()
+    torch.manual_seed(1)
+    b = build(arch).state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_small_input_keeps_resolution_into_first_stage():
+    model = build(_arch("resnet10t", [{"attn": "none"}] * 4, in_chans=1))
+    assert isinstance(model.maxpool, nn.Identity) and model.conv1[0].stride == (1, 1)
+    feats = model.forward_intermediates(torch.zeros(1, 1, 28, 28), intermediates_only=True)
+    assert [f.shape[-1] for f in feats[1:]] == [28, 14, 7, 4]
+
+
+def test_positions_place_the_right_number_of_modules():
+    spec = [{"attn": "se", "position": "stage_end"}, _spec("se"), {"attn": "none"}, {"attn": "none"}]
+    model = build(_arch("resnet18", spec))
+    assert isinstance(model.layer1.attn, nn.Module) and len(model.layer1) == 3
+    assert all(isinstance(b, nn.Sequential) and len(b) == 2 for b in model.layer2)
+
+
+@pytest.mark.parametrize("change,needle", [
+    ({"backbone": "resnet_nope"}, "'resnet_nope'"),
+    ({"stages": [{"attn": "none"}] * 3}, "has 4 stages"),
+    ({"stages": [{"attn": "nope"}] + [{"attn": "none"}] * 3}, "'nope'"),
+    ({"stages": [{"attn": "eca", "reduction": 8}] + [{"attn": "none"}] * 3}, "'reduction'"),
+    ({"stages": [{"attn": "se", "reduction": 32}] + [{"attn": "none"}] * 3}, "reduction=32"),
+    ({"stages": [{"attn": "cbam", "kernel_size": 4}] + [{"attn": "none"}] * 3}, "kernel_size=4"),
+    ({"stages": [{"attn": "se", "position": "inside"}] + [{"attn": "none"}] * 3}, "'inside'"),
+    ({"stages": [{"attn": "se", "ratio": 4}] + [{"attn": "none"}] * 3}, "'ratio'"),
+    ({"stages": [{"reduction": 4}] + [{"attn": "none"}] * 3}, "'attn'"),
+    ({"in_chans": 0}, "in_chans=0"),
+    ({"depth": 3}, "'depth'"),
+    ({"small_input": "yes"}, "small_input='yes'"),
+])
+def test_bad_arch_raises_one_line_value_error(change, needle):
+    arch = {**_arch("mobilenetv3_small_100", [{"attn": "none"}] * 4), **change}
+    with pytest.raises(ValueError) as info:
+        build(arch)
+    message = str(info.value)
+    assert needle in message and "\n" not in message
+
+
+def test_reduction_error_names_stage_and_channels():
+    arch = _arch("mobilenetv3_small_100", [{"attn": "se", "reduction": 32}] + [{"attn": "none"}] * 3)
+    with pytest.raises(ValueError, match=r"stage 0 \(blocks.0\).*16 channels"):
+        build(arch)
+
+
+def test_missing_key_is_reported():
+    arch = _arch("resnet10t", [{"attn": "none"}] * 4)
+    del arch["num_classes"]
+    with pytest.raises(ValueError, match="num_classes"):
+        build(arch)

@@ -1,0 +1,117 @@
+"""The real thing, end to end: the CLI on Fashion-MNIST through Ray + Optuna + ASHA + MLflow, then export.
+
+Nothing is mocked. The search is shrunk (small train subset, few epochs, narrow backbone) to fit CI's 2 cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pytest
+from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parents[2]
+TRIALS = 6
+EPOCHS = 3
+
+pytestmark = pytest.mark.e2e
+
+
+def run_cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    folder = tmp_path_factory.mktemp("search")
+    result = run_cli(["search.run", "space=fashion_attention", "name=e2e", f"budget.trials={TRIALS}",
+                      f"budget.epochs={EPOCHS}", "budget.train_size=1024", "budget.val_size=512",
+                      "budget.batch_size=64", "latency.runs=10", "sampler=random"], cwd=folder)
+    return folder, result.stdout
+
+
+def test_search_prints_progress_and_the_front(search: tuple[Path, str]) -> None:
+    _, stdout = search
+    assert "No CUDA device: using the CPU budget" in stdout
+    assert f"trial {TRIALS}/{TRIALS}" in stdout and "epoch 1/3" in stdout
+    assert "Pareto front (" in stdout and "mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1" in stdout
+
+
+def test_mlflow_has_one_parent_and_a_nested_run_per_trial(search: tuple[Path, str]) -> None:
+    folder, _ = search
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("attnas")
+    runs = client.search_runs([experiment.experiment_id], max_results=100)
+    parents = [r for r in runs if r.data.tags.get("attnas.role") == "search"]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED" and parent.info.run_name == "e2e"
+    assert parent.data.metrics["trials"] == TRIALS
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(children) == TRIALS == len(runs) - 1
+    outcomes = [r.data.tags["attnas.outcome"] for r in children]
+    assert set(outcomes) <= {"completed", "early_stopped"} and "completed" in outcomes
+    assert parent.data.metrics["trials_early_stopped"] == outcomes.count("early_stopped")
+    for run in children:
+        assert run.info.status == "FINISHED"
+        assert {"s0_attn", "s1_attn", "s2_attn", "s3_attn"} <= set(run.data.params)
+        history = client.get_metric_history(run.info.run_id, "val_acc")
+        epochs = int(run.data.tags["attnas.epochs_run"])
+        assert [m.step for m in history] == list(range(1, epochs + 1))
+        assert all(0.0 <= m.value <= 1.0 for m in history)
+        assert run.data.metrics["latency_ms"] > 0 and run.data.metrics["params_m"] > 0
+        arch = json.loads((Path(client.download_artifacts(run.info.run_id, "arch.json", str(folder))).read_text()))
+        for stage in range(4):  # a knob is logged only where the sampled type takes it
+            kind = run.data.params[f"s{stage}_attn"]
+            assert arch["stages"][stage]["attn"] == kind
+    # the front: full-budget trials only, tagged, with reports on the parent
+    completed = [r for r in children if r.data.tags["attnas.outcome"] == "completed"]
+    front = [r for r in children if r.data.tags.get("pareto") == "true"]
+    assert front and all(r in completed for r in front)
+    for run in front:  # nothing in the completed set beats a front member on both objectives
+        acc, ms = run.data.metrics["val_acc"], run.data.metrics["latency_ms"]
+        assert not any(o.data.metrics["val_acc"] > acc and o.data.metrics["latency_ms"] < ms for o in completed)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")} == {
+        "pareto/pareto.csv", "pareto/pareto.png", "pareto/pareto.html"}
+    csv_path = Path(client.download_artifacts(parent.info.run_id, "pareto/pareto.csv", str(folder)))
+    assert csv_path.read_text().count("\n") == len(completed) + 1
+
+
+def test_export_rebuilds_the_trial_model_in_a_new_process(search: tuple[Path, str]) -> None:
+    folder, _ = search
+    result = run_cli(["search.export", "out=exported", "module_name=best_arch"], cwd=folder)
+    assert "best_arch.py" in result.stdout
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("attnas")
+    front = client.search_runs([experiment.experiment_id], filter_string="tags.pareto = 'true'")
+    best = max(front, key=lambda r: (r.data.metrics["val_acc"], -r.data.metrics["latency_ms"]))
+    reference = load_file(client.download_artifacts(best.info.run_id, "model/reference.safetensors", str(folder)))
+    check = (
+        "import sys, torch\n"
+        "from safetensors.torch import load_file\n"
+        "from best_arch import build_model, METRICS\n"
+        "ref = load_file(sys.argv[1])\n"
+        "out = build_model()(ref['input'])\n"
+        "assert torch.allclose(out, ref['output'], atol=1e-5), (out - ref['output']).abs().max()\n"
+        "print('val_acc', METRICS['val_acc'])\n"
+    )
+    ref_path = folder / "ref.safetensors"
+    from safetensors.torch import save_file
+
+    save_file(reference, str(ref_path))
+    env = {**os.environ, "PYTHONPATH": f"{folder / 'exported'}{os.pathsep}{REPO}"}
+    out = subprocess.run([sys.executable, "-c", check, str(ref_path)], cwd=folder, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"val_acc {round(best.data.metrics['val_acc'], 6)}" in out.stdout
+    assert (folder / "exported" / "best_arch.safetensors").is_file()
+    assert b"pickle" not in (folder / "exported" / "best_arch.py").read_bytes()

@@ -1,0 +1,108 @@
+"""Contracts over every shipped space, the conditional sampler and the space validation errors."""
+
+from __future__ import annotations
+
+import copy
+
+import optuna
+import pytest
+import yaml
+
+from backbones import ATTENTION, build
+from spaces import SpaceError, available_spaces, check_space_fits, load_space
+from spaces.loader import SPACES_DIR
+from spaces.schema import parse_space
+
+SPACES = available_spaces()
+
+
+def test_the_issue_spaces_ship() -> None:
+    assert {"fashion_attention", "cifar_attention"} <= set(SPACES)
+
+
+@pytest.mark.parametrize("name", SPACES)
+@pytest.mark.parametrize("hardware", ["cpu", "gpu"])
+def test_every_space_fits_its_backbones(name: str, hardware: str) -> None:
+    space = load_space(name)
+    budget = space.budgets[hardware]
+    in_chans = 1 if space.dataset == "fashion_mnist" else 3
+    channels = check_space_fits(space, backbone=budget.backbone, in_chans=in_chans,
+                                backbone_kwargs=budget.backbone_kwargs)
+    assert len(channels) == space.num_stages
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_sampling_is_conditional_and_builds(name: str) -> None:
+    space = load_space(name)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_types = set()
+    for i in range(40):
+        trial = study.ask()
+        params = space.suggest(trial)
+        assert params == trial.params  # everything drawn is recorded, nothing else
+        for stage in space.stages:
+            kind = params[f"s{stage.index}_attn"]
+            seen_types.add(kind)
+            for knob in ("reduction", "kernel_size"):
+                drawn = f"s{stage.index}_{knob}" in params
+                assert drawn == (knob in ATTENTION[kind].knobs), (kind, knob, params)
+        study.tell(trial, 0.0)
+        if i < 3:  # building is the slow part; a few are enough to prove the ArchConfig is valid
+            budget = space.budgets["cpu"]
+            arch = space.to_arch(params, backbone=budget.backbone, in_chans=1, num_classes=10,
+                                 backbone_kwargs=budget.backbone_kwargs)
+            build(arch)
+    assert "none" in seen_types and len(seen_types) >= 4
+
+
+def test_unknown_space_lists_the_available_ones() -> None:
+    with pytest.raises(SpaceError, match=r"unknown space 'nope'; available spaces: .*fashion_attention"):
+        load_space("nope")
+
+
+def _raw() -> dict:
+    return yaml.safe_load((SPACES_DIR / "fashion_attention.yaml").read_text())
+
+
+def _mutated(path: list, value) -> dict:
+    raw = copy.deepcopy(_raw())
+    node = raw
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return raw
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (["defaults", "types"], ["se", "sparkle"], r"unknown attention type 'sparkle'; valid types: .*cbam.*se"),
+        (["defaults", "kernel_size"], [3, 4], r"kernel_size 4 must be a positive odd integer"),
+        (["defaults", "reduction"], [0, 8], r"reduction ratio 0 must be >= 1"),
+        (["defaults", "position"], ["everywhere"], r"unknown position 'everywhere'; valid positions: .*after_block"),
+        (["defaults", "colour"], ["red"], r"unknown key 'colour'; valid keys: .*kernel_size"),
+        (["stages", 7], {}, r"stage 7 does not exist; valid stages: 0..3"),
+        (["budgets", "cpu", "epochs"], -1, r"epochs=-1 must be a positive integer"),
+        (["budgets", "cpu", "speed"], 3, r"unknown key 'speed'"),
+        (["flavour"], "x", r"unknown key 'flavour'"),
+    ],
+)
+def test_bad_space_files_give_one_line(path: list, value, message: str) -> None:
+    with pytest.raises(SpaceError, match=message) as info:
+        parse_space(_mutated(path, value), name="bad")
+    assert "\n" not in str(info.value)
+
+
+def test_ratio_larger_than_channels_is_rejected_before_training() -> None:
+    space = parse_space(_mutated(["defaults", "reduction"], [4, 128]), name="wide")
+    with pytest.raises(SpaceError, match=r"stage 0 has 64 channels, so reduction ratio 128 leaves none"):
+        check_space_fits(space, backbone="resnet10t", in_chans=1)
+
+
+def test_budget_overrides_are_checked() -> None:
+    budget = load_space("fashion_attention").budgets["cpu"]
+    assert budget.with_overrides({"epochs": 1, "lr": None}).epochs == 1
+    with pytest.raises(SpaceError, match=r"unknown budget key 'epoch'"):
+        budget.with_overrides({"epoch": 1})
+    with pytest.raises(SpaceError, match=r"epochs=0 must be a positive integer"):
+        budget.with_overrides({"epochs": 0})

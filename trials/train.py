@@ -1,0 +1,134 @@
+"""The training loop: one function, read top to bottom (in the spirit of airbench / nanoGPT).
+
+Data are device-resident uint8 tensors (`TensorData`); each epoch draws batches by a seeded
+permutation, augments them on the device, trains, then evaluates on the whole validation split.
+`train_epochs` is a generator: it yields one metrics dict per epoch, so the caller can report
+(or be stopped) between epochs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trials.augment import augment, normalize
+from trials.data import TensorData
+
+_WARMUP_FRACTION = 0.2  # share of all steps spent ramping the LR up linearly from ~0; then linear decay to 0
+_MOMENTUM = 0.9  # SGD Nesterov momentum (dimensionless)
+_EVAL_BATCH = 1024  # images per validation forward pass; eval keeps no activations, so big is cheap
+_CHECK_EVERY_CUDA = 25  # steps between NaN checks on CUDA (each check syncs the GPU); on CPU: every step
+
+
+class TrialDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the message names the epoch and step."""
+
+
+def train_epochs(
+    model: nn.Module,
+    data: TensorData,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    label_smoothing: float,
+    seed: int,
+    device: torch.device | str,
+) -> Iterator[dict[str, float]]:
+    """Train `model` (already on `device`, as is `data`) and yield metrics after every epoch.
+
+    epochs: passes over the training split; the LR schedule spans all of them (warm-up, then linear decay).
+    batch_size: images per step (the ragged last batch of each epoch is dropped). lr: peak learning rate of
+    SGD with Nesterov momentum. weight_decay: L2 coefficient, applied to conv/linear weights only (not BN or
+    biases). label_smoothing: cross-entropy smoothing, 0–1. seed: batch order and augmentation.
+    Yields {"epoch": 1-based, "train_loss": mean over the epoch, "val_acc": fraction 0–1, "epoch_s": wall
+    seconds for training + validation}. Raises TrialDiverged as soon as a loss is NaN/inf.
+    """
+    device = torch.device(device)
+    on_cuda = device.type == "cuda"
+    n_train = len(data.train_y)
+    batch_size = min(batch_size, n_train)
+    steps_per_epoch = n_train // batch_size  # drop the ragged batch: fixed shapes for cudnn.benchmark, sane BN stats
+    total_steps = epochs * steps_per_epoch
+    warmup_steps = max(1, round(_WARMUP_FRACTION * total_steps))
+    check_every = _CHECK_EVERY_CUDA if on_cuda else 1  # a CPU "sync" costs nothing
+
+    decay = [p for p in model.parameters() if p.requires_grad and p.dim() > 1]  # conv / linear weights
+    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() <= 1]  # BN scales/shifts, biases
+    optimizer = torch.optim.SGD(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr, momentum=_MOMENTUM, nesterov=True,
+    )
+    schedule = torch.optim.lr_scheduler.LambdaLR(  # multiplier of the peak lr at each step
+        optimizer,
+        lambda step: (step + 1) / warmup_steps if step < warmup_steps
+        else max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps)),
+    )
+    generator = torch.Generator(device=device).manual_seed(seed)
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True  # shapes are fixed, so autotuned kernels pay off
+        model.to(memory_format=torch.channels_last)  # tensor cores prefer NHWC
+
+    def prepare(images: torch.Tensor) -> torch.Tensor:
+        x = normalize(images, mean=data.mean, std=data.std)
+        return x.contiguous(memory_format=torch.channels_last) if on_cuda else x
+
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+
+        # ---- train
+        model.train()
+        order = torch.randperm(n_train, device=device, generator=generator)
+        losses = torch.zeros(steps_per_epoch, device=device)
+        for step in range(steps_per_epoch):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            images = augment(data.train_x[idx], crop_padding=data.crop_padding, flip=data.flip, generator=generator)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):  # bf16 matmuls/convs on GPU
+                logits = model(prepare(images))
+            loss = F.cross_entropy(logits.float(), data.train_y[idx], label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses[step] = loss.detach()
+            if (step + 1) % check_every == 0 or step + 1 == steps_per_epoch:
+                _raise_if_diverged(losses[: step + 1], epoch=epoch)
+
+        # ---- validate
+        val_acc = evaluate(model, data, device=device, prepare=prepare)
+        if on_cuda:
+            torch.cuda.synchronize(device)
+        yield {
+            "epoch": epoch,
+            "train_loss": losses.mean().item(),
+            "val_acc": val_acc,
+            "epoch_s": time.perf_counter() - start,
+        }
+
+
+def evaluate(model: nn.Module, data: TensorData, *, device: torch.device, prepare=None) -> float:
+    """Top-1 accuracy (fraction 0–1) on the validation split, eval mode, no augmentation."""
+    prepare = prepare or (lambda images: normalize(images, mean=data.mean, std=data.std))
+    model.eval()
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        for start in range(0, len(data.val_y), _EVAL_BATCH):
+            logits = model(prepare(data.val_x[start:start + _EVAL_BATCH]))
+            correct += (logits.argmax(dim=1) == data.val_y[start:start + _EVAL_BATCH]).sum()
+    return correct.item() / len(data.val_y)
+
+
+def _raise_if_diverged(losses: torch.Tensor, *, epoch: int) -> None:
+    """Raise TrialDiverged naming the first non-finite step among `losses` (this epoch's steps so far)."""
+    finite = torch.isfinite(losses)
+    if not bool(finite.all()):
+        step = int((~finite).nonzero()[0]) + 1
+        raise TrialDiverged(
+            f"training diverged: loss is {losses[step - 1].item()} at epoch {epoch}, step {step} "
+            f"(lower the lr or check the model)"
+        )

@@ -15,6 +15,7 @@ from typing import Any
 
 import hydra
 import mlflow
+import optuna
 import ray
 from omegaconf import DictConfig
 from ray import tune
@@ -54,6 +55,8 @@ def execute(plan: SearchPlan) -> SearchSummary:
     """Run a checked plan: MLflow parent run, Ray Tune search, Pareto reports."""
     t0 = time.monotonic()
     _announce(plan)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     mlflow.set_tracking_uri(plan.tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=plan.tracking_uri)
     experiment = experiment_id(client, name=plan.experiment, tracking_uri=plan.tracking_uri)
@@ -92,6 +95,7 @@ def _announce(plan: SearchPlan) -> None:
 def _tune(plan: SearchPlan, *, callbacks: list) -> tune.ResultGrid:
     # One checkpoint per trial (its last epoch) makes Tune's "snapshotting too often" warning noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0 Ray prints nothing; ProgressPrinter talks
     per_trial = {"cpu": plan.budget.cpu_per_trial, "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
     ray.init(
         num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import math
+import shutil
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,13 +117,16 @@ def _find_idx(root: Path, stem: str) -> Path | None:
 
 def _load_fashion_mnist(*, root: Path, download: bool, **_) -> tuple[np.ndarray, np.ndarray]:
     paths = [_find_idx(root, stem) for stem in _FASHION_FILES]
+    failure = ""
     if None in paths and download:
-        _download(lambda: __import__("torchvision").datasets.FashionMNIST(str(root), train=True, download=True))
+        failure = _download(lambda: __import__("torchvision").datasets.FashionMNIST(str(root), train=True,
+                                                                                     download=True), root=root)
         paths = [_find_idx(root, stem) for stem in _FASHION_FILES]
     if None in paths:
         missing = _FASHION_FILES[paths.index(None)] + ".gz"
+        failure = f", {failure}" if failure else ""
         raise DatasetMissingError(
-            f"dataset 'fashion_mnist' not found under {root} (no {missing}): install the Debian package "
+            f"dataset 'fashion_mnist' not found under {root} (no {missing}{failure}): install the Debian package "
             f"dataset-fashion-mnist (apt-get install dataset-fashion-mnist), point data.root=DIR at a folder "
             f"with the gzipped IDX files, or run with data.download=true on a machine with internet"
         )
@@ -135,7 +139,7 @@ def _load_fashion_mnist(*, root: Path, download: bool, **_) -> tuple[np.ndarray,
 def _cifar_loader(name: str, folder: str) -> LoadFn:
     def load(*, root: Path, download: bool, **_) -> tuple[np.ndarray, np.ndarray]:
         how = (
-            f"run with data.download=true on a machine with internet, or point data.root=DIR at a folder "
+            f"let torchvision download it on a machine with internet (data.download=true), or point data.root=DIR at a folder "
             f"containing {folder}"
         )
         if not (root / folder).is_dir() and not download:  # checked before the (slow) torchvision import
@@ -143,10 +147,12 @@ def _cifar_loader(name: str, folder: str) -> LoadFn:
         import torchvision  # imported here: only CIFAR needs it
 
         cls = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+        failure = ""
         if download and not (root / folder).is_dir():
-            _download(lambda: cls(str(root), train=True, download=True))
+            failure = _download(lambda: cls(str(root), train=True, download=True), root=root)
         if not (root / folder).is_dir():
-            raise DatasetMissingError(f"dataset '{name}' not found under {root} (no {folder}/): {how}")
+            failure = f", {failure}" if failure else ""
+            raise DatasetMissingError(f"dataset '{name}' not found under {root} (no {folder}/{failure}): {how}")
         try:
             dataset = cls(str(root), train=True, download=False)
         except RuntimeError as err:  # torchvision: "Dataset not found or corrupted."
@@ -157,14 +163,29 @@ def _cifar_loader(name: str, folder: str) -> LoadFn:
     return load
 
 
-def _download(fetch: Callable[[], object]) -> None:
-    """Run a torchvision download with a short socket timeout; failures are left for the caller's check."""
+def _download(fetch: Callable[[], object], *, root: Path) -> str:
+    """Run a torchvision download with a short socket timeout; returns why it failed ("" on success).
+
+    Folders the attempt created are removed again when it fails, so a failed run leaves nothing behind.
+    """
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(_DOWNLOAD_SOCKET_TIMEOUT_S)
     try:
         fetch()
-    except Exception:  # offline, DNS failure, bad checksum: the caller raises DatasetMissingError
-        pass
+        return ""
+    except Exception as err:  # offline, DNS failure, bad checksum: the caller raises DatasetMissingError
+        reason = " ".join(str(err).split()) or type(err).__name__
+        if existing is not None and existing != root:
+            created = root
+            while created.parent != existing:
+                created = created.parent
+            shutil.rmtree(created, ignore_errors=True)
+        elif existing == root:
+            for child in root.iterdir():  # partial downloads inside a folder that was already there
+                if child.name.endswith((".tar.gz", ".gz")) and child.stat().st_size == 0:
+                    child.unlink()
+        return f"download failed: {reason}"
     finally:
         socket.setdefaulttimeout(previous)
 

@@ -1,6 +1,8 @@
-"""What a person looks at: Pareto reports (CSV, PNG, interactive HTML) and the MLflow UI launcher."""
+"""What a person looks at: Pareto reports (CSV, PNG, interactive HTML) and the MLflow UI launcher.
+
+``python -m dashboards.ui`` opens the MLflow UI (``dashboards.ui`` is not imported here, so ``-m`` runs it cleanly).
+"""
 
 from dashboards.pareto_report import write_pareto_report
-from dashboards.ui import ui_command, ui_hint
 
-__all__ = ["ui_command", "ui_hint", "write_pareto_report"]
+__all__ = ["write_pareto_report"]

@@ -20,7 +20,8 @@ import ray
 from omegaconf import DictConfig
 from ray import tune
 
-from dashboards import ui_hint, write_pareto_report
+from dashboards import write_pareto_report
+from dashboards.ui import ui_hint
 from search.errors import exit_on_bad_input
 from search.pareto import pareto_front
 from search.plan import SearchPlan, prepare

@@ -46,3 +46,15 @@ def test_export_without_a_search_says_so(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "run 'python -m search.run' first" in result.stderr
 
+
+
+def test_unknown_attention_type_in_a_space_file(tmp_path: Path) -> None:
+    source = (REPO / "spaces" / "fashion_attention.yaml").read_text()
+    space_file = tmp_path / "mine.yaml"
+    space_file.write_text(source.replace("types: [none, se, eca,", "types: [none, sparkle, se, eca,"))
+    result = run_cli(["search.run", f"space={space_file}"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: space 'mine': stage 0: unknown attention type 'sparkle'; valid types: "
+        "cbam, ceca, coord, eca, ela, ese, gc, gca, lcbam, nl, none, scoord, se"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]

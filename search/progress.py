@@ -8,6 +8,8 @@ from typing import Any
 
 from ray.tune import Callback
 
+from search.tracking import trial_error_line
+
 
 def arch_summary(arch: Mapping[str, Any]) -> str:
     """Short text for an ArchConfig's stages, e.g. ``se/r8 | - | eca/k5 | cbam/r16/k7``."""
@@ -65,5 +67,4 @@ class ProgressPrinter(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ended += 1
-        message = (getattr(trial, "error_msg", None) or "error").strip().splitlines()
-        self._say(f"  {trial.trial_id} FAILED: {message[-1] if message else 'error'} ({self.ended}/{self.total})")
+        self._say(f"  {trial.trial_id} FAILED: {trial_error_line(trial)} ({self.ended}/{self.total})")

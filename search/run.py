@@ -77,6 +77,9 @@ def execute(plan: SearchPlan) -> SearchSummary:
                                                                   full_epochs=plan.budget.epochs)])
         summary = _summarise(plan, results, tracker=tracker, client=client, parent=parent, t0=t0)
         status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
     finally:
         client.set_terminated(parent, status)
     _print_summary(summary, plan=plan)
@@ -176,12 +179,17 @@ def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTri
 def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     print(f"\nSearch {summary.name} finished in {summary.wall_s:.0f}s: {summary.trials} trials, "
           f"{summary.completed} completed, {summary.early_stopped} stopped early by ASHA, {summary.failed} failed.")
-    print(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
-    print(format_table(summary.front, [("trial_id", "trial", "s"), ("val_acc", "val_acc", ".4f"),
-                                       ("latency_ms", "latency_ms", ".2f"), ("params_m", "params_m", ".3f"),
-                                       ("flops_g", "flops_g", ".3f"), ("arch", f"stages 0..{plan.space.num_stages - 1}", "s")]))
+    if summary.front:
+        print(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
+        print(format_table(summary.front, [("trial_id", "trial", "s"), ("val_acc", "val_acc", ".4f"),
+                                           ("latency_ms", "latency_ms", ".2f"), ("params_m", "params_m", ".3f"),
+                                           ("flops_g", "flops_g", ".3f"),
+                                           ("arch", f"stages 0..{plan.space.num_stages - 1}", "s")]))
+    else:
+        print("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
     print(f"\nMLflow UI:  {ui_hint(tracking_uri=plan.tracking_uri)}")
-    print("Export the most accurate front model:  python -m search.export", flush=True)
+    if summary.front:
+        print("Export the most accurate front model:  python -m search.export", flush=True)
 
 
 @hydra.main(config_path="conf", config_name="run", version_base=None)

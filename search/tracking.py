@@ -85,6 +85,7 @@ class MlflowTrialCallback(Callback):
         self.search_name = search_name
         self.full_epochs = full_epochs
         self.run_ids: dict[str, str] = {}  # Ray trial id -> MLflow run id
+        self.open_runs: set[str] = set()  # MLflow runs not yet terminated
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.run_ids:
@@ -97,6 +98,7 @@ class MlflowTrialCallback(Callback):
         )
         run_id = run.info.run_id
         self.run_ids[trial.trial_id] = run_id
+        self.open_runs.add(run_id)
         params = {k: v for k, v in trial.config.items() if k != "arch"}
         self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in sorted(params.items())])
         self.client.log_dict(run_id, trial.config["arch"], "arch.json")
@@ -125,16 +127,35 @@ class MlflowTrialCallback(Callback):
                     self.client.log_artifact(run_id, str(folder / name), artifact_path="model")
         self.client.set_tag(run_id, OUTCOME_TAG, outcome)
         self.client.set_tag(run_id, "attnas.epochs_run", str(epochs))
-        self.client.set_terminated(run_id, "FINISHED")
+        self._terminate(run_id, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None:
             return
-        reason = (getattr(trial, "error_msg", None) or "trial raised an error").strip().splitlines()
         self.client.set_tag(run_id, OUTCOME_TAG, "failed")
-        self.client.set_tag(run_id, "attnas.error", (reason[-1] if reason else "error")[:4000])
-        self.client.set_terminated(run_id, "FAILED")
+        self.client.set_tag(run_id, "attnas.error", trial_error_line(trial)[:4000])
+        self._terminate(run_id, "FAILED")
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        """Runs of trials still running when the search ends (Ctrl-C, driver error) are closed as KILLED."""
+        for run_id in sorted(self.open_runs):
+            self.client.set_tag(run_id, OUTCOME_TAG, "interrupted")
+            self._terminate(run_id, "KILLED")
+
+    def _terminate(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status)
+        self.open_runs.discard(run_id)
+
+
+def trial_error_line(trial: Any) -> str:
+    """The last line of a failed Ray trial's error (usually ``SomeError: message``)."""
+    error = trial.get_error() if hasattr(trial, "get_error") else None
+    local = Path(getattr(trial, "error_file", None) or "/nonexistent")
+    if not error and local.is_file():  # Ray writes the trace locally before it syncs it to storage
+        error = local.read_text(errors="replace")
+    lines = [line for line in str(error or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "trial raised an error"
 
 
 def _is_number(value: Any) -> bool:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
+import torch
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
@@ -91,6 +92,7 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, budget: Tria
     callback uploads and ``search.export`` rebuilds from.
     """
     arch = config["arch"]
+    torch.manual_seed(budget.seed)  # the same ArchConfig and seed give the same initial weights
     model = build(arch)
 
     def report(metrics: dict[str, float], trained: Any) -> None:

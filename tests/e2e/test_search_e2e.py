@@ -115,3 +115,18 @@ def test_export_rebuilds_the_trial_model_in_a_new_process(search: tuple[Path, st
     assert f"val_acc {round(best.data.metrics['val_acc'], 6)}" in out.stdout
     assert (folder / "exported" / "best_arch.safetensors").is_file()
     assert b"pickle" not in (folder / "exported" / "best_arch.py").read_bytes()
+
+
+def test_failing_trials_are_recorded_and_the_search_finishes(tmp_path: Path) -> None:
+    result = run_cli(["search.run", "name=diverging", "budget.trials=2", "budget.epochs=1", "budget.train_size=256",
+                      "budget.val_size=128", "budget.lr=1e9", "latency.runs=5"], cwd=tmp_path)
+    assert "2 failed" in result.stdout and "no Pareto front" in result.stdout
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("attnas").experiment_id])
+    trials = [r for r in runs if r.data.tags.get("attnas.role") == "trial"]
+    assert len(trials) == 2
+    for run in trials:
+        assert run.info.status == "FAILED" and run.data.tags["attnas.outcome"] == "failed"
+        assert "TrialDiverged: training diverged: loss is nan" in run.data.tags["attnas.error"]
+    parent = next(r for r in runs if r.data.tags.get("attnas.role") == "search")
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_failed"] == 2

@@ -1,7 +1,11 @@
 """Registry of attention modules: name -> how to build it and which knobs it honours.
 
 Every module is built as ``make(channels, **knobs)`` and maps ``(N, C, H, W) -> (N, C, H, W)``.
-All of them wrap ``timm.layers`` classes (https://github.com/huggingface/pytorch-image-models).
+Most wrap ``timm.layers`` classes (https://github.com/huggingface/pytorch-image-models); the rest
+(psa, sa, bam, triplet, spatial) are written in ``backbones.modules``. Types considered and not
+registered are listed, with the reason, in ``LEFT_OUT``. Two registered types are conv replacements
+rather than gates (splat, lambda: their output is a new kxk-context feature map with no skip path);
+they are kept because they are shape-preserving C -> C on any map size with honest knobs.
 
 Knob semantics (the same for every type that declares the knob):
 
@@ -9,8 +13,8 @@ Knob semantics (the same for every type that declares the knob):
   ``rd_channels`` explicitly because timm's ``make_divisible`` rounds (to 8 by default, and to the
   nearest integer otherwise), which would make distinct ratios build identical modules.
 - ``kernel_size`` k (odd int >= 1): the size of the type's conv kernel (ECA's 1-D channel conv,
-  CBAM's spatial conv, ELA's 1-D depthwise convs). ECA is built without ``channels`` so timm does not
-  replace k with its channel-adaptive choice.
+  CBAM's and triplet's spatial convs, ELA's 1-D depthwise convs, SplitAttn's grouped conv). ECA is
+  built without ``channels`` so timm does not replace k with its channel-adaptive choice.
 
 A type declares a knob only if every value of it changes the module (param count or a kernel shape);
 ``tests/backbones`` checks that for every value in ``KNOB_CHOICES``.
@@ -21,12 +25,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
-from timm.layers import CecaModule, EcaModule, EffectiveSEModule, GlobalContext, NonLocalAttn, SEModule
+from timm.layers import (
+    CecaModule, ConvMlp, EcaModule, EffectiveSEModule, GatherExcite, GlobalContext, NonLocalAttn, SEModule, SplitAttn,
+)
 from timm.layers.cbam import CbamModule, LightCbamModule  # not re-exported by timm.layers
 from timm.layers.coord_attn import CoordAttn, EfficientLocalAttn, SimpleCoordAttn
+from timm.layers.lambda_layer import LambdaLayer
 from torch import nn
 
-# Left out: timm GatherExcite ("ge") fails to construct in timm 1.0.31 (passes *dd positionally to ConvMlp).
+from .modules import (
+    BottleneckAttention, PointwiseSpatialAttention, SelfAttention2d, SpatialGate, TripletAttention,
+)
 
 KNOBS: frozenset[str] = frozenset({"reduction", "kernel_size"})
 # Values the project offers for each knob (a search space may use a subset).
@@ -41,6 +50,7 @@ class AttentionKind:
     make: Callable[..., nn.Module]
     knobs: frozenset[str]  # subset of KNOBS that really changes the module
     paper: str  # URL
+    channel_multiple: int = 1  # channels must be a multiple of this (grouped convs, attention heads)
 
 
 # --- constructors: (channels, **knobs) -> nn.Module -------------------------------------------------
@@ -70,8 +80,31 @@ def _ela(channels: int, *, kernel_size: int = 7) -> nn.Module:
     return EfficientLocalAttn(channels, kernel_size=kernel_size)
 
 
-def _kind(name: str, make: Callable[..., nn.Module], knobs: set[str], paper: str) -> AttentionKind:
-    return AttentionKind(name=name, make=make, knobs=frozenset(knobs), paper=paper)
+def _ecam(channels: int, *, reduction: int = 8) -> nn.Module:
+    # timm's MLP variant of ECA; with channels given, timm picks the 1-D kernel from channels (so no k knob).
+    return EcaModule(channels, use_mlp=True, rd_channels=channels // reduction)
+
+
+def _ge(channels: int, *, reduction: int = 16) -> nn.Module:
+    # Gather: parameter-free average over extent 8 (GE-theta-minus); excite: timm's 1x1 MLP. timm 1.0.31 builds
+    # that MLP with ``*dd`` (dict keys as positional args) and crashes, so we build it ourselves.
+    module = GatherExcite(channels, extent=8, use_mlp=False)
+    module.mlp = ConvMlp(channels, channels // reduction, act_layer=nn.ReLU)
+    return module
+
+
+def _splat(channels: int, *, reduction: int = 4, kernel_size: int = 3) -> nn.Module:
+    # A radix-2 split-attention conv (replaces a kxk conv in ResNeSt); shape-preserving, no BatchNorm by default.
+    return SplitAttn(channels, channels, kernel_size=kernel_size, rd_channels=channels // reduction)
+
+
+def _lambda(channels: int, *, kernel_size: int = 9) -> nn.Module:
+    # kernel_size is the local context size r of the position lambdas (a (r, r) conv); 4 heads of values.
+    return LambdaLayer(channels, channels, r=kernel_size)
+
+
+def _kind(name: str, make: Callable[..., nn.Module], knobs: set[str], paper: str, multiple: int = 1) -> AttentionKind:
+    return AttentionKind(name=name, make=make, knobs=frozenset(knobs), paper=paper, channel_multiple=multiple)
 
 
 _R, _K = "reduction", "kernel_size"
@@ -90,7 +123,27 @@ ATTENTION: dict[str, AttentionKind] = {k.name: k for k in (
     _kind("gca", partial(_reduced, GlobalContext, fuse_add=True, fuse_scale=False), {_R},
           "https://arxiv.org/abs/1904.11492"),
     _kind("nl", partial(_reduced, NonLocalAttn), {_R}, "https://arxiv.org/abs/1711.07971"),
+    _kind("ecam", _ecam, {_R}, "https://arxiv.org/abs/1910.03151"),  # timm experiment: ECA with an MLP
+    _kind("ge", _ge, {_R}, "https://arxiv.org/abs/1810.12348"),
+    _kind("splat", _splat, {_R, _K}, "https://arxiv.org/abs/2004.08955", multiple=2),  # radix-2 grouped conv
+    _kind("lambda", _lambda, {_K}, "https://arxiv.org/abs/2102.08602", multiple=4),  # 4 heads
+    _kind("psa", PointwiseSpatialAttention, {_R}, "https://hszhao.github.io/papers/eccv18_psanet.pdf"),
+    _kind("sa", SelfAttention2d, {_R}, "https://arxiv.org/abs/1805.08318"),
+    _kind("bam", BottleneckAttention, {_R}, "https://arxiv.org/abs/1807.06514"),
+    _kind("triplet", TripletAttention, {_K}, "https://arxiv.org/abs/2010.03045"),
+    _kind("spatial", SpatialGate, {_K}, "https://arxiv.org/abs/1807.06521"),  # CBAM's spatial half
 )}
+
+# Types considered and not registered (name -> why); ``python -m backbones`` prints this list.
+LEFT_OUT: dict[str, str] = {
+    "bat": "timm BatNonLocalAttn needs H and W divisible by block_size (7 by default), so it breaks on most "
+           "stage sizes; block_size=1 runs anywhere but makes the bilinear transform an identity",
+    "sk": "timm SelectiveKernel BatchNorms the pooled (N, C', 1, 1) descriptor, so it cannot train at batch 1 "
+          "on any map size (a batch of one, e.g. a last partial batch, crashes)",
+    "halo": "timm HaloAttn needs H and W divisible by its block size (8); fails on 1x1 to 7x7 maps",
+    "bottleneck": "timm BottleneckAttn needs the feature size at construction (relative position table) and "
+                  "asserts the input matches it; the registry builds from channels only",
+}
 
 
 def check_attention(name: str, *, channels: int, **knobs: object) -> None:
@@ -101,6 +154,8 @@ def check_attention(name: str, *, channels: int, **knobs: object) -> None:
     kind = ATTENTION.get(name)
     if kind is None:
         raise ValueError(f"unknown attention type {name!r}; valid: {', '.join(ATTENTION)}")
+    if channels % kind.channel_multiple:
+        raise ValueError(f"attention {name!r} needs channels divisible by {kind.channel_multiple}; got {channels}")
     for knob, value in knobs.items():
         if knob not in kind.knobs:
             takes = ", ".join(sorted(kind.knobs)) or "no knobs"
@@ -119,9 +174,11 @@ def check_attention(name: str, *, channels: int, **knobs: object) -> None:
 def make_attention(name: str, *, channels: int, **knobs: int) -> nn.Module:
     """Build the registered attention type ``name`` for a ``channels``-wide feature map.
 
-    Omitted knobs take the type's default (reduction 16; kernel_size 3 for ECA, 7 for CBAM/ELA).
-    Raises a one-line ``ValueError`` for an unknown name, a knob the type does not take, a reduction
-    with ``channels // reduction < 1`` or an even / non-positive kernel size.
+    Omitted knobs take the type's default (reduction 16 for most, 8 for sa/ecam, 4 for psa/splat; kernel_size 3
+    for ECA/SplitAttn, 7 for CBAM/ELA/triplet/spatial, 9 for lambda).
+    Raises a one-line ``ValueError`` for an unknown name, channels not a multiple of the type's
+    ``channel_multiple``, a knob the type does not take, a reduction with ``channels // reduction < 1``
+    or an even / non-positive kernel size.
     """
     check_attention(name, channels=channels, **knobs)
     return ATTENTION[name].make(channels, **knobs)

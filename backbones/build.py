@@ -2,7 +2,7 @@
 
 ArchConfig, the contract with spaces/, trials/ and search/::
 
-    {"backbone": "resnet10t",   # timm model name (pretrained=False)
+    {"backbone": "resnet10t",   # timm model name (pretrained=False); tested: SUPPORTED_BACKBONES
      "in_chans": 1,             # 1 for Fashion-MNIST, 3 for CIFAR
      "num_classes": 10,
      "small_input": True,       # optional, default False; see placement.apply_small_input
@@ -10,8 +10,13 @@ ArchConfig, the contract with spaces/, trials/ and search/::
      "stages": [                # one dict per stage, len == len(stage_channels(backbone=...))
          {"attn": "none"},
          {"attn": "se", "reduction": 8, "position": "after_block"},   # position defaults to after_block
-         {"attn": "eca", "kernel_size": 5},
-         {"attn": "cbam", "reduction": 16, "kernel_size": 7}]}
+         {"attn": "eca", "kernel_size": 5, "position": "in_block", "blocks": "last"},  # blocks defaults to every
+         {"attn": "cbam", "reduction": 16, "kernel_size": 7, "position": "stage_end"}]}
+
+Stage keys: ``attn`` (a name in ``backbones.ATTENTION``), its knobs (``reduction``, ``kernel_size``; only those
+the type takes), ``position`` (``after_block`` | ``stage_end`` | ``in_block``, see ``backbones.placement``) and
+``blocks`` (``every`` | ``last``: which blocks of the stage get a module; ``stage_end`` places one module either
+way). Knobs are checked against the channels where each module sits (``in_block``: the block's inner width).
 """
 from __future__ import annotations
 
@@ -25,16 +30,20 @@ import torch
 from torch import nn
 
 from .attention import check_attention, make_attention
-from .placement import POSITIONS, apply_small_input, block_channels, find_stages
+from .placement import (BLOCKS, POSITIONS, Slot, apply_small_input, block_channels, dry_run, find_stages, install,
+                        supported_positions)
 
 # Families covered by tests/backbones; any timm model whose feature_info names Sequential stages may work.
 SUPPORTED_BACKBONES: tuple[str, ...] = (
-    "resnet10t", "resnet18", "resnet50", "mobilenetv3_small_100", "mobilenetv3_large_100",
-    "regnetx_002", "regnety_002",
+    "resnet10t", "resnet18", "resnet50",                          # ResNet: BasicBlock, Bottleneck
+    "mobilenetv3_small_100", "mobilenetv3_small_075", "mobilenetv3_large_100",   # MobileNetV3
+    "efficientnet_b0", "efficientnet_lite0",                      # EfficientNet (with / without SE)
+    "regnetx_002", "regnety_002",                                 # RegNet (without / with SE)
+    "convnext_atto",                                              # ConvNeXt (no in_block slot)
 )
 _REQUIRED_KEYS = frozenset({"backbone", "in_chans", "num_classes", "stages"})
 _ARCH_KEYS = _REQUIRED_KEYS | {"small_input", "backbone_kwargs"}
-_STAGE_KEYS = frozenset({"attn", "position", "reduction", "kernel_size"})
+_STAGE_KEYS = frozenset({"attn", "position", "blocks", "reduction", "kernel_size"})
 _DRY_RUN_SIZE = 32  # px; the dry run only reads channel counts; 32 survives the /32 stride of every tested family
 
 
@@ -66,10 +75,12 @@ def _check_keys(arch: Mapping[str, Any]) -> None:
             raise ValueError(f"stage {i}: unknown key(s) {unknown}; valid: {sorted(_STAGE_KEYS)}")
         if spec.get("position", "after_block") not in POSITIONS:
             raise ValueError(f"stage {i}: unknown position {spec['position']!r}; valid: {', '.join(POSITIONS)}")
+        if spec.get("blocks", BLOCKS[0]) not in BLOCKS:
+            raise ValueError(f"stage {i}: unknown blocks {spec['blocks']!r}; valid: {', '.join(BLOCKS)}")
 
 
 def _knobs(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k not in ("attn", "position")}
+    return {k: v for k, v in spec.items() if k not in ("attn", "position", "blocks")}
 
 
 def _create(backbone: str, *, in_chans: int, num_classes: int, small_input: bool,
@@ -101,20 +112,35 @@ def build(arch: Mapping[str, Any]) -> nn.Module:
                             small_input=arch.get("small_input", False),
                             backbone_kwargs=arch.get("backbone_kwargs", {}))
     if len(arch["stages"]) != len(stages):
-        raise ValueError(f"backbone {backbone!r} has {len(stages)} stages ({', '.join(stages)}), "
-                         f"ArchConfig gives {len(arch['stages'])}")
-    channels = block_channels(model, stages=stages, in_chans=arch["in_chans"], size=_DRY_RUN_SIZE)
-    for i, (spec, chs) in enumerate(zip(arch["stages"], channels)):
+        raise ValueError(f"backbone {backbone!r} has {len(stages)} stages (0..{len(stages) - 1}: "
+                         f"{', '.join(stages)}); ArchConfig gives {len(arch['stages'])} stage dicts")
+    for i, spec in enumerate(arch["stages"]):  # names and knobs first: cheap, and no model surgery yet
         try:
-            check_attention(spec["attn"], channels=min(chs), **_knobs(spec))
+            check_attention(spec["attn"], channels=1 << 30, **_knobs(spec))  # channels: checked below
         except ValueError as err:
             raise ValueError(f"stage {i} ({stages[i]}): {err}") from None
-    for spec, name, chs in zip(arch["stages"], stages, channels):
+    # Placeholders at every slot, one dry run to learn their channels, then the real modules.
+    slots: list[list[Slot]] = []
+    for i, (spec, name) in enumerate(zip(arch["stages"], stages)):
         if spec["attn"] == "none":
+            slots.append([])
             continue
-        knobs = _knobs(spec)
-        POSITIONS[spec.get("position", "after_block")](
-            model.get_submodule(name), chs, lambda c, s=spec, k=knobs: make_attention(s["attn"], channels=c, **k))
+        try:
+            slots.append(install(model.get_submodule(name), spec.get("position", "after_block"),
+                                 spec.get("blocks", BLOCKS[0])))
+        except ValueError as err:
+            raise ValueError(f"stage {i} ({name}) of {backbone}: {err}") from None
+    if any(slots):
+        dry_run(model, in_chans=arch["in_chans"], size=_DRY_RUN_SIZE)
+    for i, (spec, stage_slots) in enumerate(zip(arch["stages"], slots)):
+        if stage_slots:
+            try:
+                check_attention(spec["attn"], channels=min(s.channels for s in stage_slots), **_knobs(spec))
+            except ValueError as err:
+                raise ValueError(f"stage {i} ({stages[i]}): {err}") from None
+    for spec, stage_slots in zip(arch["stages"], slots):
+        for slot in stage_slots:
+            slot.fill(make_attention(spec["attn"], channels=slot.channels, **_knobs(spec)))
     return model
 
 
@@ -130,8 +156,26 @@ def stage_channels(*, backbone: str, in_chans: int = 3, backbone_kwargs: Mapping
     """Output channels of each stage of ``backbone`` (cached); ``len()`` is the number of stages.
 
     Every block of a stage in the tested families outputs these channels, so a ``reduction`` r is valid
-    for stage i iff ``stage_channels(...)[i] // r >= 1``.
+    for stage i at ``after_block`` / ``stage_end`` iff ``stage_channels(...)[i] // r >= 1``. ``in_block`` modules
+    sit at the block's inner width (equal for ResNet and RegNet, wider for MobileNet / EfficientNet), which
+    ``build`` checks.
     """
     kwargs_json = json.dumps(dict(backbone_kwargs or {}), sort_keys=True)
     return list(_stage_channels(_check_backbone(backbone), in_chans, kwargs_json))
 
+
+@lru_cache(maxsize=None)
+def _stage_positions(backbone: str, kwargs_json: str) -> tuple[tuple[str, ...], ...]:
+    with torch.random.fork_rng(devices=[]):
+        model, stages = _create(backbone, in_chans=3, num_classes=0, small_input=False,
+                                backbone_kwargs=json.loads(kwargs_json))
+    return tuple(tuple(supported_positions(model.get_submodule(name), "every")) for name in stages)
+
+
+def stage_positions(*, backbone: str, backbone_kwargs: Mapping[str, Any] | None = None) -> list[tuple[str, ...]]:
+    """Positions each stage of ``backbone`` supports with ``blocks: every`` (then also with ``last``; cached).
+
+    E.g. MobileNetV3's last stage (a ``ConvBnAct``) and every ConvNeXt stage lack ``in_block``.
+    """
+    kwargs_json = json.dumps(dict(backbone_kwargs or {}), sort_keys=True)
+    return list(_stage_positions(_check_backbone(backbone), kwargs_json))

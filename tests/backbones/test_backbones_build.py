@@ -17,8 +17,12 @@ STAGES = {  # feature_info stages per tested family
     "resnet50": ["layer1", "layer2", "layer3", "layer4"],
     "mobilenetv3_small_100": ["blocks.0", "blocks.1", "blocks.3", "blocks.5"],
     "mobilenetv3_large_100": ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"],
+    "mobilenetv3_small_075": ["blocks.0", "blocks.1", "blocks.3", "blocks.5"],
+    "efficientnet_b0": ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"],
+    "efficientnet_lite0": ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"],
     "regnety_002": ["s1", "s2", "s3", "s4"],
     "regnetx_002": ["s1", "s2", "s3", "s4"],
+    "convnext_atto": ["stages.0.blocks", "stages.1.blocks", "stages.2.blocks", "stages.3.blocks"],
 }
 CHANNELS = {
     "resnet10t": [64, 128, 256, 512],
@@ -26,9 +30,14 @@ CHANNELS = {
     "resnet50": [256, 512, 1024, 2048],
     "mobilenetv3_small_100": [16, 24, 48, 576],
     "mobilenetv3_large_100": [16, 24, 40, 112, 960],
+    "mobilenetv3_small_075": [16, 24, 40, 432],
+    "efficientnet_b0": [16, 24, 40, 112, 320],
+    "efficientnet_lite0": [16, 24, 40, 112, 320],
     "regnety_002": [24, 56, 152, 368],
     "regnetx_002": [24, 56, 152, 368],
+    "convnext_atto": [40, 80, 160, 320],
 }
+FAMILIES = ["resnet10t", "resnet50", "mobilenetv3_small_100", "efficientnet_b0", "regnetx_002", "convnext_atto"]
 INPUTS = [(1, 28), (3, 32)]  # (in_chans, size): Fashion-MNIST, CIFAR
 
 
@@ -49,10 +58,11 @@ def _params(module: nn.Module) -> int:
 
 
 @lru_cache(maxsize=None)
-def _plain(backbone: str, *, in_chans: int) -> nn.Module:
-    """The plain timm model with the small-input stem (cached: treat as read-only)."""
+def _plain(backbone: str, *, in_chans: int, small_input: bool = True) -> nn.Module:
+    """The plain timm model, by default with the small-input stem (cached: treat as read-only)."""
     model = timm.create_model(backbone, pretrained=False, in_chans=in_chans, num_classes=10)
-    apply_small_input(model, stages=find_stages(model))
+    if small_input:
+        apply_small_input(model, stages=find_stages(model))
     return model
 
 
@@ -81,7 +91,7 @@ def _check_contract(backbone: str, spec: dict, *, small_input: bool = True) -> N
     for in_chans, size in reversed(INPUTS):  # and train-mode BN needs >1 value per channel
         torch.manual_seed(0)
         model = build(_arch(backbone, stages, in_chans=in_chans, small_input=small_input)).train()
-        added = _params(model) - _params(_plain(backbone, in_chans=in_chans))
+        added = _params(model) - _params(_plain(backbone, in_chans=in_chans, small_input=small_input))
         assert added == _expected_attention_params(backbone, spec)
         out = model(torch.randn(batch, in_chans, size, size))
         assert out.shape == (batch, 10)
@@ -104,10 +114,12 @@ def test_every_type_in_every_family(backbone, name):
     _check_contract(backbone, _spec(name, position=position))
 
 
-@pytest.mark.parametrize("backbone", ["resnet18", "resnet50", "mobilenetv3_large_100", "regnety_002", "regnetx_002"])
+@pytest.mark.parametrize("backbone", ["resnet18", "resnet50", "mobilenetv3_large_100", "efficientnet_lite0",
+                                      "regnety_002", "regnetx_002"])
 @pytest.mark.parametrize("name", ["se", "cbam"])
 def test_more_families(backbone, name):
-    # small_input=False keeps the bigger nets cheap on CPU; the stem change is covered above.
+    # small_input=False keeps the bigger nets cheap on CPU; the stem change is covered above and in
+    # test_backbones_placement. (ConvNeXt needs small_input at 28x28: its /32 stride leaves 1x1 before a 2x2 conv.)
     _check_contract(backbone, _spec(name), small_input=False)
 
 
@@ -123,7 +135,7 @@ def test_stages_and_channels(backbone):
     assert [set(chs) for chs in per_block] == [{c} for c in CHANNELS[backbone]]  # one width per stage
 
 
-@pytest.mark.parametrize("backbone", ["resnet10t", "mobilenetv3_small_100"])
+@pytest.mark.parametrize("backbone", FAMILIES)
 @pytest.mark.parametrize("in_chans,size", INPUTS)
 def test_none_everywhere_is_the_plain_timm_model(backbone, in_chans, size):
     torch.manual_seed(0)
@@ -143,6 +155,24 @@ def test_same_seed_same_weights():
     torch.manual_seed(1)
     b = build(arch).state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("backbone,sizes", [
+    ("resnet10t", [28, 14, 7, 4]), ("resnet50", [28, 14, 7, 4]), ("mobilenetv3_small_100", [14, 7, 4, 2]),
+    ("efficientnet_b0", [28, 14, 7, 4, 2]), ("regnetx_002", [14, 7, 4, 2]), ("convnext_atto", [28, 14, 7, 3]),
+])
+def test_small_input_stage_resolutions(backbone, sizes):
+    model = build(_arch(backbone, [{"attn": "none"}] * len(STAGES[backbone]), in_chans=1))
+    feats = model.forward_intermediates(torch.zeros(1, 1, 28, 28), intermediates_only=True)
+    assert [f.shape[-1] for f in feats][-len(sizes):] == sizes
+    assert model.pretrained_cfg["first_conv"] and model.get_submodule(model.pretrained_cfg["first_conv"]).stride == (1, 1)
+
+
+def test_small_input_convnext_stem_is_a_3x3_stride_1_conv():
+    model = build(_arch("convnext_atto", [{"attn": "none"}] * 4, in_chans=1))
+    stem = model.stem[0]
+    assert (stem.kernel_size, stem.stride, stem.padding) == ((3, 3), (1, 1), (1, 1))
+    assert stem.weight.shape == (40, 1, 3, 3)
 
 
 def test_small_input_keeps_resolution_into_first_stage():
@@ -167,6 +197,11 @@ def test_positions_place_the_right_number_of_modules():
     ({"stages": [{"attn": "se", "reduction": 32}] + [{"attn": "none"}] * 3}, "reduction=32"),
     ({"stages": [{"attn": "cbam", "kernel_size": 4}] + [{"attn": "none"}] * 3}, "kernel_size=4"),
     ({"stages": [{"attn": "se", "position": "inside"}] + [{"attn": "none"}] * 3}, "'inside'"),
+    ({"stages": [{"attn": "se", "blocks": "first"}] + [{"attn": "none"}] * 3}, "unknown blocks 'first'; valid: every, last"),
+    ({"stages": [{"attn": "none"}] * 3 + [{"attn": "se", "position": "in_block"}]},
+     "stage 3 (blocks.5) of mobilenetv3_small_100: position 'in_block' is not supported by ConvBnAct blocks; "
+     "valid positions here: after_block, stage_end"),
+    ({"stages": [{"attn": "none"}] * 5}, "has 4 stages (0..3: blocks.0, blocks.1, blocks.3, blocks.5); ArchConfig gives 5"),
     ({"stages": [{"attn": "se", "ratio": 4}] + [{"attn": "none"}] * 3}, "'ratio'"),
     ({"stages": [{"reduction": 4}] + [{"attn": "none"}] * 3}, "'attn'"),
     ({"in_chans": 0}, "in_chans=0"),

@@ -54,7 +54,8 @@ def test_unknown_attention_type_in_a_space_file(tmp_path: Path) -> None:
     space_file.write_text(source.replace("types: [none, se, eca,", "types: [none, sparkle, se, eca,"))
     result = run_cli(["search.run", f"space={space_file}"], cwd=tmp_path)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        "error: space 'mine': stage 0: unknown attention type 'sparkle'; valid types: "
-        "cbam, ceca, coord, eca, ela, ese, gc, gca, lcbam, nl, none, scoord, se"]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: space 'mine': stage 0: unknown attention type 'sparkle'; valid types: ")
+    assert {"se", "eca", "cbam", "coord", "gc", "nl", "none"} <= set(lines[0].split("valid types: ")[1].split(", "))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]

@@ -21,11 +21,12 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from search.artifacts import ARCH, REFERENCE, WEIGHTS
 from search.errors import UserError
 
 ROLE_TAG = "attnas.role"  # "search" on parent runs, "trial" on nested runs
 OUTCOME_TAG = "attnas.outcome"  # completed | early_stopped | failed
-CHECKPOINT_FILES = ("weights.safetensors", "reference.safetensors")  # uploaded to model/; arch.json at the root
+CHECKPOINT_FILES = (WEIGHTS, REFERENCE)  # uploaded to model/; the ArchConfig goes to the run root at trial start
 _NOT_METRICS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "date"}
 
 
@@ -101,7 +102,7 @@ class MlflowTrialCallback(Callback):
         self.open_runs.add(run_id)
         params = {k: v for k, v in trial.config.items() if k != "arch"}
         self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in sorted(params.items())])
-        self.client.log_dict(run_id, trial.config["arch"], "arch.json")
+        self.client.log_dict(run_id, trial.config["arch"], ARCH)
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self.run_ids.get(trial.trial_id)

@@ -3,10 +3,11 @@
 ``python -m backbones`` prints the registered attention types with their knobs, params and FLOPs.
 """
 from .attention import ATTENTION, KNOB_CHOICES, AttentionKind, make_attention
-from .build import SUPPORTED_BACKBONES, build, stage_channels
-from .placement import POSITIONS
+from .build import SUPPORTED_BACKBONES, build, stage_channels, stage_positions
+from .head import HEADS, AttentionPool2d
+from .placement import BLOCKS, POSITIONS
 
 __all__ = [
-    "ATTENTION", "AttentionKind", "KNOB_CHOICES", "POSITIONS", "SUPPORTED_BACKBONES",
-    "build", "make_attention", "stage_channels",
+    "ATTENTION", "AttentionKind", "AttentionPool2d", "BLOCKS", "HEADS", "KNOB_CHOICES", "POSITIONS",
+    "SUPPORTED_BACKBONES", "build", "make_attention", "stage_channels", "stage_positions",
 ]

@@ -6,6 +6,7 @@ ArchConfig, the contract with spaces/, trials/ and search/::
      "in_chans": 1,             # 1 for Fashion-MNIST, 3 for CIFAR
      "num_classes": 10,
      "small_input": True,       # optional, default False; see placement.apply_small_input
+     "head": "attn_pool",       # optional, default "avg"; see backbones.head.HEADS
      "backbone_kwargs": {"channels": [32, 64, 128, 256]},   # optional: extra timm.create_model arguments
      "stages": [                # one dict per stage, len == len(stage_channels(backbone=...))
          {"attn": "none"},
@@ -30,6 +31,7 @@ import torch
 from torch import nn
 
 from .attention import check_attention, make_attention
+from .head import check_head, install_head
 from .placement import (BLOCKS, POSITIONS, Slot, apply_small_input, block_channels, dry_run, find_stages, install,
                         supported_positions)
 
@@ -42,7 +44,7 @@ SUPPORTED_BACKBONES: tuple[str, ...] = (
     "convnext_atto",                                              # ConvNeXt (no in_block slot)
 )
 _REQUIRED_KEYS = frozenset({"backbone", "in_chans", "num_classes", "stages"})
-_ARCH_KEYS = _REQUIRED_KEYS | {"small_input", "backbone_kwargs"}
+_ARCH_KEYS = _REQUIRED_KEYS | {"small_input", "backbone_kwargs", "head"}
 _STAGE_KEYS = frozenset({"attn", "position", "blocks", "reduction", "kernel_size"})
 _DRY_RUN_SIZE = 32  # px; the dry run only reads channel counts; 32 survives the /32 stride of every tested family
 
@@ -66,6 +68,7 @@ def _check_keys(arch: Mapping[str, Any]) -> None:
         raise ValueError(f"ArchConfig backbone_kwargs={arch['backbone_kwargs']!r} must be a mapping of timm arguments")
     if not isinstance(arch.get("small_input", False), bool):
         raise ValueError(f"ArchConfig small_input={arch['small_input']!r} must be true or false")
+    check_head(arch.get("head", "avg"))
     if not isinstance(arch["stages"], Sequence) or isinstance(arch["stages"], str):
         raise ValueError(f"ArchConfig stages={arch['stages']!r} must be a list of dicts, one per stage")
     for i, spec in enumerate(arch["stages"]):
@@ -141,6 +144,7 @@ def build(arch: Mapping[str, Any]) -> nn.Module:
     for spec, stage_slots in zip(arch["stages"], slots):
         for slot in stage_slots:
             slot.fill(make_attention(spec["attn"], channels=slot.channels, **_knobs(spec)))
+    install_head(model, head=arch.get("head", "avg"), in_chans=arch["in_chans"], size=_DRY_RUN_SIZE)
     return model
 
 

@@ -12,7 +12,7 @@ from search.tracking import trial_error_line
 
 
 def arch_summary(arch: Mapping[str, Any]) -> str:
-    """Short text for an ArchConfig's stages, e.g. ``se/r8 | - | eca/k5 | cbam/r16/k7``."""
+    """Short text for an ArchConfig's stages and head, e.g. ``se/r8 | - | eca/k5@last | cbam/r16/k7 +attn_pool``."""
     parts = []
     for stage in arch["stages"]:
         if stage.get("attn", "none") == "none":
@@ -23,8 +23,11 @@ def arch_summary(arch: Mapping[str, Any]) -> str:
         text += f"/k{stage['kernel_size']}" if "kernel_size" in stage else ""
         if stage.get("position", "after_block") != "after_block":
             text += f"@{stage['position']}"
+        if stage.get("blocks", "every") != "every" and stage.get("position") != "stage_end":
+            text += f"@{stage['blocks']}"
         parts.append(text)
-    return " | ".join(parts)
+    head = arch.get("head", "avg")
+    return " | ".join(parts) + (f" +{head}" if head != "avg" else "")
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from backbones import ATTENTION, stage_channels
+from backbones import ATTENTION, stage_channels, stage_positions
 from spaces.schema import SearchSpace, SpaceError, parse_space
 
 SPACES_DIR = Path(__file__).resolve().parent
@@ -39,7 +39,8 @@ def load_space(name: str) -> SearchSpace:
 
 def check_space_fits(space: SearchSpace, *, backbone: str, in_chans: int,
                      backbone_kwargs: Mapping[str, Any] | None = None) -> list[int]:
-    """Check that ``backbone`` has the space's stages and that every offered ratio leaves >= 1 channel.
+    """Check that ``backbone`` has the space's stages, supports every offered position at each, and that every
+    offered ratio leaves >= 1 channel (at the stage's output width; ``in_block`` widths are checked by ``build``).
 
     Called before anything trains. Returns the output channels per stage.
     """
@@ -52,7 +53,14 @@ def check_space_fits(space: SearchSpace, *, backbone: str, in_chans: int,
             f"space {space.name!r} has num_stages={space.num_stages} but backbone {backbone!r} has "
             f"{len(channels)} stages (0..{len(channels) - 1})"
         )
+    positions = stage_positions(backbone=backbone, backbone_kwargs=backbone_kwargs)
     for stage in space.stages:
+        for position in stage.position:
+            if position not in positions[stage.index]:
+                raise SpaceError(
+                    f"space {space.name!r}: stage {stage.index} of {backbone} does not support position "
+                    f"{position!r}; valid positions here: {', '.join(positions[stage.index])}"
+                )
         width = channels[stage.index]
         takes_reduction = any("reduction" in ATTENTION[kind].knobs for kind in stage.types)
         for ratio in stage.reduction if takes_reduction else ():

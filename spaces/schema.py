@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from backbones import ATTENTION, POSITIONS
+from backbones import ATTENTION, BLOCKS, HEADS, POSITIONS
 
 
 class SpaceError(ValueError):
@@ -35,6 +35,7 @@ class StageSpace:
     reduction: tuple[int, ...]  # ratio r: the attention's hidden width is channels // r
     kernel_size: tuple[int, ...]  # odd, in pixels (ECA: 1-D kernel over channels; CBAM: spatial kernel)
     position: tuple[str, ...]  # where in the stage the module goes (see backbones.POSITIONS)
+    blocks: tuple[str, ...] = (BLOCKS[0],)  # which blocks get it: every | last (not drawn for stage_end)
 
 
 @dataclass(frozen=True)
@@ -74,14 +75,16 @@ class SearchSpace:
     num_stages: int  # stages of the backbone (those not listed in ``stages`` get no attention)
     stages: tuple[StageSpace, ...]
     budgets: Mapping[str, Budget]  # "cpu" and "gpu"
+    head: tuple[str, ...] = ("avg",)  # classifier-head pooling choices (see backbones.HEADS)
 
     def suggest(self, trial: _Suggester) -> dict[str, Any]:
         """Draw one architecture's knobs from ``trial``; returns flat params such as ``s1_attn``, ``s1_reduction``.
 
-        Called by the sampler once per trial. Knobs are drawn only where the drawn type takes them, and a
-        categorical with one choice is still drawn (recorded) so every trial has the same keys per type.
+        Called by the sampler once per trial. Knobs are drawn only where the drawn type takes them (``blocks``
+        only where the drawn position is not ``stage_end``), and a categorical with one choice is still drawn
+        (recorded) so every trial has the same keys per type.
         """
-        params: dict[str, Any] = {}
+        params: dict[str, Any] = {"head": trial.suggest_categorical("head", list(self.head))}
         for stage in self.stages:
             prefix = f"s{stage.index}_"
             kind = trial.suggest_categorical(prefix + "attn", list(stage.types))
@@ -90,7 +93,10 @@ class SearchSpace:
                 continue
             for knob in sorted(ATTENTION[kind].knobs):
                 params[prefix + knob] = trial.suggest_categorical(prefix + knob, list(getattr(stage, knob)))
-            params[prefix + "position"] = trial.suggest_categorical(prefix + "position", list(stage.position))
+            position = trial.suggest_categorical(prefix + "position", list(stage.position))
+            params[prefix + "position"] = position
+            if position != "stage_end":
+                params[prefix + "blocks"] = trial.suggest_categorical(prefix + "blocks", list(stage.blocks))
         return params
 
     def to_arch(self, params: Mapping[str, Any], *, backbone: str, in_chans: int, num_classes: int,
@@ -106,6 +112,7 @@ class SearchSpace:
             "in_chans": in_chans,
             "num_classes": num_classes,
             "small_input": self.small_input,
+            "head": params.get("head", "avg"),
             "stages": stages,
         }
         if backbone_kwargs:
@@ -113,8 +120,8 @@ class SearchSpace:
         return arch
 
 
-_SPACE_KEYS = {"name", "description", "dataset", "small_input", "num_stages", "defaults", "stages", "budgets"}
-_STAGE_KEYS = {"types", "reduction", "kernel_size", "position"}
+_SPACE_KEYS = {"name", "description", "dataset", "small_input", "num_stages", "head", "defaults", "stages", "budgets"}
+_STAGE_KEYS = {"types", "reduction", "kernel_size", "position", "blocks"}
 
 
 def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
@@ -139,6 +146,8 @@ def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
     if not isinstance(budgets_raw, Mapping) or set(budgets_raw) != {"cpu", "gpu"}:
         raise SpaceError(f"space {name!r}: 'budgets' must have exactly the keys cpu and gpu")
     budgets = {kind: _parse_budget(values, where=f"space {name!r}: budgets.{kind}") for kind, values in budgets_raw.items()}
+    head = _choices(raw, "head", where=f"space {name!r}", cast=str, default=("avg",))
+    _check_names(head, HEADS, what="head", where=f"space {name!r}")
     return SearchSpace(
         name=str(raw.get("name", name)),
         description=str(raw.get("description", "")),
@@ -147,6 +156,7 @@ def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
         num_stages=num_stages,
         stages=stages,
         budgets=budgets,
+        head=head,
     )
 
 
@@ -173,10 +183,17 @@ def _parse_stage(index: Any, settings: Mapping[str, Any], *, num_stages: int, wh
         if size < 1 or size % 2 == 0:
             raise SpaceError(f"{where}: kernel_size {size} must be a positive odd integer")
     position = _choices(settings, "position", where=where, cast=str, default=("after_block",))
-    for pos in position:
-        if pos not in POSITIONS:
-            raise SpaceError(f"{where}: unknown position {pos!r}; valid positions: {', '.join(sorted(POSITIONS))}")
-    return StageSpace(index=index, types=types, reduction=reduction, kernel_size=kernel_size, position=position)
+    _check_names(position, POSITIONS, what="position", where=where)
+    blocks = _choices(settings, "blocks", where=where, cast=str, default=(BLOCKS[0],))
+    _check_names(blocks, BLOCKS, what="blocks", where=where)
+    return StageSpace(index=index, types=types, reduction=reduction, kernel_size=kernel_size, position=position,
+                      blocks=blocks)
+
+
+def _check_names(values: Sequence[str], valid: Sequence[str], *, what: str, where: str) -> None:
+    for value in values:
+        if value not in valid:
+            raise SpaceError(f"{where}: unknown {what} {value!r}; valid: {', '.join(valid)}")
 
 
 def _parse_budget(values: Any, *, where: str) -> Budget:

@@ -8,7 +8,7 @@ import timm
 import torch
 from torch import nn
 
-from backbones import ATTENTION, POSITIONS, SUPPORTED_BACKBONES, build, make_attention, stage_channels
+from backbones import ATTENTION, AttentionPool2d, POSITIONS, SUPPORTED_BACKBONES, build, make_attention, stage_channels
 from backbones.placement import apply_small_input, block_channels, find_stages
 
 STAGES = {  # feature_info stages per tested family
@@ -148,6 +148,23 @@ def test_none_everywhere_is_the_plain_timm_model(backbone, in_chans, size):
     assert torch.equal(model(x), plain(x))
 
 
+@pytest.mark.parametrize("backbone", FAMILIES)
+def test_attention_pool_head_starts_as_average_pooling_and_learns(backbone):
+    """attn_pool's score layer starts at zero, so at init it equals timm's average pool; then it trains."""
+    stages = [{"attn": "none"}] * len(STAGES[backbone])
+    torch.manual_seed(0)
+    model = build({**_arch(backbone, stages), "head": "attn_pool"}).eval()
+    torch.manual_seed(0)
+    plain = _plain.__wrapped__(backbone, in_chans=3).eval()
+    pools = [m for m in model.modules() if isinstance(m, AttentionPool2d)]
+    assert len(pools) == 1 and _params(model) == _params(plain) + _params(pools[0])
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(model(x), plain(x), atol=1e-5)
+    model.train()
+    model(x).square().sum().backward()
+    assert pools[0].score.weight.grad.abs().sum() > 0  # the scores receive gradient, so pooling can learn
+
+
 def test_same_seed_same_weights():
     arch = _arch("resnet10t", [_spec("se"), _spec("cbam"), _spec("nl"), _spec("coord", "stage_end")])
     torch.manual_seed(1)
@@ -207,6 +224,7 @@ def test_positions_place_the_right_number_of_modules():
     ({"in_chans": 0}, "in_chans=0"),
     ({"depth": 3}, "'depth'"),
     ({"small_input": "yes"}, "small_input='yes'"),
+    ({"head": "max"}, "unknown head 'max'; valid heads: avg, attn_pool"),
 ])
 def test_bad_arch_raises_one_line_value_error(change, needle):
     arch = {**_arch("mobilenetv3_small_100", [{"attn": "none"}] * 4), **change}

@@ -46,6 +46,9 @@ def test_sampling_is_conditional_and_builds(name: str) -> None:
             for knob in ("reduction", "kernel_size"):
                 drawn = f"s{stage.index}_{knob}" in params
                 assert drawn == (knob in ATTENTION[kind].knobs), (kind, knob, params)
+            drawn_blocks = f"s{stage.index}_blocks" in params
+            assert drawn_blocks == (kind != "none" and params[f"s{stage.index}_position"] != "stage_end"), params
+        assert params["head"] in space.head
         study.tell(trial, 0.0)
         if i < 3:  # building is the slow part; a few are enough to prove the ArchConfig is valid
             budget = space.budgets["cpu"]
@@ -79,12 +82,14 @@ def _mutated(path: list, value) -> dict:
         (["defaults", "types"], ["se", "sparkle"], r"unknown attention type 'sparkle'; valid types: .*cbam.*se"),
         (["defaults", "kernel_size"], [3, 4], r"kernel_size 4 must be a positive odd integer"),
         (["defaults", "reduction"], [0, 8], r"reduction ratio 0 must be >= 1"),
-        (["defaults", "position"], ["everywhere"], r"unknown position 'everywhere'; valid positions: .*after_block"),
+        (["defaults", "position"], ["everywhere"], r"unknown position 'everywhere'; valid: .*after_block"),
         (["defaults", "colour"], ["red"], r"unknown key 'colour'; valid keys: .*kernel_size"),
         (["stages", 7], {}, r"stage 7 does not exist; valid stages: 0..3"),
         (["budgets", "cpu", "epochs"], -1, r"epochs=-1 must be a positive integer"),
         (["budgets", "cpu", "speed"], 3, r"unknown key 'speed'"),
         (["flavour"], "x", r"unknown key 'flavour'"),
+        (["head"], ["avg", "transformer"], r"unknown head 'transformer'; valid: avg, attn_pool"),
+        (["defaults", "blocks"], ["first"], r"stage 0: unknown blocks 'first'; valid: every, last"),
     ],
 )
 def test_bad_space_files_give_one_line(path: list, value, message: str) -> None:
@@ -97,6 +102,15 @@ def test_ratio_larger_than_channels_is_rejected_before_training() -> None:
     space = parse_space(_mutated(["defaults", "reduction"], [4, 128]), name="wide")
     with pytest.raises(SpaceError, match=r"stage 0 has 64 channels, so reduction ratio 128 leaves none"):
         check_space_fits(space, backbone="resnet10t", in_chans=1)
+
+
+def test_position_a_stage_lacks_is_rejected_before_training() -> None:
+    raw = yaml.safe_load((SPACES_DIR / "mobile_attention.yaml").read_text())
+    raw["stages"][3]["position"] = ["after_block", "in_block"]
+    space = parse_space(raw, name="mobile_in_block_everywhere")
+    with pytest.raises(SpaceError, match=r"stage 3 of mobilenetv3_small_100 does not support position 'in_block'; "
+                                         r"valid positions here: after_block, stage_end"):
+        check_space_fits(space, backbone="mobilenetv3_small_100", in_chans=1)
 
 
 def test_budget_overrides_are_checked() -> None:

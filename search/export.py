@@ -151,9 +151,14 @@ def _verify(module_path: Path, reference_input: torch.Tensor, reference_output: 
     return diff
 
 
-@hydra.main(config_path="conf", config_name="export", version_base=None)
+# An absolute config path: Hydra resolves a relative one through the package when this module is imported,
+# not run as __main__, and search/conf is not a package.
+@hydra.main(config_path=os.path.join(os.path.dirname(__file__), "conf"), config_name="export", version_base=None)
 def _hydra_main(cfg: DictConfig) -> None:
+    from search.settings import EXPORT_SETTINGS, check_settings
+
     with exit_on_bad_input():
+        check_settings(cfg, rules=EXPORT_SETTINGS)
         result = export(cfg)
     print(f"Exported MLflow run {result.run_id}:\n  module  {result.module_path}\n  weights {result.weights_path}\n"
           f"  check   output matches the trial's reference output (max abs diff {result.max_abs_diff:.2e})\n"
@@ -161,5 +166,12 @@ def _hydra_main(cfg: DictConfig) -> None:
           f"build_model; print(build_model())\"", file=sys.stdout, flush=True)
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``python -m search.export ARGS``: check the command line (:mod:`search.cli`), then Hydra composes and runs."""
+    from search.cli import main as cli_main
+
+    cli_main(_hydra_main, config_name="export", argv=argv)
+
+
 if __name__ == "__main__":
-    _hydra_main()
+    main()

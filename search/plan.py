@@ -13,12 +13,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from search.errors import UserError
+from search.settings import RUN_SETTINGS, check_settings
 from search.tracking import check_tracking_uri
-from search.tuning import SAMPLERS
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
 from trials import DATASETS, DatasetMissingError, TensorData, TrialBudget, load_dataset
 
-DEVICES = ("auto", "cpu", "cuda")
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a search name becomes a folder (runs/NAME) and an MLflow run name
 
 
 @dataclass(frozen=True)
@@ -48,11 +48,8 @@ class SearchPlan:
 
 
 def prepare(cfg: DictConfig) -> SearchPlan:
-    """Validate ``cfg`` (space, overrides, sampler, device, dataset, tracking store). Writes nothing."""
-    if cfg.sampler not in SAMPLERS:
-        raise UserError(f"unknown sampler {cfg.sampler!r}; valid samplers: {', '.join(SAMPLERS)}")
-    if cfg.device not in DEVICES:
-        raise UserError(f"unknown device {cfg.device!r}; valid devices: {', '.join(DEVICES)}")
+    """Validate ``cfg`` (settings, space, budget overrides, tracking store, dataset, backbone). Writes nothing."""
+    check_settings(cfg, rules=RUN_SETTINGS)
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA device is visible; use device=auto or device=cpu")
     hardware = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
@@ -65,16 +62,13 @@ def prepare(cfg: DictConfig) -> SearchPlan:
     if space.dataset not in DATASETS:
         raise UserError(f"space {space.name!r}: unknown dataset {space.dataset!r}; valid datasets: {', '.join(DATASETS)}")
     name = cfg.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", str(name)):
+    if not re.fullmatch(NAME_PATTERN, str(name)):
         raise UserError(f"name={name!r}: use letters, digits, '.', '_' and '-' only")
-    if int(cfg.asha.grace_period) < 1 or float(cfg.asha.reduction_factor) <= 1:
-        raise UserError(f"asha.grace_period={cfg.asha.grace_period} must be >= 1 and asha.reduction_factor="
-                        f"{cfg.asha.reduction_factor} must be > 1")
     check_tracking_uri(str(cfg.mlflow.tracking_uri))
     try:
         data = load_dataset(space.dataset, root=cfg.data.root, train_size=budget.train_size,
                             val_size=budget.val_size, seed=int(cfg.seed), download=bool(cfg.data.download))
-    except DatasetMissingError as exc:
+    except (DatasetMissingError, ValueError) as exc:  # ValueError: sizes the dataset cannot supply
         raise UserError(str(exc)) from None
     try:
         check_space_fits(space, backbone=budget.backbone, in_chans=data.in_chans,
@@ -104,10 +98,8 @@ def prepare(cfg: DictConfig) -> SearchPlan:
 
 
 def _concurrency(requested: Any, *, hardware: str, budget: Budget) -> int:
-    if requested is not None:
-        if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-            raise UserError(f"concurrency={requested!r} must be a positive integer")
-        return requested
+    if requested is not None:  # checked by RUN_SETTINGS
+        return int(requested)
     if hardware == "cuda":
         return max(1, int(torch.cuda.device_count() / budget.gpu_per_trial))
     return max(1, (os.cpu_count() or 1) // budget.cpu_per_trial)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ray.tune import Callback
@@ -43,31 +43,51 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str,
 class ProgressPrinter(Callback):
     """Prints trial starts, every epoch's val_acc, early stops and failures, with elapsed time."""
 
-    def __init__(self, *, total_trials: int, full_epochs: int) -> None:
+    def __init__(self, *, total_trials: int, full_epochs: int, seen: Iterable[str] = (),
+                 ended: Iterable[str] = ()) -> None:
+        """``seen`` / ``ended``: trial ids started / finished before a crash, when resuming."""
         self.total = total_trials
         self.full_epochs = full_epochs
-        self.started = 0
-        self.ended = 0
+        self.seen = set(seen)
+        self.ended_ids = set(ended)
+        self.ended_before = set(ended)  # finished before a crash: only re-reported from their final checkpoint
         self.t0 = time.monotonic()
+
+    @property
+    def started(self) -> int:
+        return len(self.seen)
+
+    @property
+    def ended(self) -> int:
+        return len(self.ended_ids)
 
     def _say(self, text: str) -> None:
         print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.started += 1
-        self._say(f"trial {self.started}/{self.total} {trial.trial_id} start  {arch_summary(trial.config['arch'])}")
+        if trial.trial_id in self.ended_before:
+            self._say(f"  {trial.trial_id} had finished before the crash: re-reporting its final checkpoint")
+            return
+        again = trial.trial_id in self.seen
+        self.seen.add(trial.trial_id)
+        what = "restarts after the crash" if again else "start"
+        self._say(f"trial {self.started}/{self.total} {trial.trial_id} {what}  {arch_summary(trial.config['arch'])}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if trial.trial_id in self.ended_before:
+            return
         self._say(f"  {trial.trial_id} epoch {int(result['epoch'])}/{self.full_epochs}  "
                   f"val_acc={result['val_acc']:.4f}  latency_ms={result['latency_ms']:.2f}  "
                   f"train_loss={result.get('train_loss', float('nan')):.3f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.ended += 1
+        if trial.trial_id in self.ended_before:
+            return
+        self.ended_ids.add(trial.trial_id)
         epochs = int((trial.last_result or {}).get("epoch", 0))
         how = "done" if epochs >= self.full_epochs else f"stopped early by ASHA after epoch {epochs}"
         self._say(f"  {trial.trial_id} {how} ({self.ended}/{self.total} finished)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.ended += 1
+        self.ended_ids.add(trial.trial_id)
         self._say(f"  {trial.trial_id} FAILED: {trial_error_line(trial)} ({self.ended}/{self.total})")

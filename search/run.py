@@ -26,7 +26,8 @@ from search.errors import exit_on_bad_input
 from search.pareto import pareto_front
 from search.plan import SearchPlan, prepare
 from search.progress import ProgressPrinter, arch_summary, format_table
-from search.tracking import MlflowTrialCallback, experiment_id, start_parent_run
+from search.tracking import (MlflowTrialCallback, check_same_settings, close_stale_trial_runs, experiment_id,
+                             find_parent_run, start_parent_run, trial_runs)
 from search.tuning import make_scheduler, make_searcher, train_architecture
 
 PARETO_TAG = "pareto"
@@ -61,20 +62,31 @@ def execute(plan: SearchPlan) -> SearchSummary:
     mlflow.set_tracking_uri(plan.tracking_uri)
     client = mlflow.MlflowClient(tracking_uri=plan.tracking_uri)
     experiment = experiment_id(client, name=plan.experiment, tracking_uri=plan.tracking_uri)
-    parent = start_parent_run(
-        client, experiment=experiment, name=plan.name,
-        params={"space": plan.space.name, "sampler": plan.sampler, "seed": plan.seed, "hardware": plan.hardware,
-                "concurrency": plan.concurrency, "asha_grace_period": plan.asha_grace_period,
-                "asha_reduction_factor": plan.asha_reduction_factor, "dataset": plan.space.dataset,
-                **{f"budget.{k}": v for k, v in asdict(plan.budget).items()}},
-        tags={"attnas.space": plan.space.name},
-    )
+    params = _parent_params(plan)
+    previous = find_parent_run(client, experiment=experiment, name=plan.name)
+    existing: dict = {}
+    if previous is None:
+        parent = start_parent_run(client, experiment=experiment, name=plan.name, params=params,
+                                  tags={"attnas.space": plan.space.name})
+    else:  # same name as an earlier search: resume it (same settings required)
+        check_same_settings(previous, params=params, ignore=_MAY_CHANGE_ON_RESUME)
+        parent = previous.info.run_id
+        client.update_run(parent, status="RUNNING")
+        existing = trial_runs(client, experiment=experiment, parent_run_id=parent)
+        _announce_resume(plan, existing)
     status = "FAILED"
     try:
         tracker = MlflowTrialCallback(client=client, experiment=experiment, parent_run_id=parent,
-                                      search_name=plan.name, full_epochs=plan.budget.epochs)
-        results = _tune(plan, callbacks=[tracker, ProgressPrinter(total_trials=plan.budget.trials,
-                                                                  full_epochs=plan.budget.epochs)])
+                                      search_name=plan.name, full_epochs=plan.budget.epochs, existing=existing)
+        printer = ProgressPrinter(total_trials=plan.budget.trials, full_epochs=plan.budget.epochs,
+                                  seen=existing.keys(),
+                                  ended=[k for k, r in existing.items() if r.info.status in ("FINISHED", "FAILED")])
+        results = _tune(plan, callbacks=[tracker, printer])
+        if previous is not None and (stale := close_stale_trial_runs(client, experiment=experiment,
+                                                                      parent_run_id=parent)):
+            print(f"Closed {stale} trial run(s) the crash cut off before Ray recorded them (status KILLED).")
+        print("Computing the Pareto front over the full-budget trials and writing the reports ...", flush=True)
+        _stall_for_tests()
         summary = _summarise(plan, results, tracker=tracker, client=client, parent=parent, t0=t0)
         status = "FINISHED"
     except KeyboardInterrupt:
@@ -84,6 +96,29 @@ def execute(plan: SearchPlan) -> SearchSummary:
         client.set_terminated(parent, status)
     _print_summary(summary, plan=plan)
     return summary
+
+
+# Parent-run params that may differ when a search is resumed (they do not change what the search computes).
+_MAY_CHANGE_ON_RESUME = ("concurrency",)
+
+
+def _parent_params(plan: SearchPlan) -> dict[str, Any]:
+    return {"space": plan.space.name, "sampler": plan.sampler, "seed": plan.seed, "hardware": plan.hardware,
+            "concurrency": plan.concurrency, "asha_grace_period": plan.asha_grace_period,
+            "asha_reduction_factor": plan.asha_reduction_factor, "dataset": plan.space.dataset,
+            **{f"budget.{k}": v for k, v in asdict(plan.budget).items()}}
+
+
+def _announce_resume(plan: SearchPlan, existing: dict) -> None:
+    ended = sum(run.info.status in ("FINISHED", "FAILED") for run in existing.values())
+    print(f"Resuming search {plan.name}: {ended} of {plan.budget.trials} trials had finished, "
+          f"{len(existing) - ended} were cut off (Ray restarts those it had recorded)", flush=True)
+
+
+def _stall_for_tests() -> None:
+    """Sleep ATTNAS_STALL_BEFORE_REPORTS_S seconds: lets the resume test kill the driver during the final step."""
+    if seconds := float(os.environ.get("ATTNAS_STALL_BEFORE_REPORTS_S", "0") or 0):
+        time.sleep(seconds)
 
 
 def _announce(plan: SearchPlan) -> None:
@@ -100,6 +135,9 @@ def _tune(plan: SearchPlan, *, callbacks: list) -> tune.ResultGrid:
     # One checkpoint per trial (its last epoch) makes Tune's "snapshotting too often" warning noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0 Ray prints nothing; ProgressPrinter talks
+    # Save the experiment state (trials + Optuna study) at every controller step, not every >= 10 s: a driver
+    # killed with SIGKILL then loses at most the step it was in. The state is small (tens of KB).
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
     per_trial = {"cpu": plan.budget.cpu_per_trial, "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
     ray.init(
         num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial),
@@ -111,6 +149,14 @@ def _tune(plan: SearchPlan, *, callbacks: list) -> tune.ResultGrid:
     try:
         trainable = tune.with_resources(
             tune.with_parameters(train_architecture, data=plan.data, budget=plan.trial_budget), per_trial)
+        experiment_dir = plan.storage / plan.name
+        if tune.Tuner.can_restore(str(experiment_dir)):
+            # Restores the trials and the searcher (the Optuna study with its sampler); unfinished trials are
+            # restarted, finished and failed ones are kept. Callbacks are this process's, not the pickled ones.
+            tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_unfinished=True,
+                                       resume_errored=False, restart_errored=False)
+            tuner._local_tuner.get_run_config().callbacks = callbacks  # no public setter (ray-project/ray#41364)
+            return tuner.fit()
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -192,11 +238,20 @@ def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
         print("Export the most accurate front model:  python -m search.export", flush=True)
 
 
-@hydra.main(config_path="conf", config_name="run", version_base=None)
+# An absolute config path: Hydra resolves a relative one through the package when this module is imported,
+# not run as __main__, and search/conf is not a package.
+@hydra.main(config_path=os.path.join(os.path.dirname(__file__), "conf"), config_name="run", version_base=None)
 def _hydra_main(cfg: DictConfig) -> None:
     with exit_on_bad_input():
         run(cfg)
 
 
+def main(argv: list[str] | None = None) -> None:
+    """``python -m search.run ARGS``: check the command line (:mod:`search.cli`), then Hydra composes and runs."""
+    from search.cli import main as cli_main
+
+    cli_main(_hydra_main, config_name="run", argv=argv)
+
+
 if __name__ == "__main__":
-    _hydra_main()
+    main()

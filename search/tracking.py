@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, RunTag
+from mlflow.entities import Metric, Param, Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
@@ -25,7 +25,9 @@ from search.artifacts import ARCH, REFERENCE, WEIGHTS
 from search.errors import UserError
 
 ROLE_TAG = "attnas.role"  # "search" on parent runs, "trial" on nested runs
-OUTCOME_TAG = "attnas.outcome"  # completed | early_stopped | failed
+SEARCH_TAG = "attnas.search"  # the search name, on the parent and on every trial run
+TRIAL_TAG = "attnas.trial_id"  # the Ray trial id, on trial runs
+OUTCOME_TAG = "attnas.outcome"  # completed | early_stopped | failed | rejected | interrupted
 CHECKPOINT_FILES = (WEIGHTS, REFERENCE)  # uploaded to model/; the ArchConfig goes to the run root at trial start
 _NOT_METRICS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "date"}
 
@@ -64,9 +66,48 @@ def experiment_id(client: mlflow.MlflowClient, *, name: str, tracking_uri: str) 
 def start_parent_run(client: mlflow.MlflowClient, *, experiment: str, name: str, params: Mapping[str, Any],
                      tags: Mapping[str, str]) -> str:
     """Create the search's parent run and log its settings; returns the run id."""
-    run = client.create_run(experiment, run_name=name, tags={ROLE_TAG: "search", "attnas.search": name, **tags})
+    run = client.create_run(experiment, run_name=name, tags={ROLE_TAG: "search", SEARCH_TAG: name, **tags})
     client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
     return run.info.run_id
+
+
+def find_parent_run(client: mlflow.MlflowClient, *, experiment: str, name: str) -> Run | None:
+    """The parent run of the search called ``name`` in ``experiment``, if an earlier command created one."""
+    runs = client.search_runs([experiment], max_results=1, order_by=["attributes.start_time ASC"],
+                              filter_string=f"tags.`{ROLE_TAG}` = 'search' and tags.`{SEARCH_TAG}` = '{name}'")
+    return runs[0] if runs else None
+
+
+def check_same_settings(run: Run, *, params: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> None:
+    """Raise :class:`UserError` when resuming ``run`` with settings other than those it was started with."""
+    logged = run.data.params
+    for key, value in params.items():
+        if key in ignore or key not in logged or logged[key] == _param_value(value):
+            continue
+        name = run.data.tags.get(SEARCH_TAG, run.info.run_name)
+        raise UserError(
+            f"search {name!r} already exists with {key}={logged[key]}, but this command gives {key}="
+            f"{_param_value(value)}; rerun it with the same settings to resume it, or pick a new name=")
+
+
+def trial_runs(client: mlflow.MlflowClient, *, experiment: str, parent_run_id: str) -> dict[str, Run]:
+    """The trial runs already nested under ``parent_run_id``, by Ray trial id (for resuming a search)."""
+    runs = client.search_runs([experiment], max_results=50_000,
+                              filter_string=f"tags.`{MLFLOW_PARENT_RUN_ID}` = '{parent_run_id}'")
+    return {run.data.tags[TRIAL_TAG]: run for run in runs if TRIAL_TAG in run.data.tags}
+
+
+def close_stale_trial_runs(client: mlflow.MlflowClient, *, experiment: str, parent_run_id: str) -> int:
+    """Close trial runs a killed driver left RUNNING and the resumed search never picked up; returns how many.
+
+    They belong to trials started after Ray's last experiment checkpoint, so Ray has no record of them.
+    """
+    stale = [run for run in trial_runs(client, experiment=experiment, parent_run_id=parent_run_id).values()
+             if run.info.status == "RUNNING"]
+    for run in stale:
+        client.set_tag(run.info.run_id, OUTCOME_TAG, "interrupted")
+        client.set_terminated(run.info.run_id, "KILLED")
+    return len(stale)
 
 
 class MlflowTrialCallback(Callback):
@@ -76,10 +117,14 @@ class MlflowTrialCallback(Callback):
     metrics with ``step=epoch``, ``on_trial_complete`` uploads the final checkpoint (weights, reference I/O, arch)
     and tags the outcome (``completed`` when the trial ran ``full_epochs``, else ``early_stopped``), and
     ``on_trial_error`` marks the run FAILED with the error.
+
+    Resuming: ``existing`` are the trial runs of the same search from before a crash (:func:`trial_runs`). A trial
+    Ray restores keeps its run (reopened if it was cut off), so no trial ever has two runs; a trial that had
+    already finished is re-reported by the trainable from its final checkpoint and its run is not written twice.
     """
 
     def __init__(self, *, client: mlflow.MlflowClient, experiment: str, parent_run_id: str, search_name: str,
-                 full_epochs: int) -> None:
+                 full_epochs: int, existing: Mapping[str, Run] | None = None) -> None:
         self.client = client
         self.experiment = experiment
         self.parent_run_id = parent_run_id
@@ -87,26 +132,41 @@ class MlflowTrialCallback(Callback):
         self.full_epochs = full_epochs
         self.run_ids: dict[str, str] = {}  # Ray trial id -> MLflow run id
         self.open_runs: set[str] = set()  # MLflow runs not yet terminated
+        self.reopen = {trial_id: run.info.run_id for trial_id, run in (existing or {}).items()
+                       if run.info.status not in ("FINISHED", "FAILED")}  # cut off by a crash
+        self.finished_before = {run.info.run_id for trial_id, run in (existing or {}).items()
+                                if trial_id not in self.reopen}  # never written again
+        self.run_ids.update({trial_id: run.info.run_id for trial_id, run in (existing or {}).items()})
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if trial.trial_id in self.run_ids:
+        if (run_id := self.reopen.pop(trial.trial_id, None)) is not None:  # Ray restarts it; its run goes on
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, "attnas.resumed", "true")
+            self.open_runs.add(run_id)
             return
+        self._open_run(trial)
+
+    def _open_run(self, trial: Any) -> str:
+        """The trial's run id, creating the run (params = the flattened ArchConfig, plus ``arch.json``) if needed."""
+        if trial.trial_id in self.run_ids:
+            return self.run_ids[trial.trial_id]
         run = self.client.create_run(
             self.experiment,
             run_name=trial.trial_id,
-            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, ROLE_TAG: "trial", "attnas.search": self.search_name,
-                  "attnas.trial_id": trial.trial_id},
+            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, ROLE_TAG: "trial", SEARCH_TAG: self.search_name,
+                  TRIAL_TAG: trial.trial_id},
         )
         run_id = run.info.run_id
         self.run_ids[trial.trial_id] = run_id
         self.open_runs.add(run_id)
-        params = {k: v for k, v in trial.config.items() if k != "arch"}
+        params = {k: v for k, v in trial.config.items() if k != "arch"}  # the sampled knobs, flat (s1_attn, ...)
         self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in sorted(params.items())])
         self.client.log_dict(run_id, trial.config["arch"], ARCH)
+        return run_id
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None:
+        if run_id is None or run_id in self.finished_before:
             return
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
@@ -116,7 +176,7 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None:
+        if run_id is None or run_id in self.finished_before:
             return
         epochs = int((trial.last_result or {}).get("epoch", 0))
         outcome = "completed" if epochs >= self.full_epochs else "early_stopped"
@@ -131,8 +191,8 @@ class MlflowTrialCallback(Callback):
         self._terminate(run_id, "FINISHED")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None:
+        run_id = self._open_run(trial)  # a trial can fail before it starts (e.g. its worker cannot import)
+        if run_id in self.finished_before:
             return
         self.client.set_tag(run_id, OUTCOME_TAG, "failed")
         self.client.set_tag(run_id, "attnas.error", trial_error_line(trial)[:4000])

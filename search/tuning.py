@@ -19,7 +19,7 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from backbones import build
-from search.artifacts import save_checkpoint
+from search.artifacts import load_metrics, save_checkpoint
 from search.pareto import OBJECTIVES
 from spaces import SearchSpace
 from trials import TensorData, TrialBudget, run_trial
@@ -88,10 +88,18 @@ def make_scheduler(*, full_epochs: int, grace_period: int, reduction_factor: flo
 def train_architecture(config: dict[str, Any], *, data: TensorData, budget: TrialBudget) -> None:
     """Ray trainable: build ``config["arch"]``, run the plain trial, report every epoch to Tune.
 
-    The final epoch's report carries a checkpoint (weights + reference input/output + arch) that the MLflow
-    callback uploads and ``search.export`` rebuilds from.
+    The final epoch's report carries a checkpoint (weights + reference input/output + arch + metrics) that the
+    MLflow callback uploads and ``search.export`` rebuilds from. When Ray restores a trial that already reached
+    that checkpoint (the driver was killed before it recorded the trial as finished), the trial is not trained
+    again: its saved final metrics are reported once more with the same checkpoint.
     """
     arch = config["arch"]
+    if (restored := tune.get_checkpoint()) is not None:
+        with restored.as_directory() as folder:
+            final = load_metrics(folder)
+        if final is not None and int(final.get("epoch", 0)) >= budget.epochs:
+            tune.report(final, checkpoint=restored)
+            return
     torch.manual_seed(budget.seed)  # the same ArchConfig and seed give the same initial weights
     model = build(arch)
 
@@ -100,7 +108,7 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, budget: Tria
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(folder, model=trained, arch=arch, input_shape=tuple(data.val_x.shape[1:]))
+            save_checkpoint(folder, model=trained, arch=arch, input_shape=tuple(data.val_x.shape[1:]), metrics=metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     run_trial(model=model, data=data, budget=budget, report=report)

@@ -1,0 +1,146 @@
+"""Resume after SIGKILL, for real: one search killed at three points, rerun each time, then checked.
+
+Kill points: (1) before the first trial ends, (2) mid-search after two trials finished, (3) during the final
+Pareto/report step. Each rerun is the same command (same ``name=``). Afterwards: every trial ran once to its end
+(no trial finished in one session starts again in a later one), Ray and MLflow agree on the trials, each trial has
+exactly one MLflow run, there is one parent run, and nothing is left RUNNING.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+TRIALS = 5
+EPOCHS = 2
+COMMAND = [sys.executable, "-m", "search.run", "space=fashion_attention", "name=crashy", f"budget.trials={TRIALS}",
+           f"budget.epochs={EPOCHS}", "budget.train_size=384", "budget.val_size=128", "latency.runs=5",
+           "sampler=tpe"]
+DONE = re.compile(r"\] +(\w+) (done|stopped early by ASHA|FAILED)")
+STARTED = re.compile(r"trial \d+/\d+ (\w+) (start|restarts after the crash)")
+
+pytestmark = pytest.mark.e2e
+
+
+def _run_until(cwd: Path, pattern: str | None, *, env: dict | None = None, timeout: float = 600) -> list[str]:
+    """Run the search; SIGKILL the driver as soon as a stdout line matches ``pattern`` (None: run to the end)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
+    proc = subprocess.Popen(COMMAND, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: queue.Queue[str | None] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout] + [lines.put(None)],
+                     daemon=True).start()
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=deadline - time.monotonic())
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line.rstrip("\n"))
+        if pattern is not None and re.search(pattern, line):
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
+            time.sleep(2)  # let the orphaned Ray processes notice their driver is gone
+            return seen
+    proc.wait(timeout=60)
+    assert pattern is None, f"never saw {pattern!r}:\n" + "\n".join(seen[-30:])
+    assert proc.returncode == 0, "\n".join(seen[-30:])
+    return seen
+
+
+@pytest.fixture(scope="module")
+def sessions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[str]]]:
+    folder = tmp_path_factory.mktemp("resume")
+    runs = [
+        _run_until(folder, r"trial 1/\d+ \w+ start"),                              # 1: before any trial ends
+        _run_until(folder, r"\((2|3)/\d+ finished\)"),                            # 2: mid-search
+        _run_until(folder, r"Computing the Pareto front", env={"ATTNAS_STALL_BEFORE_REPORTS_S": "60"}),  # 3
+        _run_until(folder, None),                                                 # finish
+    ]
+    return folder, runs
+
+
+def test_each_rerun_resumes_and_the_search_finishes(sessions) -> None:
+    _, runs = sessions
+    assert not any("Resuming search" in line for line in runs[0])
+    for later in runs[1:]:
+        assert any(line.startswith("Resuming search crashy:") for line in later), later[:5]
+    assert any("Search crashy finished" in line for line in runs[-1])
+    assert any("Pareto front (" in line for line in runs[-1])
+
+
+def test_no_finished_trial_runs_again(sessions) -> None:
+    _, runs = sessions
+    finished: set[str] = set()
+    for session in runs:
+        started_here = {m.group(1) for line in session if (m := STARTED.search(line))}
+        assert not started_here & finished, f"finished trials started again: {started_here & finished}"
+        finished |= {m.group(1) for line in session if (m := DONE.search(line))}
+    assert len(finished) == TRIALS
+
+
+def test_one_parent_one_run_per_trial_nothing_left_running(sessions) -> None:
+    folder, _ = sessions
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("attnas").experiment_id
+    runs = client.search_runs([experiment], max_results=1000)
+    parents = [r for r in runs if r.data.tags.get("attnas.role") == "search"]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED"
+    parent = parents[0]
+    trials = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    ids = [r.data.tags["attnas.trial_id"] for r in trials]
+    assert len(ids) == len(set(ids)), "a trial has two MLflow runs"
+    assert all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in trials)
+    finished = [r for r in trials if r.data.tags.get("attnas.outcome") in ("completed", "early_stopped", "failed")]
+    assert len(finished) == TRIALS == parent.data.metrics["trials"]
+    # A trial cut off by a kill restarts from scratch; its val_acc history then has each epoch once per attempt.
+    for run in finished:
+        steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
+        assert steps and max(steps) == int(run.data.tags["attnas.epochs_run"])
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")} >= {"pareto/pareto.csv"}
+
+
+def test_ray_and_optuna_state_agree(sessions) -> None:
+    """The Optuna study restored from Ray's searcher state has one trial per Ray trial, none left running."""
+    folder, _ = sessions
+    import pickle
+
+    from ray.tune import ExperimentAnalysis
+
+    analysis = ExperimentAnalysis(str(folder / "runs" / "crashy"))
+    assert len(analysis.trials) == TRIALS
+    assert all(t.status in ("TERMINATED", "ERROR") for t in analysis.trials)
+    (state_file,) = sorted((folder / "runs" / "crashy").glob("searcher-state-*.pkl"))[-1:]
+    with open(state_file, "rb") as f:
+        state = pickle.load(f)
+    study = _find_study(state)
+    states = [t.state.name for t in study.trials]
+    assert len(states) == TRIALS and "RUNNING" not in states, states
+
+
+def _find_study(state):
+    """The optuna Study inside Ray's pickled searcher state (ConcurrencyLimiter -> OptunaSearch -> study)."""
+    import optuna
+
+    stack = [state]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, optuna.Study):
+            return item
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif hasattr(item, "__dict__"):
+            stack.extend(vars(item).values())
+    raise AssertionError("no optuna.Study in the searcher state")

@@ -56,8 +56,11 @@ def check_command_line(args: Sequence[str], *, config: DictConfig) -> None:
         options, unknown = parser.parse_known_args(list(args))
     except argparse.ArgumentError as exc:
         raise UserError(f"{exc}; see --help") from None
-    if unknown:
+    if unknown and unknown[0].startswith("-"):
         raise UserError(f"unknown option {unknown[0]!r}; see --help for Hydra's options, or write key=value")
+    if unknown:  # Hydra reads overrides only as one run of arguments
+        raise UserError(f"override {unknown[0]!r} is split from the others by an option; put all key=value "
+                        f"overrides together, before or after the options")
     overrides = OverridesParser.create()
     for text in options.overrides:
         override = _parse(overrides, text)

@@ -1,0 +1,184 @@
+"""Bad input, table-driven: each malformed override or space file ends with exactly one ``error:`` line on stderr
+that names the bad value (and the valid choices where there is a finite set), exit code 2, and nothing written in
+the working folder (no Ray experiment folder ``runs/``, no ``mlflow.db``, no ``mlartifacts/``).
+
+The table runs in-process through ``search.run.main(argv)`` / ``search.export.main(argv)``, the very functions
+``python -m search.run`` / ``python -m search.export`` call (override check, then Hydra, then the task); three cases
+also run as real subprocesses to prove the entry point itself.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+import search.export
+import search.run
+from backbones import ATTENTION, HEADS, POSITIONS
+from search.cli import primary_config
+from search.settings import EXPORT_SETTINGS, RUN_SETTINGS
+from trials import DATASETS
+
+REPO = Path(__file__).resolve().parents[2]
+WRITTEN = ("runs", "mlflow.db", "mlartifacts")  # what a search (or export) would leave in the working folder
+HAS_FASHION = Path(DATASETS["fashion_mnist"].default_root).is_dir()
+needs_fashion = pytest.mark.skipif(not HAS_FASHION, reason="Fashion-MNIST not installed (dataset-fashion-mnist)")
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on: an unreachable tracking server that refuses at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Case:
+    args: tuple[str, ...]  # command-line arguments; {tmp} = tmp_path, {space} = the edited space file, {port}
+    expect: tuple[str, ...]  # substrings of the error line: the bad value first, then the valid choices
+    edit: tuple[str, str] | None = None  # replace this text of fashion_attention.yaml -> tmp_path/bad.yaml
+    entry: str = "run"  # "run" or "export"
+
+
+TYPES = "valid types: " + ", ".join(sorted(ATTENTION))
+CASES = {
+    # Hydra-level: unknown keys and malformed overrides.
+    "unknown key": Case(("foo=1",), ("'foo'", "valid settings: space, name, sampler, seed, device, concurrency, "
+                                              "budget.*, asha.*, data.*, latency.*, mlflow.*, storage")),
+    "unknown budget key": Case(("budget.epoch=3",), ("'budget.epoch'", "valid settings under budget: backbone, "
+                                                     "backbone_kwargs, epochs, trials, batch_size")),
+    "added unknown key": Case(("+colour=red",), ("'colour'", "valid settings: space")),
+    "deleted key": Case(("~seed",), ("'~seed'", "only key=value")),
+    "unparsable override": Case(("space=[",), ("'space=['", "write key=value")),
+    "value for a group": Case(("budget=3",), ("budget=3", "valid settings under budget: backbone")),
+    "sweep without --multirun": Case(("seed=1,2",), ("'seed=1,2'", "--multirun")),
+    "unknown option": Case(("--colour",), ("'--colour'", "--help")),
+    # Values of the wrong type or range.
+    "seed not a number": Case(("seed=abc",), ("seed='abc'", "integer >= 0")),
+    "concurrency 0": Case(("concurrency=0",), ("concurrency=0", "integer >= 1")),
+    "latency runs negative": Case(("latency.runs=-1",), ("latency.runs=-1", "integer >= 1")),
+    "asha grace period text": Case(("asha.grace_period=x",), ("asha.grace_period='x'", "integer >= 1")),
+    "asha reduction factor 1": Case(("asha.reduction_factor=1",), ("asha.reduction_factor=1", "number > 1")),
+    "negative epochs": Case(("budget.epochs=-1",), ("epochs=-1", "positive integer")),
+    "lr not a number": Case(("budget.lr=abc",), ("lr='abc'", "positive number")),
+    "negative train size": Case(("budget.train_size=-5",), ("train_size=-5", "positive integer")),
+    "download not a bool": Case(("data.download=maybe",), ("data.download='maybe'", "true or false")),
+    "unknown device": Case(("device=tpu",), ("'tpu'", "valid devices: auto, cpu, cuda")),
+    "unknown sampler": Case(("sampler=grid",), ("'grid'", "valid samplers: tpe, nsga2, random")),
+    "name with a slash": Case(("name=bad/name",), ("name='bad/name'", "letters, digits, '.', '_' and '-'")),
+    "empty storage": Case(("storage=",), ("storage=''", "folder path")),
+    # Tracking store.
+    "unreachable tracking URI": Case(("mlflow.tracking_uri=http://127.0.0.1:{port}",),
+                                     ("http://127.0.0.1:{port}", "unreachable", "sqlite:///mlflow.db")),
+    "unsupported tracking scheme": Case(("mlflow.tracking_uri=ftp://x",),
+                                        ("ftp://x", "sqlite:///FILE, file:DIR or http://HOST:PORT")),
+    # Spaces.
+    "unknown space": Case(("space=nope",), ("'nope'", "available spaces: cifar_attention, fashion_attention, "
+                                                      "mobile_attention")),
+    "unknown attention type": Case(("space={space}",), ("'sparkle'", TYPES),
+                                   edit=("types: [none, se, eca,", "types: [none, sparkle, se, eca,")),
+    "ratio 0": Case(("space={space}",), ("reduction ratio 0", ">= 1"),
+                    edit=("reduction: [4, 8, 16, 32]", "reduction: [0, 4]")),
+    "unknown space key": Case(("space={space}",), ("'colour'", "valid keys: budgets, dataset, defaults, description"),
+                              edit=("small_input: true", "colour: blue\nsmall_input: true")),
+    "unknown stage key": Case(("space={space}",), ("'colour'", "valid keys: blocks, kernel_size, position"),
+                              edit=("  0: {}", "  0: {colour: red}")),
+    "even kernel": Case(("space={space}",), ("kernel_size 4", "positive odd integer"),
+                        edit=("kernel_size: [3, 5, 7]", "kernel_size: [3, 4]")),
+    "stage out of range": Case(("space={space}",), ("stage 9", "valid stages: 0..3"),
+                               edit=("  3: {}", "  3: {}\n  9: {}")),
+    "unknown position": Case(("space={space}",), ("'sideways'", "valid: " + ", ".join(POSITIONS)),
+                             edit=("position: [after_block, in_block, stage_end]", "position: [sideways]")),
+    "unknown head": Case(("space={space}",), ("'maxish'", "valid: " + ", ".join(HEADS)),
+                         edit=("head: [avg, attn_pool]", "head: [avg, maxish]")),
+    "unknown dataset": Case(("space={space}",), ("'mnist3d'", "valid datasets: " + ", ".join(DATASETS)),
+                            edit=("dataset: fashion_mnist", "dataset: mnist3d")),
+    # Needs the data (the check runs on the real backbone at the dataset's channel count).
+    "ratio larger than channels": pytest.param(
+        Case(("space={space}",), ("reduction ratio 64", "32 channels", "valid ratios here: 1..32"),
+             edit=("reduction: [4, 8, 16, 32]", "reduction: [4, 64]")), marks=needs_fashion),
+    "unknown backbone": pytest.param(Case(("budget.backbone=not_a_model",), ("'not_a_model'", "tested: resnet10t")),
+                                     marks=needs_fashion),
+    "train size beyond the dataset": pytest.param(Case(("budget.train_size=100000",), ("train_size=100000", "1..")),
+                                                  marks=needs_fashion),
+    "missing dataset": Case(("data.root={tmp}/nowhere", "data.download=false"),
+                            ("{tmp}/nowhere", "apt-get install dataset-fashion-mnist", "data.root=DIR")),
+    # search.export.
+    "export: unknown key": Case(("serach=x",), ("'serach'", "valid settings: search, max_latency_ms, out, "
+                                                           "module_name, mlflow.*"), entry="export"),
+    "export: latency not a number": Case(("max_latency_ms=abc",), ("max_latency_ms='abc'", "number > 0"),
+                                         entry="export"),
+    "export: bad module name": Case(("module_name=1st",), ("module_name='1st'", "Python identifier"), entry="export"),
+    "export: unreachable tracking URI": Case(("mlflow.tracking_uri=http://127.0.0.1:{port}",),
+                                             ("http://127.0.0.1:{port}", "unreachable"), entry="export"),
+}
+
+
+def _fill(case: Case, tmp_path: Path) -> tuple[list[str], list[str]]:
+    """The case's arguments and expected substrings with {tmp}, {space} and {port} filled in."""
+    values = {"tmp": tmp_path, "space": tmp_path / "bad.yaml", "port": _closed_port()}
+    if case.edit is not None:
+        source = (REPO / "spaces" / "fashion_attention.yaml").read_text()
+        old, new = case.edit
+        assert old in source, f"the space edit no longer applies: {old!r}"
+        values["space"].write_text(source.replace(old, new))
+    return [a.format(**values) for a in case.args], [e.format(**values) for e in case.expect]
+
+
+def _assert_rejected(code: object, stderr: str, expect: list[str], folder: Path) -> None:
+    lines = stderr.splitlines()
+    assert code == 2, stderr
+    assert len(lines) == 1 and lines[0].startswith("error: ") and lines[0] != "error: ", stderr
+    for part in expect:
+        assert part in lines[0], f"{part!r} not in {lines[0]!r}"
+    assert not [name for name in WRITTEN if (folder / name).exists()], "bad input must write nothing"
+
+
+def _no_search(plan: object) -> None:
+    raise AssertionError("the input passed validation: a search would start")
+
+
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
+def test_bad_input_in_process(case: Case, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    args, expect = _fill(case, tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(search.run, "execute", _no_search)  # a case that slipped through fails instead of searching
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        {"run": search.run.main, "export": search.export.main}[case.entry](args)
+    _assert_rejected(exit_info.value.code, capsys.readouterr().err, expect, tmp_path)
+
+
+def test_the_table_is_big_enough() -> None:
+    assert len(CASES) >= 24
+
+
+@pytest.mark.parametrize(("config_name", "rules", "checked_elsewhere"), [
+    ("run", RUN_SETTINGS, {"space", "name", "budget"}),  # by search.plan.prepare / the space's Budget
+    ("export", EXPORT_SETTINGS, set()),
+])
+def test_every_setting_has_a_value_check(config_name: str, rules: dict, checked_elsewhere: set[str]) -> None:
+    def leaves(node: DictConfig, prefix: str = "") -> set[str]:
+        return set().union(*(leaves(v, f"{prefix}{k}.") if isinstance(v, DictConfig) else {f"{prefix}{k}"}
+                             for k, v in node.items()))
+
+    settings = {key for key in leaves(primary_config(config_name=config_name))
+                if key.split(".")[0] not in checked_elsewhere}
+    assert settings == set(rules)
+
+
+@pytest.mark.parametrize("name", ["unknown budget key", "unknown sampler", "unreachable tracking URI"])
+def test_bad_input_through_the_real_command(name: str, tmp_path: Path) -> None:
+    args, expect = _fill(CASES[name], tmp_path)
+    result = subprocess.run([sys.executable, "-m", "search.run", *args], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})
+    _assert_rejected(result.returncode, result.stderr, expect, tmp_path)
+    assert "Traceback" not in result.stdout + result.stderr

@@ -16,7 +16,9 @@ from search.errors import UserError
 from search.settings import RUN_SETTINGS, check_settings
 from search.tracking import check_tracking_uri
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
+from search.tuning import FaultInjection
 from trials import DATASETS, DatasetMissingError, TensorData, TrialBudget, load_dataset
+from trials.constraints import Constraints
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a search name becomes a folder (runs/NAME) and an MLflow run name
 
@@ -36,6 +38,8 @@ class SearchPlan:
     data: TensorData
     asha_grace_period: int  # epochs
     asha_reduction_factor: float
+    constraints: Constraints  # hard budgets, checked in each trial after its probe
+    faults: FaultInjection  # deliberate failures (testing); off by default
     tracking_uri: str
     experiment: str
     storage: Path  # Ray Tune storage folder (absolute)
@@ -75,6 +79,7 @@ def prepare(cfg: DictConfig) -> SearchPlan:
                          backbone_kwargs=budget.backbone_kwargs)
     except SpaceError as exc:
         raise UserError(str(exc)) from None
+    constraints = Constraints(max_latency_ms=cfg.constraints.max_latency_ms, max_params_m=cfg.constraints.max_params_m)
     return SearchPlan(
         name=str(name),
         space=space,
@@ -83,6 +88,9 @@ def prepare(cfg: DictConfig) -> SearchPlan:
         trial_budget=TrialBudget(
             epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, weight_decay=budget.weight_decay,
             latency_runs=int(cfg.latency.runs), latency_warmup=int(cfg.latency.warmup),
+            latency_batch=int(cfg.latency.batch), latency_precision=str(cfg.latency.precision),
+            latency_channels_last=bool(cfg.latency.channels_last), compile=bool(cfg.compile),
+            constraints=constraints,
             threads=budget.cpu_per_trial, device=hardware, seed=int(cfg.seed),
         ),
         concurrency=_concurrency(cfg.concurrency, hardware=hardware, budget=budget),
@@ -91,6 +99,8 @@ def prepare(cfg: DictConfig) -> SearchPlan:
         data=data,
         asha_grace_period=int(cfg.asha.grace_period),
         asha_reduction_factor=float(cfg.asha.reduction_factor),
+        constraints=constraints,
+        faults=FaultInjection(rate=float(cfg.faults.rate), kind=str(cfg.faults.kind)),
         tracking_uri=str(cfg.mlflow.tracking_uri),
         experiment=str(cfg.mlflow.experiment),
         storage=Path(str(cfg.storage)).expanduser().resolve(),

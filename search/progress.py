@@ -9,6 +9,7 @@ from typing import Any
 from ray.tune import Callback
 
 from search.tracking import trial_error_line
+from trials.constraints import Constraints
 
 
 def arch_summary(arch: Mapping[str, Any]) -> str:
@@ -44,8 +45,9 @@ class ProgressPrinter(Callback):
     """Prints trial starts, every epoch's val_acc, early stops and failures, with elapsed time."""
 
     def __init__(self, *, total_trials: int, full_epochs: int, seen: Iterable[str] = (),
-                 ended: Iterable[str] = ()) -> None:
+                 ended: Iterable[str] = (), constraints: Constraints = Constraints()) -> None:
         """``seen`` / ``ended``: trial ids started / finished before a crash, when resuming."""
+        self.constraints = constraints
         self.total = total_trials
         self.full_epochs = full_epochs
         self.seen = set(seen)
@@ -74,7 +76,7 @@ class ProgressPrinter(Callback):
         self._say(f"trial {self.started}/{self.total} {trial.trial_id} {what}  {arch_summary(trial.config['arch'])}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if trial.trial_id in self.ended_before:
+        if trial.trial_id in self.ended_before or result.get("rejected"):
             return
         self._say(f"  {trial.trial_id} epoch {int(result['epoch'])}/{self.full_epochs}  "
                   f"val_acc={result['val_acc']:.4f}  latency_ms={result['latency_ms']:.2f}  "
@@ -84,8 +86,11 @@ class ProgressPrinter(Callback):
         if trial.trial_id in self.ended_before:
             return
         self.ended_ids.add(trial.trial_id)
-        epochs = int((trial.last_result or {}).get("epoch", 0))
+        last = trial.last_result or {}
+        epochs = int(last.get("epoch", 0))
         how = "done" if epochs >= self.full_epochs else f"stopped early by ASHA after epoch {epochs}"
+        if last.get("rejected"):
+            how = f"rejected before training: {self.constraints.reason(last)}"
         self._say(f"  {trial.trial_id} {how} ({self.ended}/{self.total} finished)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -43,6 +43,7 @@ class SearchSummary:
     completed: int  # ran the full epoch budget
     early_stopped: int  # stopped by ASHA
     failed: int
+    rejected: int  # over a hard budget (constraints.*): probed, never trained
     front: list[dict[str, Any]]  # Pareto-optimal full-budget trials, latency ascending
     wall_s: float
 
@@ -77,8 +78,10 @@ def execute(plan: SearchPlan) -> SearchSummary:
     status = "FAILED"
     try:
         tracker = MlflowTrialCallback(client=client, experiment=experiment, parent_run_id=parent,
-                                      search_name=plan.name, full_epochs=plan.budget.epochs, existing=existing)
+                                      search_name=plan.name, full_epochs=plan.budget.epochs, existing=existing,
+                                      constraints=plan.constraints)
         printer = ProgressPrinter(total_trials=plan.budget.trials, full_epochs=plan.budget.epochs,
+                                  constraints=plan.constraints,
                                   seen=existing.keys(),
                                   ended=[k for k, r in existing.items() if r.info.status in ("FINISHED", "FAILED")])
         results = _tune(plan, callbacks=[tracker, printer])
@@ -106,6 +109,8 @@ def _parent_params(plan: SearchPlan) -> dict[str, Any]:
     return {"space": plan.space.name, "sampler": plan.sampler, "seed": plan.seed, "hardware": plan.hardware,
             "concurrency": plan.concurrency, "asha_grace_period": plan.asha_grace_period,
             "asha_reduction_factor": plan.asha_reduction_factor, "dataset": plan.space.dataset,
+            **{f"constraints.{k}": v for k, v in asdict(plan.constraints).items()},
+            **({"faults.rate": plan.faults.rate, "faults.kind": plan.faults.kind} if plan.faults.rate else {}),
             **{f"budget.{k}": v for k, v in asdict(plan.budget).items()}}
 
 
@@ -138,6 +143,9 @@ def _tune(plan: SearchPlan, *, callbacks: list) -> tune.ResultGrid:
     # Save the experiment state (trials + Optuna study) at every controller step, not every >= 10 s: a driver
     # killed with SIGKILL then loses at most the step it was in. The state is small (tens of KB).
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
+    # A candidate rejected by constraints.* reports its probe but no val_acc (it never trained); ASHA then leaves it
+    # alone and FullBudgetOptunaSearch tells it infeasible. Ray's strict check would instead end the whole search.
+    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
     per_trial = {"cpu": plan.budget.cpu_per_trial, "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
     ray.init(
         num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial),
@@ -148,7 +156,8 @@ def _tune(plan: SearchPlan, *, callbacks: list) -> tune.ResultGrid:
     )
     try:
         trainable = tune.with_resources(
-            tune.with_parameters(train_architecture, data=plan.data, budget=plan.trial_budget), per_trial)
+            tune.with_parameters(train_architecture, data=plan.data, budget=plan.trial_budget, faults=plan.faults),
+            per_trial)
         experiment_dir = plan.storage / plan.name
         if tune.Tuner.can_restore(str(experiment_dir)):
             # Restores the trials and the searcher (the Optuna study with its sampler); unfinished trials are
@@ -162,11 +171,12 @@ def _tune(plan: SearchPlan, *, callbacks: list) -> tune.ResultGrid:
             tune_config=tune.TuneConfig(
                 search_alg=make_searcher(space=plan.space, sampler=plan.sampler, seed=plan.seed,
                                          trials=plan.budget.trials, full_epochs=plan.budget.epochs,
-                                         arch_fields=plan.arch_fields),
+                                         arch_fields=plan.arch_fields, constraints=plan.constraints),
                 scheduler=make_scheduler(full_epochs=plan.budget.epochs, grace_period=plan.asha_grace_period,
                                          reduction_factor=plan.asha_reduction_factor),
                 num_samples=plan.budget.trials,
                 max_concurrent_trials=plan.concurrency,
+                reuse_actors=True,  # one worker process per slot for the whole search: no per-trial process start
                 trial_dirname_creator=_trial_dirname,
             ),
             run_config=tune.RunConfig(
@@ -188,11 +198,13 @@ def _trial_dirname(trial: Any) -> str:
 
 def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTrialCallback,
                client: mlflow.MlflowClient, parent: str, t0: float) -> SearchSummary:
-    rows, early, failed = [], 0, 0
+    rows, early, failed, rejected = [], 0, 0, 0
     for result in results:
         metrics = result.metrics or {}
         if result.error is not None:
             failed += 1
+        elif metrics.get("rejected"):
+            rejected += 1
         elif int(metrics.get("epoch", 0)) < plan.budget.epochs:
             early += 1
         else:
@@ -213,18 +225,20 @@ def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTri
     wall_s = time.monotonic() - t0
     summary = SearchSummary(
         name=plan.name, parent_run_id=parent, trials=len(results), completed=len(rows), early_stopped=early,
-        failed=failed, front=sorted((r for r in rows if r["pareto"]), key=lambda r: r["latency_ms"]), wall_s=wall_s)
+        failed=failed, rejected=rejected, front=sorted((r for r in rows if r["pareto"]), key=lambda r: r["latency_ms"]), wall_s=wall_s)
     client.log_batch(parent, metrics=[
         mlflow.entities.Metric(key, float(value), int(time.time() * 1000), 0)
         for key, value in {"trials": summary.trials, "trials_completed": summary.completed,
                            "trials_early_stopped": early, "trials_failed": failed,
+                           "trials_rejected": rejected,
                            "front_size": len(summary.front), "wall_s": wall_s}.items()])
     return summary
 
 
 def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     print(f"\nSearch {summary.name} finished in {summary.wall_s:.0f}s: {summary.trials} trials, "
-          f"{summary.completed} completed, {summary.early_stopped} stopped early by ASHA, {summary.failed} failed.")
+          f"{summary.completed} completed, {summary.early_stopped} stopped early by ASHA, {summary.failed} failed"
+          + (f", {summary.rejected} rejected by the constraints." if summary.rejected else "."))
     if summary.front:
         print(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
         print(format_table(summary.front, [("trial_id", "trial", "s"), ("val_acc", "val_acc", ".4f"),

@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from search.errors import UserError
-from search.tuning import SAMPLERS
+from search.tuning import FAULTS, SAMPLERS
+from trials import PRECISIONS
 
 Check = Callable[[str, Any], None]  # check(key, value) raises UserError naming the key, the value and what is valid
 
@@ -45,6 +46,16 @@ def number(*, above: float) -> Check:
     def check(key: str, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > above:
             raise UserError(f"{key}={value!r} must be a number > {above:g}")
+
+    return check
+
+
+def fraction() -> Check:
+    """A number from 0 to 1."""
+
+    def check(key: str, value: Any) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise UserError(f"{key}={value!r} must be a number from 0 to 1")
 
     return check
 
@@ -109,6 +120,14 @@ RUN_SETTINGS: dict[str, Check] = {  # conf/run.yaml
     "data.download": boolean(),
     "latency.runs": integer(minimum=1),
     "latency.warmup": integer(minimum=0),
+    "latency.batch": integer(minimum=0),
+    "latency.precision": choice(tuple(PRECISIONS), noun="latency precision"),
+    "latency.channels_last": boolean(),
+    "compile": boolean(),
+    "constraints.max_latency_ms": optional(number(above=0)),
+    "constraints.max_params_m": optional(number(above=0)),
+    "faults.rate": fraction(),
+    "faults.kind": choice((*FAULTS, "mixed"), noun="failure kind"),
     **_MLFLOW,
     "storage": text(hint="a folder path"),
 }

@@ -23,6 +23,8 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from search.artifacts import ARCH, REFERENCE, WEIGHTS
 from search.errors import UserError
+from search.tuning import PROBE_PREFIX
+from trials.constraints import Constraints
 
 ROLE_TAG = "attnas.role"  # "search" on parent runs, "trial" on nested runs
 SEARCH_TAG = "attnas.search"  # the search name, on the parent and on every trial run
@@ -124,12 +126,15 @@ class MlflowTrialCallback(Callback):
     """
 
     def __init__(self, *, client: mlflow.MlflowClient, experiment: str, parent_run_id: str, search_name: str,
-                 full_epochs: int, existing: Mapping[str, Run] | None = None) -> None:
+                 full_epochs: int, existing: Mapping[str, Run] | None = None,
+                 constraints: Constraints = Constraints()) -> None:
         self.client = client
         self.experiment = experiment
         self.parent_run_id = parent_run_id
         self.search_name = search_name
         self.full_epochs = full_epochs
+        self.constraints = constraints
+        self.probed: set[str] = set()  # runs whose probe.* params are logged
         self.run_ids: dict[str, str] = {}  # Ray trial id -> MLflow run id
         self.open_runs: set[str] = set()  # MLflow runs not yet terminated
         self.reopen = {trial_id: run.info.run_id for trial_id, run in (existing or {}).items()
@@ -168,18 +173,29 @@ class MlflowTrialCallback(Callback):
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None or run_id in self.finished_before:
             return
+        if run_id not in self.probed:  # the first result carries what the latency was measured on
+            self.probed.add(run_id)
+            probe = {k: v for k, v in result.items() if k.startswith(PROBE_PREFIX)}
+            try:
+                self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in sorted(probe.items())])
+            except mlflow.exceptions.MlflowException:  # a resumed trial on another machine: keep the first values
+                pass
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, step) for k, v in result.items()
-                   if k not in _NOT_METRICS and _is_number(v)]
+                   if k not in _NOT_METRICS and not k.startswith(PROBE_PREFIX) and _is_number(v)]
         self.client.log_batch(run_id, metrics=metrics)
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None or run_id in self.finished_before:
             return
-        epochs = int((trial.last_result or {}).get("epoch", 0))
+        last = trial.last_result or {}
+        epochs = int(last.get("epoch", 0))
         outcome = "completed" if epochs >= self.full_epochs else "early_stopped"
+        if last.get("rejected"):  # over a hard budget: probed, never trained
+            outcome = "rejected"
+            self.client.set_tag(run_id, "attnas.rejected_because", self.constraints.reason(last) or "over budget")
         checkpoint = trial.checkpoint
         if outcome == "completed" and checkpoint is not None:
             folder = Path(checkpoint.path)

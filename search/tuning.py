@@ -7,6 +7,7 @@ told as PRUNED, so the sampler never mistakes a partial accuracy for a final one
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
 from collections.abc import Callable, Mapping
@@ -23,6 +24,7 @@ from search.artifacts import load_metrics, save_checkpoint
 from search.pareto import OBJECTIVES
 from spaces import SearchSpace
 from trials import TensorData, TrialBudget, run_trial
+from trials.constraints import Constraints
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     # Tree-structured Parzen estimator; handles the conditional knobs natively (https://arxiv.org/abs/2304.11127).
@@ -33,20 +35,42 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
 }
 
 
-class FullBudgetOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells a trial stopped before ``full_epochs`` as PRUNED instead of COMPLETE."""
+PROBE_PREFIX = "probe."  # result keys carrying trials.device_info (device name, torch version, threads, ...)
 
-    def __init__(self, *, full_epochs: int, **kwargs: Any) -> None:
+
+class FullBudgetOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna what really happened to each trial.
+
+    - full budget: COMPLETE with (val_acc, latency_ms);
+    - stopped early by ASHA: PRUNED, never COMPLETE with a partial accuracy;
+    - raised (including NaN loss, OOM): FAIL (Ray's multi-objective path would try to tell it COMPLETE);
+    - rejected by a hard budget before training: COMPLETE with val_acc 0 and its measured latency, and a
+      positive constraint violation, which makes it infeasible: the samplers rank it below every feasible trial.
+    With ``constraints`` active, every probed trial carries its violations (``Trial.set_constraint``), which TPE and
+    NSGA-II read to rank feasibility (https://optuna.readthedocs.io/en/stable/faq.html#how-can-i-optimize-a-model-with-some-constraints).
+    """
+
+    def __init__(self, *, full_epochs: int, constraints: Constraints = Constraints(), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.full_epochs = full_epochs
+        self.constraints = constraints
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        stopped_early = bool(result) and not error and int(result.get("epoch", 0)) < self.full_epochs
-        if stopped_early and trial_id in self._ot_trials and trial_id not in self._completed_trials:
-            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
-            return
-        super().on_trial_complete(trial_id, result=result, error=error)
+        if trial_id not in self._ot_trials or trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result=result, error=error)  # Ray's warning path
+        ot_trial, result = self._ot_trials[trial_id], result or {}
+        if self.constraints.active and not error and "latency_ms" in result:
+            for key, violation in self.constraints.violations(result).items():
+                ot_trial.set_constraint(key, violation)
+        if error or not result:
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
+        elif result.get("rejected"):
+            self._ot_study.tell(ot_trial, [0.0, float(result["latency_ms"])])  # OBJECTIVES order; never trained
+        elif int(result.get("epoch", 0)) < self.full_epochs:
+            self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            self._ot_study.tell(ot_trial, [float(result[m]) for m in OBJECTIVES])
+        self._completed_trials.add(trial_id)
 
 
 @dataclass(frozen=True)
@@ -57,14 +81,16 @@ class _DefineByRun:
     arch_fields: dict[str, Any]
 
     def __call__(self, trial: Any) -> dict[str, Any]:
-        return {"arch": self.space.to_arch(self.space.suggest(trial), **self.arch_fields)}
+        number = getattr(getattr(trial, "ot_trial", trial), "number", None)  # Ray wraps the optuna.Trial
+        return {"arch": self.space.to_arch(self.space.suggest(trial), **self.arch_fields), "optuna_trial": number}
 
 
 def make_searcher(*, space: SearchSpace, sampler: str, seed: int, trials: int, full_epochs: int,
-                  arch_fields: Mapping[str, Any]) -> FullBudgetOptunaSearch:
+                  arch_fields: Mapping[str, Any], constraints: Constraints = Constraints()) -> FullBudgetOptunaSearch:
     """The searcher: ``space.suggest`` as Optuna's define-by-run function; the ArchConfig rides along as ``arch``."""
     return FullBudgetOptunaSearch(
         full_epochs=full_epochs,
+        constraints=constraints,
         space=_DefineByRun(space=space, arch_fields=dict(arch_fields)),
         metric=list(OBJECTIVES),
         mode=list(OBJECTIVES.values()),
@@ -85,7 +111,53 @@ def make_scheduler(*, full_epochs: int, grace_period: int, reduction_factor: flo
     )
 
 
-def train_architecture(config: dict[str, Any], *, data: TensorData, budget: TrialBudget) -> None:
+def _raise(model: torch.nn.Module, at: str) -> None:
+    raise RuntimeError(f"injected failure ({at})")
+
+
+def _out_of_memory(model: torch.nn.Module, at: str) -> None:
+    # What a CUDA OOM raises; simulated, since a CPU machine cannot run out of GPU memory on purpose.
+    raise torch.OutOfMemoryError(f"CUDA out of memory (injected, {at}). Tried to allocate 2.00 GiB")
+
+
+def _poison(model: torch.nn.Module, at: str) -> None:
+    with torch.no_grad():  # a NaN weight makes the real training loop see a NaN loss and raise TrialDiverged
+        next(p for p in model.parameters() if p.dim() > 1).fill_(float("nan"))
+
+
+# Failure kinds for ``faults.kind`` (testing the failure handling): how an injected trial fails.
+FAULTS: dict[str, Callable[[torch.nn.Module, str], None]] = {"raise": _raise, "oom": _out_of_memory, "nan": _poison}
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """Make a fraction of trials fail on purpose, to check that a search survives it (off by default).
+
+    Trial ``n`` (Optuna's trial number) fails iff ``floor((n + 1) * rate) > floor(n * rate)``, so exactly
+    ``rate`` of the trials fail, evenly spread (rate 0.2: trials 4, 9, 14, ...). ``kind`` is a name in
+    :data:`FAULTS` or ``mixed`` (the failing trials cycle through oom, nan, raise).
+    """
+
+    rate: float = 0.0
+    kind: str = "mixed"
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"faults.rate={self.rate} must be between 0 and 1")
+        if self.kind not in (*FAULTS, "mixed"):
+            raise ValueError(f"unknown faults.kind {self.kind!r}; valid kinds: {', '.join((*FAULTS, 'mixed'))}")
+
+    def pick(self, number: int | None) -> str | None:
+        """The failure kind trial ``number`` gets, or None."""
+        if number is None or self.rate <= 0 or math.floor((number + 1) * self.rate) <= math.floor(number * self.rate):
+            return None
+        if self.kind != "mixed":
+            return self.kind
+        return ("oom", "nan", "raise")[(math.floor((number + 1) * self.rate) - 1) % 3]
+
+
+def train_architecture(config: dict[str, Any], *, data: TensorData, budget: TrialBudget,
+                       faults: FaultInjection = FaultInjection()) -> None:
     """Ray trainable: build ``config["arch"]``, run the plain trial, report every epoch to Tune.
 
     The final epoch's report carries a checkpoint (weights + reference input/output + arch + metrics) that the
@@ -102,8 +174,16 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, budget: Tria
             return
     torch.manual_seed(budget.seed)  # the same ArchConfig and seed give the same initial weights
     model = build(arch)
+    fault = faults.pick(config.get("optuna_trial"))
+    if fault == "nan":
+        FAULTS[fault](model, "before training")
+
+    info: dict[str, str | int] = {}  # what the latency was measured on; logged as MLflow params
 
     def report(metrics: dict[str, float], trained: Any) -> None:
+        if fault in ("raise", "oom"):
+            FAULTS[fault](trained, f"after epoch {int(metrics['epoch'])}")
+        metrics = {**metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in info.items()}}
         if int(metrics["epoch"]) < budget.epochs:
             tune.report(metrics)
             return
@@ -111,4 +191,4 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, budget: Tria
             save_checkpoint(folder, model=trained, arch=arch, input_shape=tuple(data.val_x.shape[1:]), metrics=metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    run_trial(model=model, data=data, budget=budget, report=report)
+    run_trial(model=model, data=data, budget=budget, report=report, info=info)

@@ -1,11 +1,14 @@
 """Measurements taken before training: latency, parameter count, FLOPs, and which device did it.
 
 Each probe switches the model to eval mode and restores every submodule's train/eval flag afterwards.
+Latency can be taken in a deployment precision and layout (`PRECISIONS`, channels_last); then it is
+measured on a converted copy, so the model itself is never changed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import platform
 import statistics
 import time
@@ -14,6 +17,24 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
+
+# Deployment precisions for the latency probe: name -> dtype of the weights and the input of the timed copy.
+PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def check_precision(precision: str) -> torch.dtype:
+    """The dtype of a `PRECISIONS` name; a one-line ValueError naming the valid choices otherwise."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown latency precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def latency_keys(batch_size: int) -> tuple[str, str]:
+    """Metric names (median, IQR) for a batch size: latency_ms / latency_iqr_ms at batch 1, else latency_b{N}_ms /
+    latency_b{N}_iqr_ms, so a name never hides its batch size."""
+    if batch_size == 1:
+        return "latency_ms", "latency_iqr_ms"
+    return f"latency_b{batch_size}_ms", f"latency_b{batch_size}_iqr_ms"
 
 
 @contextlib.contextmanager
@@ -33,13 +54,27 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _example_input(model: nn.Module, input_shape: tuple[int, int, int], batch_size: int, device) -> torch.Tensor:
-    x = torch.randn(batch_size, *input_shape, device=device)
-    channels_last = any(  # match the model's layout so latency does not include a layout conversion
+def _is_channels_last(model: nn.Module) -> bool:
+    return any(
         p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
         for p in model.parameters()
     )
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _example_input(model: nn.Module, input_shape: tuple[int, int, int], batch_size: int, device) -> torch.Tensor:
+    dtype = next(model.parameters(), torch.empty(0)).dtype  # the model's precision (fp32 unless converted)
+    x = torch.randn(batch_size, *input_shape, device=device, dtype=dtype)
+    # match the model's layout so latency does not include a layout conversion
+    return x.contiguous(memory_format=torch.channels_last) if _is_channels_last(model) else x
+
+
+def _deployed(model: nn.Module, *, precision: str, channels_last: bool) -> nn.Module:
+    """`model` itself when fp32 and no layout change is asked for; otherwise a converted copy."""
+    dtype = check_precision(precision)
+    if dtype == torch.float32 and (not channels_last or _is_channels_last(model)):
+        return model
+    clone = copy.deepcopy(model).to(dtype=dtype)
+    return clone.to(memory_format=torch.channels_last) if channels_last else clone
 
 
 def measure_latency(
@@ -50,14 +85,20 @@ def measure_latency(
     batch_size: int = 1,
     warmup: int = 10,
     runs: int = 30,
+    precision: str = "fp32",
+    channels_last: bool = False,
 ) -> dict[str, float]:
     """Forward-pass wall time in milliseconds: median over `runs` timed calls after `warmup` untimed ones.
 
-    input_shape: (C, H, W). The model must already be on `device`. Eval mode, `torch.inference_mode`,
-    float32 (no autocast); on CUDA every call is bracketed by `torch.cuda.synchronize`.
-    Returns {"latency_ms": median, "latency_iqr_ms": 75th − 25th percentile}.
+    input_shape: (C, H, W). The model must already be on `device`. Eval mode, `torch.inference_mode`, no
+    autocast; on CUDA every call is bracketed by `torch.cuda.synchronize`. precision: a `PRECISIONS` name;
+    other than fp32, weights and input are cast to it (on a copy). channels_last: time the model in NHWC
+    (on a copy); False keeps the model's own layout. The input always follows the timed model's layout.
+    Returns {median key: ms, IQR key: 75th − 25th percentile in ms}, keys from `latency_keys(batch_size)`:
+    latency_ms / latency_iqr_ms at batch 1, latency_b{N}_ms / latency_b{N}_iqr_ms at batch N.
     """
     device = torch.device(device)
+    model = _deployed(model, precision=precision, channels_last=channels_last)
     x = _example_input(model, input_shape, batch_size, device)
     times_ms = []
     with _eval_mode(model), torch.inference_mode():
@@ -70,7 +111,8 @@ def measure_latency(
             _sync(device)
             times_ms.append((time.perf_counter() - start) * 1e3)
     quartiles = statistics.quantiles(times_ms, n=4) if len(times_ms) > 1 else [times_ms[0]] * 3
-    return {"latency_ms": statistics.median(times_ms), "latency_iqr_ms": quartiles[2] - quartiles[0]}
+    median_key, iqr_key = latency_keys(batch_size)
+    return {median_key: statistics.median(times_ms), iqr_key: quartiles[2] - quartiles[0]}
 
 
 def count_params_m(model: nn.Module) -> float:
@@ -92,14 +134,27 @@ def count_flops_g(model: nn.Module, *, input_shape: tuple[int, int, int], device
     return counter.get_total_flops() / 1e9
 
 
-def device_info(device: torch.device | str) -> dict[str, str | int]:
-    """What a timing was measured on: device name, torch version, intra-op CPU threads."""
+def device_info(
+    device: torch.device | str, *, precision: str = "fp32", channels_last: bool = False
+) -> dict[str, str | int]:
+    """What a timing was measured on, for logging next to it (e.g. as MLflow params).
+
+    Keys: device_name (GPU name, or the CPU model), torch_version, threads (torch intra-op threads now),
+    latency_precision (a `PRECISIONS` name) and latency_layout ("channels_last" | "contiguous"): pass the
+    precision and layout the latency was measured in; on CUDA also cuda_version (the toolkit torch was built with).
+    """
     device = torch.device(device)
+    check_precision(precision)
+    info: dict[str, str | int] = {
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model_name(),
+        "torch_version": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "latency_precision": precision,
+        "latency_layout": "channels_last" if channels_last else "contiguous",
+    }
     if device.type == "cuda":
-        name = torch.cuda.get_device_name(device)
-    else:
-        name = _cpu_model_name()
-    return {"device_name": name, "torch_version": torch.__version__, "threads": torch.get_num_threads()}
+        info["cuda_version"] = torch.version.cuda or "unknown"
+    return info
 
 
 def _cpu_model_name() -> str:

@@ -39,6 +39,7 @@ def train_epochs(
     label_smoothing: float,
     seed: int,
     device: torch.device | str,
+    compile: bool = False,
 ) -> Iterator[dict[str, float]]:
     """Train `model` (already on `device`, as is `data`) and yield metrics after every epoch.
 
@@ -46,6 +47,8 @@ def train_epochs(
     batch_size: images per step (the ragged last batch of each epoch is dropped). lr: peak learning rate of
     SGD with Nesterov momentum. weight_decay: L2 coefficient, applied to conv/linear weights only (not BN or
     biases). label_smoothing: cross-entropy smoothing, 0–1. seed: batch order and augmentation.
+    compile: run the training forward through `torch.compile(model)` (same parameters; the first steps pay the
+    compilation, seconds to a minute); validation stays eager, so eval mode never triggers a recompile.
     Yields {"epoch": 1-based, "train_loss": mean over the epoch, "val_acc": fraction 0–1, "epoch_s": wall
     seconds for training + validation}. Raises TrialDiverged as soon as a loss is NaN/inf.
     """
@@ -74,6 +77,8 @@ def train_epochs(
         torch.backends.cudnn.benchmark = True  # shapes are fixed, so autotuned kernels pay off
         model.to(memory_format=torch.channels_last)  # tensor cores prefer NHWC
 
+    forward = torch.compile(model) if compile else model  # shares model's parameters; model stays the eager module
+
     def prepare(images: torch.Tensor) -> torch.Tensor:
         x = normalize(images, mean=data.mean, std=data.std)
         return x.contiguous(memory_format=torch.channels_last) if on_cuda else x
@@ -89,7 +94,7 @@ def train_epochs(
             idx = order[step * batch_size:(step + 1) * batch_size]
             images = augment(data.train_x[idx], crop_padding=data.crop_padding, flip=data.flip, generator=generator)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):  # bf16 matmuls/convs on GPU
-                logits = model(prepare(images))
+                logits = forward(prepare(images))
             loss = F.cross_entropy(logits.float(), data.train_y[idx], label_smoothing=label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,4 +1,8 @@
-"""Bad input through the real CLI: one line on stderr naming the bad value, exit code 2, nothing written."""
+"""Bad input through the real CLI: one line on stderr naming the bad value, exit code 2, nothing written.
+
+The table of bad inputs is tests/search/test_bad_input.py; here are the cases it does not cover (CIFAR's
+torchvision download failing offline, export before any search).
+"""
 
 from __future__ import annotations
 
@@ -21,14 +25,8 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["space=nope"], "unknown space 'nope'; available spaces: cifar_attention, fashion_attention"),
         (["space=cifar_attention", "data.root={tmp}/cifar", "data.download=false"], "dataset 'cifar10' not found"),
         (["space=cifar_attention", "data.root={tmp}/cifar"], "dataset 'cifar10' not found"),
-        (["sampler=annealing"], "unknown sampler 'annealing'; valid samplers: tpe, nsga2, random"),
-        (["budget.epochs=0"], "epochs=0 must be a positive integer"),
-        (["budget.backbone=resnet_nope"], "resnet_nope"),
-        (["data.root={tmp}/nowhere"], "fashion_mnist"),
-        (["mlflow.tracking_uri=http://127.0.0.1:9"], "MLflow tracking server http://127.0.0.1:9 is unreachable"),
     ],
 )
 def test_search_bad_input(tmp_path: Path, args: list[str], expected: str) -> None:
@@ -45,17 +43,3 @@ def test_export_without_a_search_says_so(tmp_path: Path) -> None:
     result = run_cli(["search.export"], cwd=tmp_path)
     assert result.returncode == 2
     assert "run 'python -m search.run' first" in result.stderr
-
-
-
-def test_unknown_attention_type_in_a_space_file(tmp_path: Path) -> None:
-    source = (REPO / "spaces" / "fashion_attention.yaml").read_text()
-    space_file = tmp_path / "mine.yaml"
-    space_file.write_text(source.replace("types: [none, se, eca,", "types: [none, sparkle, se, eca,"))
-    result = run_cli(["search.run", f"space={space_file}"], cwd=tmp_path)
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1
-    assert lines[0].startswith("error: space 'mine': stage 0: unknown attention type 'sparkle'; valid types: ")
-    assert {"se", "eca", "cbam", "coord", "gc", "nl", "none"} <= set(lines[0].split("valid types: ")[1].split(", "))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.yaml"]

@@ -1,7 +1,8 @@
 import pytest
+import torch
 from torch import nn
 
-from trials import measure_latency
+from trials import PRECISIONS, measure_latency
 from trials.probe import count_flops_g, count_params_m, device_info
 
 
@@ -26,3 +27,24 @@ def test_params_and_device_info():
     assert count_params_m(nn.Linear(10, 100)) == pytest.approx(1100 / 1e6)
     info = device_info("cpu")
     assert info["threads"] >= 1 and info["torch_version"] and info["device_name"]
+    assert info["latency_precision"] == "fp32" and info["latency_layout"] == "contiguous"
+    assert device_info("cpu", precision="bf16", channels_last=True)["latency_layout"] == "channels_last"
+
+
+def test_throughput_batch_keys_name_the_batch(tiny_cnn):
+    result = measure_latency(tiny_cnn(), input_shape=(1, 16, 16), device="cpu", batch_size=4, warmup=1, runs=3)
+    assert set(result) == {"latency_b4_ms", "latency_b4_iqr_ms"} and result["latency_b4_ms"] > 0
+
+
+@pytest.mark.parametrize("precision", sorted(PRECISIONS))
+def test_every_precision_runs_on_a_copy(tiny_cnn, precision):
+    model = tiny_cnn()
+    result = measure_latency(model, input_shape=(1, 16, 16), device="cpu", warmup=1, runs=2, precision=precision,
+                             channels_last=True)
+    assert result["latency_ms"] > 0
+    assert model[0].weight.dtype == torch.float32 and model[0].weight.is_contiguous()
+
+
+def test_unknown_precision_is_one_line_naming_the_choices(tiny_cnn):
+    with pytest.raises(ValueError, match="unknown latency precision 'int8'; valid: fp32, bf16, fp16$"):
+        measure_latency(tiny_cnn(), input_shape=(1, 16, 16), device="cpu", precision="int8")

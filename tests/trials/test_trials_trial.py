@@ -1,8 +1,11 @@
 import pytest
 
-from trials import TrialBudget, TrialDiverged, load_dataset, run_trial
+import torch
 
-EXPECTED_KEYS = {"latency_ms", "latency_iqr_ms", "params_m", "flops_g", "epoch", "train_loss", "val_acc", "epoch_s"}
+from trials import Constraints, TrialBudget, TrialDiverged, load_dataset, run_trial
+
+EXPECTED_KEYS = {"latency_ms", "latency_iqr_ms", "latency_b32_ms", "latency_b32_iqr_ms", "threads", "params_m",
+                 "flops_g", "epoch", "train_loss", "val_acc", "epoch_s"}
 FAST = dict(batch_size=64, latency_runs=3, latency_warmup=1, device="cpu")
 
 
@@ -54,3 +57,92 @@ def test_same_seed_same_result(synthetic, tiny_cnn):
         model = tiny_cnn()
         runs.append(run_trial(model=model, data=synthetic, budget=TrialBudget(epochs=1, **FAST)))
     assert runs[0]["train_loss"] == pytest.approx(runs[1]["train_loss"], rel=1e-5)
+
+
+def test_probe_keys_info_and_throughput_batch(synthetic, tiny_cnn):
+    info = {}
+    budget = TrialBudget(epochs=0, latency_batch=8, threads=2, **FAST)
+    static = run_trial(model=tiny_cnn(), data=synthetic, budget=budget, info=info)
+    assert set(static) == {"latency_ms", "latency_iqr_ms", "latency_b8_ms", "latency_b8_iqr_ms", "threads", "params_m",
+                           "flops_g"}
+    assert all(isinstance(v, float) for v in static.values())  # Ray/MLflow metrics are floats
+    assert static["threads"] == 2.0 and static["latency_b8_ms"] > 0 and static["latency_b8_iqr_ms"] >= 0
+    assert info["threads"] == 2 and info["device_name"] and info["torch_version"]
+    assert info["latency_precision"] == "fp32" and info["latency_layout"] == "contiguous"
+    assert "cuda_version" not in info  # CPU trial
+    off = run_trial(model=tiny_cnn(), data=synthetic, budget=TrialBudget(epochs=0, latency_batch=0, **FAST))
+    assert not any(key.startswith("latency_b") for key in off)
+
+
+def test_deployment_precision_and_layout_leave_the_trained_model_alone(synthetic, tiny_cnn):
+    import torch
+
+    info = {}
+    model = tiny_cnn()
+    budget = TrialBudget(epochs=1, latency_precision="bf16", latency_channels_last=True, **FAST)
+    final = run_trial(model=model, data=synthetic, budget=budget, info=info)
+    assert final["latency_ms"] > 0 and final["epoch"] == 1
+    assert info["latency_precision"] == "bf16" and info["latency_layout"] == "channels_last"
+    weight = model[0].weight
+    assert weight.dtype == torch.float32 and weight.is_contiguous()  # timed on a converted copy
+
+
+@pytest.mark.parametrize("field", [dict(latency_precision="int8"), dict(latency_precision="FP32")])
+def test_bad_precision_is_a_one_line_error_naming_the_choices(field):
+    with pytest.raises(ValueError) as err:
+        TrialBudget(**field)
+    message = str(err.value)
+    assert "\n" not in message and all(name in message for name in ("fp32", "bf16", "fp16"))
+
+
+def test_compile_flag_reaches_the_training_forward(synthetic, tiny_cnn, monkeypatch):
+    import torch
+
+    compiled = []
+
+    def spy(model, **kwargs):  # stands in for torch.compile: records the call, returns the eager module
+        compiled.append(model)
+        return model
+
+    monkeypatch.setattr(torch, "compile", spy)
+    model = tiny_cnn()
+    run_trial(model=model, data=synthetic, budget=TrialBudget(epochs=1, compile=True, **FAST))
+    assert compiled == [model]
+    compiled.clear()
+    run_trial(model=tiny_cnn(), data=synthetic, budget=TrialBudget(epochs=1, **FAST))
+    assert compiled == []
+
+
+def test_compile_trains_one_epoch_on_cpu(tiny_cnn):
+    """Real torch.compile (inductor, C++ on CPU): ~15-25 s with a cold inductor cache on 2 cores, ~2 s warm."""
+    data = load_dataset("synthetic", train_size=256, val_size=64, seed=0)
+    final = run_trial(model=tiny_cnn(), data=data, budget=TrialBudget(epochs=1, compile=True, **FAST))
+    assert final["epoch"] == 1 and final["train_loss"] == final["train_loss"]  # finite, not NaN
+
+
+def test_over_budget_is_rejected_after_the_probe_before_any_training(synthetic, tiny_cnn):
+    model = tiny_cnn()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reports = []
+    budget = TrialBudget(epochs=2, batch_size=32, latency_runs=3, latency_warmup=1, latency_batch=0, device="cpu",
+                         constraints=Constraints(max_params_m=1e-9))
+    metrics = run_trial(model=model, data=synthetic, budget=budget, report=lambda m, _: reports.append(m))
+    assert metrics["rejected"] == 1.0 and metrics["epoch"] == 0 and "val_acc" not in metrics
+    assert reports == [metrics]  # reported once, with the measured values
+    reason = budget.constraints.reason(metrics)
+    assert reason.startswith("params_m ") and reason.endswith("> max_params_m 1e-09")
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # not one training step
+
+
+def test_within_budget_trains_as_usual(synthetic, tiny_cnn):
+    budget = TrialBudget(epochs=1, batch_size=32, latency_runs=3, latency_warmup=1, latency_batch=0, device="cpu",
+                         constraints=Constraints(max_latency_ms=1e6, max_params_m=1e6))
+    metrics = run_trial(model=tiny_cnn(), data=synthetic, budget=budget)
+    assert "rejected" not in metrics and metrics["epoch"] == 1
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, True, "fast"])
+def test_bad_constraint_values_are_one_line_errors(bad):
+    with pytest.raises(ValueError, match=r"constraints.max_latency_ms=.* must be a number > 0 \(or null\)"):
+        Constraints(max_latency_ms=bad)

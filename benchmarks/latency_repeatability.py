@@ -1,0 +1,113 @@
+"""Latency probe repeatability: per architecture, median and CV over repeats; rank agreement between repeats.
+
+Three architectures on one backbone (default: the CPU budget's quarter-width resnet10t): no attention, SE after
+every block, CBAM after every block. Each repeat calls `trials.probe.measure_latency` (10 warm-up passes, median
+of 30) once per architecture, architectures interleaved, at batch 1 and at the throughput batch. CV = standard
+deviation / mean of the repeat medians. Spearman: rank correlation of the architectures' latencies between
+repeat 1 and repeat 2, and the lowest over all pairs of repeats. Targets (issue 4): CV ≤ 5% on CPU, ≤ 2% on GPU.
+CPU share: this process's CPU time / wall time during each measurement (range over the repeats); with one thread,
+well under 100% means the process was waiting for a core, i.e. other load on the machine was in the timings.
+
+    python -m benchmarks.latency_repeatability                 # CPU, 1 thread, 28×28×1 input
+    python -m benchmarks.latency_repeatability --device cuda   # GPU, CIFAR ResNet-18, 32×32×3 input
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import time
+from collections.abc import Sequence
+
+from benchmarks._common import emit, fill_defaults, header, parser, setup, table
+from benchmarks._loops import MODELS, make_model
+from trials.probe import latency_keys, measure_latency
+
+ARCHS: dict[str, dict] = {  # the attention put at all four stages, after every block
+    "none": {"attn": "none"},
+    "se r8": {"attn": "se", "reduction": 8},
+    "cbam r8 k7": {"attn": "cbam", "reduction": 8, "kernel_size": 7},
+}
+DEFAULTS = {
+    "cpu": dict(model="resnet10t_quarter", input_shape="1,28,28", batch=32, warmup=10, runs=30, repeats=5),
+    "cuda": dict(model="resnet18", input_shape="3,32,32", batch=256, warmup=10, runs=30, repeats=5),
+}
+QUICK = dict(batch=4, warmup=1, runs=3, repeats=2)
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (Pearson correlation of the ranks; ties get their average rank)."""
+    def ranks(xs: Sequence[float]) -> list[float]:
+        order = sorted(range(len(xs)), key=lambda i: xs[i])
+        out = [0.0] * len(xs)
+        for _, group in itertools.groupby(enumerate(order), key=lambda pair: xs[pair[1]]):
+            members = list(group)
+            for position, i in members:
+                out[i] = statistics.mean(p for p, _ in members)
+        return out
+
+    ra, rb = ranks(a), ranks(b)
+    if len(set(ra)) == 1 or len(set(rb)) == 1:
+        return float("nan")
+    return statistics.correlation(ra, rb)
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    """Run the benchmark, print figures and the markdown block; returns the worst CV and worst Spearman per batch."""
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--model", choices=sorted(MODELS), default=None)
+    p.add_argument("--input-shape", default=None, help="C,H,W of one image")
+    p.add_argument("--batch", type=int, default=None, help="the throughput batch (batch 1 is always measured)")
+    p.add_argument("--warmup", type=int, default=None, help="untimed passes per measurement")
+    p.add_argument("--runs", type=int, default=None, help="timed passes per measurement (their median is one repeat)")
+    args = p.parse_args(argv)
+    device = setup(args)
+    fill_defaults(args, device=device, defaults=DEFAULTS, quick=QUICK)
+    shape = tuple(int(v) for v in args.input_shape.split(","))
+    models = {name: make_model(args.model, in_chans=shape[0], num_classes=10, stage=stage).to(device).eval()
+              for name, stage in ARCHS.items()}
+
+    batches = (1, args.batch)
+    medians = {(b, name): [] for b in batches for name in ARCHS}  # repeat medians, ms
+    shares = {(b, name): [] for b in batches for name in ARCHS}  # CPU seconds / wall seconds of each measurement
+    for _ in range(args.repeats):
+        for b in batches:
+            for name, model in models.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                result = measure_latency(model, input_shape=shape, device=device, batch_size=b,
+                                         warmup=args.warmup, runs=args.runs)
+                shares[b, name].append((time.process_time() - cpu) / (time.perf_counter() - wall))
+                medians[b, name].append(result[latency_keys(b)[0]])
+
+    rows, figures = [], {}
+    for b in batches:
+        per_repeat = [[medians[b, name][r] for name in ARCHS] for r in range(args.repeats)]
+        rho_12 = spearman(per_repeat[0], per_repeat[1]) if args.repeats > 1 else float("nan")
+        rho_min = min((spearman(x, y) for x, y in itertools.combinations(per_repeat, 2)), default=float("nan"))
+        cvs = []
+        for name in ARCHS:
+            ms = medians[b, name]
+            cv = statistics.stdev(ms) / statistics.mean(ms) if len(ms) > 1 else float("nan")
+            cvs.append(cv)
+            share = shares[b, name]
+            rows.append([b, name, f"{statistics.median(ms):.3f}", f"{min(ms):.3f}–{max(ms):.3f}", f"{cv * 100:.1f}%",
+                         f"{min(share):.0%}–{max(share):.0%}",
+                         f"{rho_12:.2f} (min {rho_min:.2f})" if name == next(iter(ARCHS)) else ""])
+        figures[f"max_cv_b{b}"], figures[f"spearman_b{b}"] = max(cvs), rho_min
+    target = 0.05 if device.type == "cpu" else 0.02
+    worst = max(v for k, v in figures.items() if k.startswith("max_cv"))
+    body = (
+        f"{args.model}, input {args.input_shape}, attention at all 4 stages after every block; "
+        f"`measure_latency(warmup={args.warmup}, runs={args.runs})` × {args.repeats} repeats, architectures "
+        f"interleaved.\n\n"
+        + table(["batch", "architecture", "median ms", "min–max of repeat medians", "CV", "CPU share",
+                 "Spearman rep 1 vs 2 (min over pairs)"], rows)
+        + f"\n\nTarget: CV ≤ {target:.0%} on {device.type.upper()} → worst CV {worst:.1%}: "
+        f"{'met' if worst <= target else 'NOT met'}."
+    )
+    emit("Latency probe repeatability", header(device, argv, "benchmarks.latency_repeatability"), body)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -51,7 +51,8 @@ TYPES = "valid types: " + ", ".join(sorted(ATTENTION))
 CASES = {
     # Hydra-level: unknown keys and malformed overrides.
     "unknown key": Case(("foo=1",), ("'foo'", "valid settings: space, name, sampler, seed, device, concurrency, "
-                                              "budget.*, asha.*, data.*, latency.*, mlflow.*, storage")),
+                                          "budget.*, constraints.*, asha.*, data.*, latency.*, compile, mlflow.*, "
+                                          "faults.*, storage")),
     "unknown budget key": Case(("budget.epoch=3",), ("'budget.epoch'", "valid settings under budget: backbone, "
                                                      "backbone_kwargs, epochs, trials, batch_size")),
     "added unknown key": Case(("+colour=red",), ("'colour'", "valid settings: space")),
@@ -62,6 +63,12 @@ CASES = {
     "unknown option": Case(("--colour",), ("'--colour'", "--help")),
     # Values of the wrong type or range.
     "seed not a number": Case(("seed=abc",), ("seed='abc'", "integer >= 0")),
+    "latency budget negative": Case(("constraints.max_latency_ms=-1",), ("constraints.max_latency_ms=-1", "number > 0")),
+    "params budget text": Case(("constraints.max_params_m=big",), ("constraints.max_params_m='big'", "number > 0")),
+    "latency precision": Case(("latency.precision=int8",), ("'int8'", "valid latency precisions: fp32, bf16, fp16")),
+    "compile not a boolean": Case(("compile=maybe",), ("compile='maybe'", "true or false")),
+    "fault rate above 1": Case(("faults.rate=2",), ("faults.rate=2", "from 0 to 1")),
+    "fault kind": Case(("faults.kind=segfault",), ("'segfault'", "valid failure kinds: raise, oom, nan, mixed")),
     "concurrency 0": Case(("concurrency=0",), ("concurrency=0", "integer >= 1")),
     "latency runs negative": Case(("latency.runs=-1",), ("latency.runs=-1", "integer >= 1")),
     "asha grace period text": Case(("asha.grace_period=x",), ("asha.grace_period='x'", "integer >= 1")),

@@ -40,6 +40,7 @@ class SearchPlan:
     asha_reduction_factor: float
     constraints: Constraints  # hard budgets, checked in each trial after its probe
     faults: FaultInjection  # deliberate failures (testing); off by default
+    latency_reference: bool  # time the plain backbone interleaved with each trial's model (latency_rel)
     tracking_uri: str
     experiment: str
     storage: Path  # Ray Tune storage folder (absolute)
@@ -101,6 +102,7 @@ def prepare(cfg: DictConfig) -> SearchPlan:
         asha_reduction_factor=float(cfg.asha.reduction_factor),
         constraints=constraints,
         faults=FaultInjection(rate=float(cfg.faults.rate), kind=str(cfg.faults.kind)),
+        latency_reference=bool(cfg.latency.reference),
         tracking_uri=str(cfg.mlflow.tracking_uri),
         experiment=str(cfg.mlflow.experiment),
         storage=Path(str(cfg.storage)).expanduser().resolve(),

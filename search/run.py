@@ -156,7 +156,8 @@ def _tune(plan: SearchPlan, *, callbacks: list) -> tune.ResultGrid:
     )
     try:
         trainable = tune.with_resources(
-            tune.with_parameters(train_architecture, data=plan.data, budget=plan.trial_budget, faults=plan.faults),
+            tune.with_parameters(train_architecture, data=plan.data, budget=plan.trial_budget, faults=plan.faults,
+                                 latency_reference=plan.latency_reference),
             per_trial)
         experiment_dir = plan.storage / plan.name
         if tune.Tuner.can_restore(str(experiment_dir)):

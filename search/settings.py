@@ -123,6 +123,7 @@ RUN_SETTINGS: dict[str, Check] = {  # conf/run.yaml
     "latency.batch": integer(minimum=0),
     "latency.precision": choice(tuple(PRECISIONS), noun="latency precision"),
     "latency.channels_last": boolean(),
+    "latency.reference": boolean(),
     "compile": boolean(),
     "constraints.max_latency_ms": optional(number(above=0)),
     "constraints.max_params_m": optional(number(above=0)),

@@ -156,12 +156,18 @@ class FaultInjection:
         return ("oom", "nan", "raise")[(math.floor((number + 1) * self.rate) - 1) % 3]
 
 
+def plain_backbone(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """The ArchConfig's backbone without any attention and with the default head: the latency reference."""
+    return {**arch, "head": "avg", "stages": [{"attn": "none"} for _ in arch["stages"]]}
+
+
 def train_architecture(config: dict[str, Any], *, data: TensorData, budget: TrialBudget,
-                       faults: FaultInjection = FaultInjection()) -> None:
+                       faults: FaultInjection = FaultInjection(), latency_reference: bool = False) -> None:
     """Ray trainable: build ``config["arch"]``, run the plain trial, report every epoch to Tune.
 
     The final epoch's report carries a checkpoint (weights + reference input/output + arch + metrics) that the
-    MLflow callback uploads and ``search.export`` rebuilds from. When Ray restores a trial that already reached
+    MLflow callback uploads and ``search.export`` rebuilds from. With ``latency_reference`` the plain backbone
+    (:func:`plain_backbone`) is timed interleaved with the model, which adds ``latency_rel``. When Ray restores a trial that already reached
     that checkpoint (the driver was killed before it recorded the trial as finished), the trial is not trained
     again: its saved final metrics are reported once more with the same checkpoint.
     """
@@ -191,4 +197,5 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, budget: Tria
             save_checkpoint(folder, model=trained, arch=arch, input_shape=tuple(data.val_x.shape[1:]), metrics=metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    run_trial(model=model, data=data, budget=budget, report=report, info=info)
+    reference = build(plain_backbone(arch)) if latency_reference else None
+    run_trial(model=model, data=data, budget=budget, report=report, info=info, reference=reference)

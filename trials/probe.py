@@ -37,6 +37,11 @@ def latency_keys(batch_size: int) -> tuple[str, str]:
     return f"latency_b{batch_size}_ms", f"latency_b{batch_size}_iqr_ms"
 
 
+def relative_latency_key(batch_size: int) -> str:
+    """Metric name of the latency relative to a reference model: latency_rel at batch 1, else latency_b{N}_rel."""
+    return "latency_rel" if batch_size == 1 else f"latency_b{batch_size}_rel"
+
+
 @contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode inside the block; each submodule's own `training` flag is put back afterwards."""
@@ -87,6 +92,7 @@ def measure_latency(
     runs: int = 30,
     precision: str = "fp32",
     channels_last: bool = False,
+    reference: nn.Module | None = None,
 ) -> dict[str, float]:
     """Forward-pass wall time in milliseconds: median over `runs` timed calls after `warmup` untimed ones.
 
@@ -96,23 +102,36 @@ def measure_latency(
     (on a copy); False keeps the model's own layout. The input always follows the timed model's layout.
     Returns {median key: ms, IQR key: 75th − 25th percentile in ms}, keys from `latency_keys(batch_size)`:
     latency_ms / latency_iqr_ms at batch 1, latency_b{N}_ms / latency_b{N}_iqr_ms at batch N.
+    reference: another model on `device` (e.g. the plain backbone); each timed pass of `model` is then followed by
+    one of `reference` under the same conditions, and the result also has ``relative_latency_key(batch_size)``:
+    median(model) / median(reference), dimensionless. On a shared machine whose speed drifts (other load, clock
+    changes) the ratio repeats far better than the milliseconds do (BENCHMARKS.md, section 3).
     """
     device = torch.device(device)
-    model = _deployed(model, precision=precision, channels_last=channels_last)
-    x = _example_input(model, input_shape, batch_size, device)
-    times_ms = []
-    with _eval_mode(model), torch.inference_mode():
+    models = [_deployed(m, precision=precision, channels_last=channels_last)
+              for m in ([model] if reference is None else [model, reference])]
+    x = _example_input(models[0], input_shape, batch_size, device)
+    times_ms: list[list[float]] = [[] for _ in models]
+    with contextlib.ExitStack() as stack, torch.inference_mode():
+        for m in models:
+            stack.enter_context(_eval_mode(m))
         for _ in range(warmup):
-            model(x)
+            for m in models:
+                m(x)
         for _ in range(runs):
-            _sync(device)
-            start = time.perf_counter()
-            model(x)
-            _sync(device)
-            times_ms.append((time.perf_counter() - start) * 1e3)
-    quartiles = statistics.quantiles(times_ms, n=4) if len(times_ms) > 1 else [times_ms[0]] * 3
+            for m, times in zip(models, times_ms):
+                _sync(device)
+                start = time.perf_counter()
+                m(x)
+                _sync(device)
+                times.append((time.perf_counter() - start) * 1e3)
+    own = times_ms[0]
+    quartiles = statistics.quantiles(own, n=4) if len(own) > 1 else [own[0]] * 3
     median_key, iqr_key = latency_keys(batch_size)
-    return {median_key: statistics.median(times_ms), iqr_key: quartiles[2] - quartiles[0]}
+    result = {median_key: statistics.median(own), iqr_key: quartiles[2] - quartiles[0]}
+    if reference is not None:
+        result[relative_latency_key(batch_size)] = statistics.median(own) / statistics.median(times_ms[1])
+    return result
 
 
 def count_params_m(model: nn.Module) -> float:

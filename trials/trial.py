@@ -64,6 +64,7 @@ def run_trial(
     budget: TrialBudget,
     report: ReportFn | None = None,
     info: dict[str, str | int] | None = None,
+    reference: nn.Module | None = None,
 ) -> dict[str, float]:
     """Measure, then train `model` on `data` within `budget`, reporting after every epoch.
 
@@ -75,6 +76,9 @@ def run_trial(
     info: a dict that, when given, is filled in place before training with `trials.probe.device_info` (device_name,
     torch_version, threads, latency_precision, latency_layout, and cuda_version on CUDA): strings/ints to log as
     params, kept out of the float metrics.
+    reference: a model to time interleaved with `model` (e.g. the same backbone without attention); adds
+    latency_rel (and latency_b{N}_rel): `model`'s median latency / the reference's, which repeats far better than
+    milliseconds on a machine with other load. Moved to the device; never trained.
     When the probe is over one of budget.constraints, nothing is trained: the static metrics plus epoch 0 and
     rejected 1.0 are reported once and returned (``budget.constraints.reason(metrics)`` says why).
     Returns the last epoch's metrics (or only the static ones when budget.epochs == 0).
@@ -94,6 +98,10 @@ def run_trial(
         model.to(memory_format=torch.channels_last)  # the layout training uses, so latency matches it
         torch.backends.cudnn.benchmark = True  # as in training; set before timing so every trial is timed alike
     data = data.to(device)
+    if reference is not None:
+        reference.to(device)
+        if on_cuda:
+            reference.to(memory_format=torch.channels_last)
 
     input_shape = data.image_shape
     channels_last = budget.latency_channels_last or on_cuda
@@ -102,6 +110,7 @@ def run_trial(
         metrics.update(measure_latency(
             model, input_shape=input_shape, device=device, batch_size=batch_size, warmup=budget.latency_warmup,
             runs=budget.latency_runs, precision=budget.latency_precision, channels_last=channels_last,
+            reference=reference,
         ))
     metrics.update({
         "threads": float(torch.get_num_threads()),

@@ -48,3 +48,17 @@ def test_every_precision_runs_on_a_copy(tiny_cnn, precision):
 def test_unknown_precision_is_one_line_naming_the_choices(tiny_cnn):
     with pytest.raises(ValueError, match="unknown latency precision 'int8'; valid: fp32, bf16, fp16$"):
         measure_latency(tiny_cnn(), input_shape=(1, 16, 16), device="cpu", precision="int8")
+
+
+def test_reference_is_timed_interleaved_and_gives_a_ratio():
+    torch.manual_seed(0)
+    small = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(), torch.nn.LazyLinear(10))
+    big = torch.nn.Sequential(torch.nn.Conv2d(1, 64, 3), torch.nn.Conv2d(64, 64, 3), torch.nn.Flatten(),
+                              torch.nn.LazyLinear(10))
+    x = torch.zeros(1, 1, 16, 16)
+    small(x), big(x)  # materialise the lazy layers
+    out = measure_latency(big, input_shape=(1, 16, 16), device="cpu", warmup=2, runs=9, reference=small)
+    assert set(out) == {"latency_ms", "latency_iqr_ms", "latency_rel"}
+    assert out["latency_rel"] > 1  # ~100x the work of the reference
+    out = measure_latency(big, input_shape=(1, 16, 16), device="cpu", batch_size=4, warmup=1, runs=3, reference=big)
+    assert set(out) == {"latency_b4_ms", "latency_b4_iqr_ms", "latency_b4_rel"} and 0.3 < out["latency_b4_rel"] < 3

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import time
+from pathlib import Path
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -95,4 +97,37 @@ class ProgressPrinter(Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self.ended_ids.add(trial.trial_id)
-        self._say(f"  {trial.trial_id} FAILED: {trial_error_line(trial)} ({self.ended}/{self.total})")
+        trace = Path(getattr(trial, "path", None) or ".") / "error.txt"
+        self._say(f"  {trial.trial_id} FAILED: {trial_error_line(trial)} ({self.ended}/{self.total}; "
+                  f"traceback: {_relative(trace)})")
+
+
+class QuietTrialFailures(logging.Filter):
+    """Keeps Ray's per-trial failure tracebacks off the terminal (:func:`quiet_trial_failures`)."""
+
+    PREFIXES = ("Trial task failed for trial", "Trials did not complete", "Failed to fetch metrics for")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.PREFIXES)
+
+
+# The Ray loggers that report a failed trial: tune_controller (the traceback), tune (the list of failed trials at the
+# end) and experiment_analysis (failed trials have no result to read).
+_RAY_TRIAL_LOGGERS = ("ray.tune.execution.tune_controller", "ray.tune.tune", "ray.tune.analysis.experiment_analysis")
+
+
+def quiet_trial_failures() -> None:
+    """Drop Ray's own messages about failed trials: the progress line already names the trial and its error,
+    MLflow keeps the reason (tag ``attnas.error``) and the whole traceback stays in ``runs/NAME/TRIAL/error.txt``.
+    Every other Ray warning and error still reaches the terminal."""
+    for name in _RAY_TRIAL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, QuietTrialFailures) for f in logger.filters):
+            logger.addFilter(QuietTrialFailures())
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -25,7 +25,7 @@ from dashboards.ui import ui_hint
 from search.errors import exit_on_bad_input
 from search.pareto import pareto_front
 from search.plan import SearchPlan, prepare
-from search.progress import ProgressPrinter, arch_summary, format_table
+from search.progress import ProgressPrinter, arch_summary, format_table, quiet_trial_failures
 from search.tracking import (MlflowTrialCallback, check_same_settings, close_stale_trial_runs, experiment_id,
                              find_parent_run, start_parent_run, trial_runs)
 from search.tuning import make_scheduler, make_searcher, train_architecture
@@ -154,6 +154,7 @@ def _tune(plan: SearchPlan, *, callbacks: list) -> tune.ResultGrid:
         logging_level=logging.WARNING,
         configure_logging=True,
     )
+    quiet_trial_failures()
     try:
         trainable = tune.with_resources(
             tune.with_parameters(train_architecture, data=plan.data, budget=plan.trial_budget, faults=plan.faults,

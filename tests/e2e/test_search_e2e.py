@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -121,6 +122,10 @@ def test_failing_trials_are_recorded_and_the_search_finishes(tmp_path: Path) -> 
     result = run_cli(["search.run", "name=diverging", "budget.trials=2", "budget.epochs=1", "budget.train_size=256",
                       "budget.val_size=128", "budget.lr=1e9", "latency.runs=5"], cwd=tmp_path)
     assert "2 failed" in result.stdout and "no Pareto front" in result.stdout
+    # The progress line names the error and where its traceback is; Ray's own tracebacks stay off the terminal.
+    traces = re.findall(r"traceback: (runs/diverging/\w+/error\.txt)", result.stdout)
+    assert len(traces) == 2 and all("TrialDiverged" in (tmp_path / t).read_text() for t in traces)
+    assert "Traceback" not in result.stderr and "Trial task failed" not in result.stderr
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("attnas").experiment_id])
     trials = [r for r in runs if r.data.tags.get("attnas.role") == "trial"]

@@ -28,6 +28,7 @@ import torch
 from omegaconf import DictConfig
 
 from search.artifacts import ARCH, REFERENCE, WEIGHTS, load_reference
+from search.cli import main as cli_main
 from search.errors import UserError, exit_on_bad_input
 from search.run import PARETO_TAG
 from search.tracking import ROLE_TAG, check_tracking_uri
@@ -168,8 +169,6 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m search.export ARGS``: check the command line (:mod:`search.cli`), then Hydra composes and runs."""
-    from search.cli import main as cli_main
-
     cli_main(_hydra_main, config_name="export", argv=argv)
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
 
 from search.tracking import trial_error_line
+from search.tuning import trial_outcome
 from trials.constraints import Constraints
 
 
@@ -89,10 +90,10 @@ class ProgressPrinter(Callback):
             return
         self.ended_ids.add(trial.trial_id)
         last = trial.last_result or {}
-        epochs = int(last.get("epoch", 0))
-        how = "done" if epochs >= self.full_epochs else f"stopped early by ASHA after epoch {epochs}"
-        if last.get("rejected"):
-            how = f"rejected before training: {self.constraints.reason(last)}"
+        how = {"completed": "done",
+               "early_stopped": f"stopped early by ASHA after epoch {int(last.get('epoch', 0))}",
+               "rejected": f"rejected before training: {self.constraints.reason(last)}",
+               }[trial_outcome(last, full_epochs=self.full_epochs)]
         self._say(f"  {trial.trial_id} {how} ({self.ended}/{self.total} finished)")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -22,13 +22,14 @@ from ray import tune
 
 from dashboards import write_pareto_report
 from dashboards.ui import ui_hint
+from search.cli import main as cli_main
 from search.errors import exit_on_bad_input
 from search.pareto import pareto_front
 from search.plan import SearchPlan, prepare
 from search.progress import ProgressPrinter, arch_summary, format_table, quiet_trial_failures
-from search.tracking import (MlflowTrialCallback, check_same_settings, close_stale_trial_runs, experiment_id,
-                             find_parent_run, start_parent_run, trial_runs)
-from search.tuning import make_scheduler, make_searcher, train_architecture
+from search.tracking import (MlflowTrialCallback, check_same_settings, close_stale_trial_runs, ended_trials,
+                             experiment_id, find_parent_run, start_parent_run, trial_runs)
+from search.tuning import make_scheduler, make_searcher, train_architecture, trial_outcome
 
 PARETO_TAG = "pareto"
 
@@ -83,7 +84,7 @@ def execute(plan: SearchPlan) -> SearchSummary:
         printer = ProgressPrinter(total_trials=plan.budget.trials, full_epochs=plan.budget.epochs,
                                   constraints=plan.constraints,
                                   seen=existing.keys(),
-                                  ended=[k for k, r in existing.items() if r.info.status in ("FINISHED", "FAILED")])
+                                  ended=ended_trials(existing))
         results = _tune(plan, callbacks=[tracker, printer])
         if previous is not None and (stale := close_stale_trial_runs(client, experiment=experiment,
                                                                       parent_run_id=parent)):
@@ -115,7 +116,7 @@ def _parent_params(plan: SearchPlan) -> dict[str, Any]:
 
 
 def _announce_resume(plan: SearchPlan, existing: dict) -> None:
-    ended = sum(run.info.status in ("FINISHED", "FAILED") for run in existing.values())
+    ended = len(ended_trials(existing))
     print(f"Resuming search {plan.name}: {ended} of {plan.budget.trials} trials had finished, "
           f"{len(existing) - ended} were cut off (Ray restarts those it had recorded)", flush=True)
 
@@ -203,11 +204,12 @@ def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTri
     rows, early, failed, rejected = [], 0, 0, 0
     for result in results:
         metrics = result.metrics or {}
-        if result.error is not None:
+        outcome = "failed" if result.error is not None else trial_outcome(metrics, full_epochs=plan.budget.epochs)
+        if outcome == "failed":
             failed += 1
-        elif metrics.get("rejected"):
+        elif outcome == "rejected":
             rejected += 1
-        elif int(metrics.get("epoch", 0)) < plan.budget.epochs:
+        elif outcome == "early_stopped":
             early += 1
         else:
             trial_id = metrics["trial_id"]
@@ -264,8 +266,6 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m search.run ARGS``: check the command line (:mod:`search.cli`), then Hydra composes and runs."""
-    from search.cli import main as cli_main
-
     cli_main(_hydra_main, config_name="run", argv=argv)
 
 

@@ -23,13 +23,14 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from search.artifacts import ARCH, REFERENCE, WEIGHTS
 from search.errors import UserError
-from search.tuning import PROBE_PREFIX
+from search.tuning import PROBE_PREFIX, trial_outcome
 from trials.constraints import Constraints
 
 ROLE_TAG = "attnas.role"  # "search" on parent runs, "trial" on nested runs
 SEARCH_TAG = "attnas.search"  # the search name, on the parent and on every trial run
 TRIAL_TAG = "attnas.trial_id"  # the Ray trial id, on trial runs
 OUTCOME_TAG = "attnas.outcome"  # completed | early_stopped | failed | rejected | interrupted
+ENDED_STATUSES = ("FINISHED", "FAILED")  # MLflow statuses of a trial run that was fully written
 CHECKPOINT_FILES = (WEIGHTS, REFERENCE)  # uploaded to model/; the ArchConfig goes to the run root at trial start
 _NOT_METRICS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "date"}
 
@@ -99,6 +100,11 @@ def trial_runs(client: mlflow.MlflowClient, *, experiment: str, parent_run_id: s
     return {run.data.tags[TRIAL_TAG]: run for run in runs if TRIAL_TAG in run.data.tags}
 
 
+def ended_trials(runs: Mapping[str, Run]) -> set[str]:
+    """The trial ids among ``runs`` (:func:`trial_runs`) whose runs were fully written before a crash."""
+    return {trial_id for trial_id, run in runs.items() if run.info.status in ENDED_STATUSES}
+
+
 def close_stale_trial_runs(client: mlflow.MlflowClient, *, experiment: str, parent_run_id: str) -> int:
     """Close trial runs a killed driver left RUNNING and the resumed search never picked up; returns how many.
 
@@ -137,11 +143,12 @@ class MlflowTrialCallback(Callback):
         self.probed: set[str] = set()  # runs whose probe.* params are logged
         self.run_ids: dict[str, str] = {}  # Ray trial id -> MLflow run id
         self.open_runs: set[str] = set()  # MLflow runs not yet terminated
-        self.reopen = {trial_id: run.info.run_id for trial_id, run in (existing or {}).items()
-                       if run.info.status not in ("FINISHED", "FAILED")}  # cut off by a crash
-        self.finished_before = {run.info.run_id for trial_id, run in (existing or {}).items()
-                                if trial_id not in self.reopen}  # never written again
-        self.run_ids.update({trial_id: run.info.run_id for trial_id, run in (existing or {}).items()})
+        existing = existing or {}
+        ended = ended_trials(existing)
+        self.run_ids.update({trial_id: run.info.run_id for trial_id, run in existing.items()})
+        self.finished_before = {self.run_ids[trial_id] for trial_id in ended}  # never written again
+        self.reopen = {trial_id: run_id for trial_id, run_id in self.run_ids.items()
+                       if trial_id not in ended}  # cut off by a crash
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if (run_id := self.reopen.pop(trial.trial_id, None)) is not None:  # Ray restarts it; its run goes on
@@ -192,9 +199,8 @@ class MlflowTrialCallback(Callback):
             return
         last = trial.last_result or {}
         epochs = int(last.get("epoch", 0))
-        outcome = "completed" if epochs >= self.full_epochs else "early_stopped"
-        if last.get("rejected"):  # over a hard budget: probed, never trained
-            outcome = "rejected"
+        outcome = trial_outcome(last, full_epochs=self.full_epochs)
+        if outcome == "rejected":  # over a hard budget: probed, never trained
             self.client.set_tag(run_id, "attnas.rejected_because", self.constraints.reason(last) or "over budget")
         checkpoint = trial.checkpoint
         if outcome == "completed" and checkpoint is not None:

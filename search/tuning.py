@@ -35,6 +35,14 @@ SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
 }
 
 
+def trial_outcome(result: Mapping[str, Any], *, full_epochs: int) -> str:
+    """How a trial that ended without an error ended, from its last result: ``rejected`` (over a hard budget,
+    never trained), ``early_stopped`` (by ASHA, before ``full_epochs``) or ``completed``."""
+    if result.get("rejected"):
+        return "rejected"
+    return "completed" if int(result.get("epoch", 0)) >= full_epochs else "early_stopped"
+
+
 PROBE_PREFIX = "probe."  # result keys carrying trials.device_info (device name, torch version, threads, ...)
 
 
@@ -62,11 +70,12 @@ class FullBudgetOptunaSearch(OptunaSearch):
         if self.constraints.active and not error and "latency_ms" in result:
             for key, violation in self.constraints.violations(result).items():
                 ot_trial.set_constraint(key, violation)
-        if error or not result:
+        outcome = "failed" if error or not result else trial_outcome(result, full_epochs=self.full_epochs)
+        if outcome == "failed":
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.FAIL)
-        elif result.get("rejected"):
+        elif outcome == "rejected":
             self._ot_study.tell(ot_trial, [0.0, float(result["latency_ms"])])  # OBJECTIVES order; never trained
-        elif int(result.get("epoch", 0)) < self.full_epochs:
+        elif outcome == "early_stopped":
             self._ot_study.tell(ot_trial, state=optuna.trial.TrialState.PRUNED)
         else:
             self._ot_study.tell(ot_trial, [float(result[m]) for m in OBJECTIVES])

@@ -153,9 +153,7 @@ def check_attention(name: str, *, channels: int, **knobs: object) -> None:
     """
     kind = ATTENTION.get(name)
     if kind is None:
-        raise ValueError(f"unknown attention type {name!r}; valid: {', '.join(ATTENTION)}")
-    if channels % kind.channel_multiple:
-        raise ValueError(f"attention {name!r} needs channels divisible by {kind.channel_multiple}; got {channels}")
+        raise ValueError(f"unknown attention type {name!r}; valid types: {', '.join(sorted(ATTENTION))}")
     for knob, value in knobs.items():
         if knob not in kind.knobs:
             takes = ", ".join(sorted(kind.knobs)) or "no knobs"
@@ -163,12 +161,16 @@ def check_attention(name: str, *, channels: int, **knobs: object) -> None:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ValueError(f"attention {name!r}: {knob}={value!r} must be an int")
     r = knobs.get("reduction")
-    if r is not None and (r < 1 or channels // r < 1):
-        raise ValueError(f"attention {name!r}: reduction={r} invalid for {channels} channels; "
-                         f"need 1 <= reduction <= {channels}")
+    if r is not None and r < 1:
+        raise ValueError(f"reduction={r} must be >= 1 (hidden width = channels // reduction)")
     k = knobs.get("kernel_size")
     if k is not None and (k < 1 or k % 2 == 0):
-        raise ValueError(f"attention {name!r}: kernel_size={k} invalid; need an odd int >= 1 (e.g. 3, 5, 7)")
+        raise ValueError(f"kernel_size={k} must be a positive odd integer (e.g. 3, 5, 7)")
+    if channels % kind.channel_multiple:
+        raise ValueError(f"attention {name!r} needs channels divisible by {kind.channel_multiple}; got {channels}")
+    if r is not None and channels // r < 1:
+        raise ValueError(f"attention {name!r}: reduction={r} invalid for {channels} channels; "
+                         f"need 1 <= reduction <= {channels}")
 
 
 def make_attention(name: str, *, channels: int, **knobs: int) -> nn.Module:

@@ -1,23 +1,8 @@
-"""``build(arch)``: ArchConfig (a plain JSON-able dict) -> timm backbone with attention inserted per stage.
+"""``build(arch)``: ArchConfig (``backbones.ArchConfig``, or its JSON form) -> timm backbone with attention per stage.
 
-ArchConfig, the contract with spaces/, trials/ and search/::
-
-    {"backbone": "resnet10t",   # timm model name (pretrained=False); tested: SUPPORTED_BACKBONES
-     "in_chans": 1,             # 1 for Fashion-MNIST, 3 for CIFAR
-     "num_classes": 10,
-     "small_input": True,       # optional, default False; see placement.apply_small_input
-     "head": "attn_pool",       # optional, default "avg"; see backbones.head.HEADS
-     "backbone_kwargs": {"channels": [32, 64, 128, 256]},   # optional: extra timm.create_model arguments
-     "stages": [                # one dict per stage, len == len(stage_channels(backbone=...))
-         {"attn": "none"},
-         {"attn": "se", "reduction": 8, "position": "after_block"},   # position defaults to after_block
-         {"attn": "eca", "kernel_size": 5, "position": "in_block", "blocks": "last"},  # blocks defaults to every
-         {"attn": "cbam", "reduction": 16, "kernel_size": 7, "position": "stage_end"}]}
-
-Stage keys: ``attn`` (a name in ``backbones.ATTENTION``), its knobs (``reduction``, ``kernel_size``; only those
-the type takes), ``position`` (``after_block`` | ``stage_end`` | ``in_block``, see ``backbones.placement``) and
-``blocks`` (``every`` | ``last``: which blocks of the stage get a module; ``stage_end`` places one module either
-way). Knobs are checked against the channels where each module sits (``in_block``: the block's inner width).
+The ArchConfig checks its own names and knobs; ``build`` checks what needs the backbone: that it is a timm model,
+its stage count, the positions its blocks support, and every knob against the channels where each module sits
+(``in_block``: the block's inner width).
 """
 from __future__ import annotations
 
@@ -30,9 +15,10 @@ import timm
 import torch
 from torch import nn
 
+from .arch import ArchConfig
 from .attention import check_attention, make_attention
-from .head import check_head, install_head
-from .placement import (BLOCKS, POSITIONS, Slot, apply_small_input, block_channels, dry_run, find_stages, install,
+from .head import install_head
+from .placement import (Slot, apply_small_input, block_channels, dry_run, find_stages, install,
                         supported_positions)
 
 # Families covered by tests/backbones; any timm model whose feature_info names Sequential stages may work.
@@ -43,9 +29,6 @@ SUPPORTED_BACKBONES: tuple[str, ...] = (
     "regnetx_002", "regnety_002",                                 # RegNet (without / with SE)
     "convnext_atto",                                              # ConvNeXt (no in_block slot)
 )
-_REQUIRED_KEYS = frozenset({"backbone", "in_chans", "num_classes", "stages"})
-_ARCH_KEYS = _REQUIRED_KEYS | {"small_input", "backbone_kwargs", "head"}
-_STAGE_KEYS = frozenset({"attn", "position", "blocks", "reduction", "kernel_size"})
 _DRY_RUN_SIZE = 32  # px; the dry run only reads channel counts; 32 survives the /32 stride of every tested family
 
 
@@ -54,36 +37,6 @@ def _check_backbone(name: object) -> str:
         raise ValueError(f"unknown backbone {name!r}: not a timm model name; "
                          f"tested: {', '.join(SUPPORTED_BACKBONES)}")
     return name
-
-
-def _check_keys(arch: Mapping[str, Any]) -> None:
-    if unknown := sorted(set(arch) - _ARCH_KEYS):
-        raise ValueError(f"unknown ArchConfig key(s) {unknown}; valid: {sorted(_ARCH_KEYS)}")
-    if missing := sorted(_REQUIRED_KEYS - set(arch)):
-        raise ValueError(f"ArchConfig is missing key(s) {missing}; required: {sorted(_REQUIRED_KEYS)}")
-    for key in ("in_chans", "num_classes"):
-        if not isinstance(arch[key], int) or isinstance(arch[key], bool) or arch[key] < 1:
-            raise ValueError(f"ArchConfig {key}={arch[key]!r} must be an int >= 1")
-    if not isinstance(arch.get("backbone_kwargs", {}), Mapping):
-        raise ValueError(f"ArchConfig backbone_kwargs={arch['backbone_kwargs']!r} must be a mapping of timm arguments")
-    if not isinstance(arch.get("small_input", False), bool):
-        raise ValueError(f"ArchConfig small_input={arch['small_input']!r} must be true or false")
-    check_head(arch.get("head", "avg"))
-    if not isinstance(arch["stages"], Sequence) or isinstance(arch["stages"], str):
-        raise ValueError(f"ArchConfig stages={arch['stages']!r} must be a list of dicts, one per stage")
-    for i, spec in enumerate(arch["stages"]):
-        if not isinstance(spec, Mapping) or "attn" not in spec:
-            raise ValueError(f"stage {i}: {spec!r} must be a dict with an 'attn' key")
-        if unknown := sorted(set(spec) - _STAGE_KEYS):
-            raise ValueError(f"stage {i}: unknown key(s) {unknown}; valid: {sorted(_STAGE_KEYS)}")
-        if spec.get("position", "after_block") not in POSITIONS:
-            raise ValueError(f"stage {i}: unknown position {spec['position']!r}; valid: {', '.join(POSITIONS)}")
-        if spec.get("blocks", BLOCKS[0]) not in BLOCKS:
-            raise ValueError(f"stage {i}: unknown blocks {spec['blocks']!r}; valid: {', '.join(BLOCKS)}")
-
-
-def _knobs(spec: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in spec.items() if k not in ("attn", "position", "blocks")}
 
 
 def _create(backbone: str, *, in_chans: int, num_classes: int, small_input: bool,
@@ -102,50 +55,57 @@ def _create(backbone: str, *, in_chans: int, num_classes: int, small_input: bool
     return model, stages
 
 
-def build(arch: Mapping[str, Any]) -> nn.Module:
-    """Build the model an ArchConfig describes (see module docstring); weights depend only on the torch seed.
+def build(arch: ArchConfig | Mapping[str, Any]) -> nn.Module:
+    """Build the model an ArchConfig describes (its JSON form is parsed first); weights depend only on the torch seed.
 
     Everything is validated before any attention module is built; errors are one-line ``ValueError``s.
-    Stages with ``attn: none`` are left untouched, so an all-``none`` arch is exactly the plain timm model
+    Stages with ``attn: none`` are left untouched, so a plain arch (``arch.plain()``) is exactly the timm model
     (same parameters, same state-dict keys, same outputs under the same seed).
     """
-    _check_keys(arch)
-    backbone = _check_backbone(arch["backbone"])
-    model, stages = _create(backbone, in_chans=arch["in_chans"], num_classes=arch["num_classes"],
-                            small_input=arch.get("small_input", False),
-                            backbone_kwargs=arch.get("backbone_kwargs", {}))
-    if len(arch["stages"]) != len(stages):
+    arch = ArchConfig.from_dict(arch)
+    backbone = _check_backbone(arch.backbone)
+    model, stages = _create(backbone, in_chans=arch.in_chans, num_classes=arch.num_classes,
+                            small_input=arch.small_input, backbone_kwargs=arch.backbone_kwargs)
+    if len(arch.stages) != len(stages):
         raise ValueError(f"backbone {backbone!r} has {len(stages)} stages (0..{len(stages) - 1}: "
-                         f"{', '.join(stages)}); ArchConfig gives {len(arch['stages'])} stage dicts")
-    for i, spec in enumerate(arch["stages"]):  # names and knobs first: cheap, and no model surgery yet
-        try:
-            check_attention(spec["attn"], channels=1 << 30, **_knobs(spec))  # channels: checked below
-        except ValueError as err:
-            raise ValueError(f"stage {i} ({stages[i]}): {err}") from None
+                         f"{', '.join(stages)}); ArchConfig gives {len(arch.stages)} stage dicts")
     # Placeholders at every slot, one dry run to learn their channels, then the real modules.
     slots: list[list[Slot]] = []
-    for i, (spec, name) in enumerate(zip(arch["stages"], stages)):
-        if spec["attn"] == "none":
+    for i, (spec, name) in enumerate(zip(arch.stages, stages)):
+        if spec.is_none:
             slots.append([])
             continue
         try:
-            slots.append(install(model.get_submodule(name), spec.get("position", "after_block"),
-                                 spec.get("blocks", BLOCKS[0])))
+            slots.append(install(model.get_submodule(name), spec.position, spec.blocks))
         except ValueError as err:
             raise ValueError(f"stage {i} ({name}) of {backbone}: {err}") from None
     if any(slots):
-        dry_run(model, in_chans=arch["in_chans"], size=_DRY_RUN_SIZE)
-    for i, (spec, stage_slots) in enumerate(zip(arch["stages"], slots)):
+        dry_run(model, in_chans=arch.in_chans, size=_DRY_RUN_SIZE)
+    for i, (spec, stage_slots) in enumerate(zip(arch.stages, slots)):
         if stage_slots:
             try:
-                check_attention(spec["attn"], channels=min(s.channels for s in stage_slots), **_knobs(spec))
+                check_attention(spec.attn, channels=min(s.channels for s in stage_slots), **spec.knobs)
             except ValueError as err:
                 raise ValueError(f"stage {i} ({stages[i]}): {err}") from None
-    for spec, stage_slots in zip(arch["stages"], slots):
+    for spec, stage_slots in zip(arch.stages, slots):
         for slot in stage_slots:
-            slot.fill(make_attention(spec["attn"], channels=slot.channels, **_knobs(spec)))
-    install_head(model, head=arch.get("head", "avg"), in_chans=arch["in_chans"], size=_DRY_RUN_SIZE)
+            slot.fill(make_attention(spec.attn, channels=slot.channels, **spec.knobs))
+    install_head(model, head=arch.head, in_chans=arch.in_chans, size=_DRY_RUN_SIZE)
     return model
+
+
+@lru_cache(maxsize=None)
+def _stage_depths(backbone: str, kwargs_json: str) -> tuple[int, ...]:
+    with torch.random.fork_rng(devices=[]):
+        model, stages = _create(backbone, in_chans=3, num_classes=0, small_input=False,
+                                backbone_kwargs=json.loads(kwargs_json))
+    return tuple(len(list(model.get_submodule(name).children())) for name in stages)
+
+
+def stage_depths(*, backbone: str, backbone_kwargs: Mapping[str, Any] | None = None) -> list[int]:
+    """Blocks per stage of ``backbone`` (cached); ``ArchConfig.canonical`` uses it (one block: every == last)."""
+    kwargs_json = json.dumps(dict(backbone_kwargs or {}), sort_keys=True)
+    return list(_stage_depths(_check_backbone(backbone), kwargs_json))
 
 
 @lru_cache(maxsize=None)

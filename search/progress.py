@@ -10,28 +10,16 @@ from typing import Any
 
 from ray.tune import Callback
 
+from backbones import ArchConfig
+
 from search.tracking import trial_error_line
 from search.tuning import trial_outcome
 from trials.constraints import Constraints
 
 
-def arch_summary(arch: Mapping[str, Any]) -> str:
-    """Short text for an ArchConfig's stages and head, e.g. ``se/r8 | - | eca/k5@last | cbam/r16/k7 +attn_pool``."""
-    parts = []
-    for stage in arch["stages"]:
-        if stage.get("attn", "none") == "none":
-            parts.append("-")
-            continue
-        text = stage["attn"]
-        text += f"/r{stage['reduction']}" if "reduction" in stage else ""
-        text += f"/k{stage['kernel_size']}" if "kernel_size" in stage else ""
-        if stage.get("position", "after_block") != "after_block":
-            text += f"@{stage['position']}"
-        if stage.get("blocks", "every") != "every" and stage.get("position") != "stage_end":
-            text += f"@{stage['blocks']}"
-        parts.append(text)
-    head = arch.get("head", "avg")
-    return " | ".join(parts) + (f" +{head}" if head != "avg" else "")
+def arch_summary(arch: ArchConfig | Mapping[str, Any]) -> str:
+    """Short text for an ArchConfig (or its JSON form): ``se/r8 | - | eca/k5@last | cbam/r16/k7 +attn_pool``."""
+    return str(ArchConfig.from_dict(arch))
 
 
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:

@@ -21,6 +21,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
+from backbones import ArchConfig
 from search.artifacts import ARCH, REFERENCE, WEIGHTS
 from search.errors import UserError
 from search.tuning import PROBE_PREFIX, trial_outcome
@@ -171,8 +172,8 @@ class MlflowTrialCallback(Callback):
         run_id = run.info.run_id
         self.run_ids[trial.trial_id] = run_id
         self.open_runs.add(run_id)
-        params = {k: v for k, v in trial.config.items() if k != "arch"}  # the sampled knobs, flat (s1_attn, ...)
-        self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in sorted(params.items())])
+        params = ArchConfig.from_dict(trial.config["arch"]).params()  # head, s{i}.attn, s{i}.reduction, ...
+        self.client.log_batch(run_id, params=[Param(k, v) for k, v in sorted(params.items())])
         self.client.log_dict(run_id, trial.config["arch"], ARCH)
         return run_id
 

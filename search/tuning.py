@@ -19,7 +19,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
-from backbones import build
+from backbones import ArchConfig, build
 from search.artifacts import load_metrics, save_checkpoint
 from search.pareto import OBJECTIVES
 from spaces import SearchSpace
@@ -87,11 +87,11 @@ class _DefineByRun:
     """Optuna define-by-run function (a picklable object: Ray saves the searcher with the experiment)."""
 
     space: SearchSpace
-    arch_fields: dict[str, Any]
+    base: ArchConfig
 
     def __call__(self, trial: Any) -> dict[str, Any]:
         number = getattr(getattr(trial, "ot_trial", trial), "number", None)  # Ray wraps the optuna.Trial
-        return {"arch": self.space.to_arch(self.space.suggest(trial), **self.arch_fields), "optuna_trial": number}
+        return {"arch": self.space.sample(trial, base=self.base).to_dict(), "optuna_trial": number}
 
 
 def make_searcher(*, space: SearchSpace, sampler: str, seed: int, trials: int, full_epochs: int,
@@ -100,7 +100,7 @@ def make_searcher(*, space: SearchSpace, sampler: str, seed: int, trials: int, f
     return FullBudgetOptunaSearch(
         full_epochs=full_epochs,
         constraints=constraints,
-        space=_DefineByRun(space=space, arch_fields=dict(arch_fields)),
+        space=_DefineByRun(space=space, base=space.base_arch(**arch_fields)),
         metric=list(OBJECTIVES),
         mode=list(OBJECTIVES.values()),
         sampler=SAMPLERS[sampler](seed=seed, trials=trials),
@@ -165,18 +165,13 @@ class FaultInjection:
         return ("oom", "nan", "raise")[(math.floor((number + 1) * self.rate) - 1) % 3]
 
 
-def plain_backbone(arch: Mapping[str, Any]) -> dict[str, Any]:
-    """The ArchConfig's backbone without any attention and with the default head: the latency reference."""
-    return {**arch, "head": "avg", "stages": [{"attn": "none"} for _ in arch["stages"]]}
-
-
 def train_architecture(config: dict[str, Any], *, data: TensorData, budget: TrialBudget,
                        faults: FaultInjection = FaultInjection(), latency_reference: bool = False) -> None:
     """Ray trainable: build ``config["arch"]``, run the plain trial, report every epoch to Tune.
 
     The final epoch's report carries a checkpoint (weights + reference input/output + arch + metrics) that the
     MLflow callback uploads and ``search.export`` rebuilds from. With ``latency_reference`` the plain backbone
-    (:func:`plain_backbone`) is timed interleaved with the model, which adds ``latency_rel``. When Ray restores a trial that already reached
+    (``ArchConfig.plain``) is timed interleaved with the model, which adds ``latency_rel``. When Ray restores a trial that already reached
     that checkpoint (the driver was killed before it recorded the trial as finished), the trial is not trained
     again: its saved final metrics are reported once more with the same checkpoint.
     """
@@ -206,5 +201,5 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, budget: Tria
             save_checkpoint(folder, model=trained, arch=arch, input_shape=tuple(data.val_x.shape[1:]), metrics=metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
-    reference = build(plain_backbone(arch)) if latency_reference else None
+    reference = build(ArchConfig.from_dict(arch).plain()) if latency_reference else None
     run_trial(model=model, data=data, budget=budget, report=report, info=info, reference=reference)

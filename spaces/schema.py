@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from backbones import ATTENTION, BLOCKS, HEADS, POSITIONS
+from backbones import ATTENTION, HEADS, ArchConfig, StageConfig
+from backbones.arch import DEFAULT_BLOCKS, DEFAULT_HEAD, DEFAULT_POSITION, NONE
 
 
 class SpaceError(ValueError):
@@ -35,7 +36,7 @@ class StageSpace:
     reduction: tuple[int, ...]  # ratio r: the attention's hidden width is channels // r
     kernel_size: tuple[int, ...]  # odd, in pixels (ECA: 1-D kernel over channels; CBAM: spatial kernel)
     position: tuple[str, ...]  # where in the stage the module goes (see backbones.POSITIONS)
-    blocks: tuple[str, ...] = (BLOCKS[0],)  # which blocks get it: every | last (not drawn for stage_end)
+    blocks: tuple[str, ...] = (DEFAULT_BLOCKS,)  # which blocks get it: every | last (not drawn for stage_end)
 
 
 @dataclass(frozen=True)
@@ -75,49 +76,38 @@ class SearchSpace:
     num_stages: int  # stages of the backbone (those not listed in ``stages`` get no attention)
     stages: tuple[StageSpace, ...]
     budgets: Mapping[str, Budget]  # "cpu" and "gpu"
-    head: tuple[str, ...] = ("avg",)  # classifier-head pooling choices (see backbones.HEADS)
+    head: tuple[str, ...] = (DEFAULT_HEAD,)  # classifier-head pooling choices (see backbones.HEADS)
 
-    def suggest(self, trial: _Suggester) -> dict[str, Any]:
-        """Draw one architecture's knobs from ``trial``; returns flat params such as ``s1_attn``, ``s1_reduction``.
+    def sample(self, trial: _Suggester, *, base: ArchConfig) -> ArchConfig:
+        """Draw one architecture from ``trial`` onto ``base`` (the search's backbone, sizes and head, no attention).
 
-        Called by the sampler once per trial. Knobs are drawn only where the drawn type takes them (``blocks``
-        only where the drawn position is not ``stage_end``), and a categorical with one choice is still drawn
-        (recorded) so every trial has the same keys per type.
+        Called by the sampler once per trial. Optuna parameter names follow :meth:`ArchConfig.params`
+        (``head``, ``s{i}.attn``, ``s{i}.reduction``, ...). Knobs are drawn only where the drawn type takes them
+        (``blocks`` only where the drawn position is not ``stage_end``), and a categorical with one choice is still
+        drawn (recorded) so every trial has the same keys per type.
         """
-        params: dict[str, Any] = {"head": trial.suggest_categorical("head", list(self.head))}
+        stages = list(base.stages)
         for stage in self.stages:
-            prefix = f"s{stage.index}_"
+            prefix = f"s{stage.index}."
             kind = trial.suggest_categorical(prefix + "attn", list(stage.types))
-            params[prefix + "attn"] = kind
-            if kind == "none":
+            if kind == NONE:
+                stages[stage.index] = StageConfig()
                 continue
-            for knob in sorted(ATTENTION[kind].knobs):
-                params[prefix + knob] = trial.suggest_categorical(prefix + knob, list(getattr(stage, knob)))
+            knobs = {knob: trial.suggest_categorical(prefix + knob, list(getattr(stage, knob)))
+                     for knob in sorted(ATTENTION[kind].knobs)}
             position = trial.suggest_categorical(prefix + "position", list(stage.position))
-            params[prefix + "position"] = position
-            if position != "stage_end":
-                params[prefix + "blocks"] = trial.suggest_categorical(prefix + "blocks", list(stage.blocks))
-        return params
+            blocks = (trial.suggest_categorical(prefix + "blocks", list(stage.blocks))
+                      if position != "stage_end" else DEFAULT_BLOCKS)
+            stages[stage.index] = StageConfig(attn=kind, position=position, blocks=blocks, **knobs)
+        head = trial.suggest_categorical("head", list(self.head))
+        return dataclasses.replace(base, head=head, small_input=self.small_input, stages=tuple(stages))
 
-    def to_arch(self, params: Mapping[str, Any], *, backbone: str, in_chans: int, num_classes: int,
-                backbone_kwargs: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Turn flat sampled params into an ArchConfig (the JSON-able dict ``backbones.build`` consumes)."""
-        stages: list[dict[str, Any]] = [{"attn": "none"} for _ in range(self.num_stages)]
-        for stage in self.stages:
-            prefix = f"s{stage.index}_"
-            entry = {key[len(prefix):]: value for key, value in params.items() if key.startswith(prefix)}
-            stages[stage.index] = entry if entry.get("attn", "none") != "none" else {"attn": "none"}
-        arch = {
-            "backbone": backbone,
-            "in_chans": in_chans,
-            "num_classes": num_classes,
-            "small_input": self.small_input,
-            "head": params.get("head", "avg"),
-            "stages": stages,
-        }
-        if backbone_kwargs:
-            arch["backbone_kwargs"] = dict(backbone_kwargs)
-        return arch
+    def base_arch(self, *, backbone: str, in_chans: int, num_classes: int,
+                  backbone_kwargs: Mapping[str, Any] | None = None) -> ArchConfig:
+        """The plain architecture of this space on ``backbone`` (no attention, default head): what ``sample`` fills."""
+        return ArchConfig(backbone=backbone, in_chans=in_chans, num_classes=num_classes, small_input=self.small_input,
+                          stages=tuple(StageConfig() for _ in range(self.num_stages)),
+                          backbone_kwargs=dict(backbone_kwargs or {}))
 
 
 _SPACE_KEYS = {"name", "description", "dataset", "small_input", "num_stages", "head", "defaults", "stages", "budgets"}
@@ -146,7 +136,7 @@ def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
     if not isinstance(budgets_raw, Mapping) or set(budgets_raw) != {"cpu", "gpu"}:
         raise SpaceError(f"space {name!r}: 'budgets' must have exactly the keys cpu and gpu")
     budgets = {kind: _parse_budget(values, where=f"space {name!r}: budgets.{kind}") for kind, values in budgets_raw.items()}
-    head = _choices(raw, "head", where=f"space {name!r}", cast=str, default=("avg",))
+    head = _choices(raw, "head", where=f"space {name!r}", cast=str, default=(DEFAULT_HEAD,))
     _check_names(head, HEADS, what="head", where=f"space {name!r}")
     return SearchSpace(
         name=str(raw.get("name", name)),
@@ -170,24 +160,32 @@ def _parse_stage(index: Any, settings: Mapping[str, Any], *, num_stages: int, wh
     where = f"{where}: stage {index}"
     _reject_unknown(settings, _STAGE_KEYS, where=where)
     types = _choices(settings, "types", where=where, cast=str)
+    needs = set()
     for kind in types:
-        if kind not in ATTENTION:
-            raise SpaceError(f"{where}: unknown attention type {kind!r}; valid types: {', '.join(sorted(ATTENTION))}")
-    needs = set().union(*(ATTENTION[kind].knobs for kind in types))
+        _check_stage(where, attn=kind)
+        needs |= ATTENTION[kind].knobs
     reduction = _choices(settings, "reduction", where=where, cast=int, required="reduction" in needs)
-    for ratio in reduction:
-        if ratio < 1:
-            raise SpaceError(f"{where}: reduction ratio {ratio} must be >= 1 (channels // ratio >= 1)")
     kernel_size = _choices(settings, "kernel_size", where=where, cast=int, required="kernel_size" in needs)
-    for size in kernel_size:
-        if size < 1 or size % 2 == 0:
-            raise SpaceError(f"{where}: kernel_size {size} must be a positive odd integer")
-    position = _choices(settings, "position", where=where, cast=str, default=("after_block",))
-    _check_names(position, POSITIONS, what="position", where=where)
-    blocks = _choices(settings, "blocks", where=where, cast=str, default=(BLOCKS[0],))
-    _check_names(blocks, BLOCKS, what="blocks", where=where)
+    for knob, values in (("reduction", reduction), ("kernel_size", kernel_size)):
+        taker = next((kind for kind in types if knob in ATTENTION[kind].knobs), None)
+        for value in values if taker else ():
+            _check_stage(where, attn=taker, **{knob: value})
+    position = _choices(settings, "position", where=where, cast=str, default=(DEFAULT_POSITION,))
+    blocks = _choices(settings, "blocks", where=where, cast=str, default=(DEFAULT_BLOCKS,))
+    for value in position:
+        _check_stage(where, position=value)
+    for value in blocks:
+        _check_stage(where, blocks=value)
     return StageSpace(index=index, types=types, reduction=reduction, kernel_size=kernel_size, position=position,
                       blocks=blocks)
+
+
+def _check_stage(where: str, **fields: Any) -> None:
+    """Validate one offered value through :class:`StageConfig` (the one home of these rules)."""
+    try:
+        StageConfig(**fields)
+    except ValueError as err:
+        raise SpaceError(f"{where}: {err}") from None
 
 
 def _check_names(values: Sequence[str], valid: Sequence[str], *, what: str, where: str) -> None:

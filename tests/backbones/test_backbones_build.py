@@ -245,3 +245,38 @@ def test_missing_key_is_reported():
     del arch["num_classes"]
     with pytest.raises(ValueError, match="num_classes"):
         build(arch)
+
+
+def test_arch_config_round_trips_and_canonicalises() -> None:
+    """ArchConfig is the contract: JSON round trip, one-line errors, one spelling per computation."""
+    from backbones import ArchConfig, StageConfig
+
+    raw = {"backbone": "resnet18", "in_chans": 3, "num_classes": 10, "small_input": True, "head": "avg",
+           "stages": [{"attn": "none"}, {"attn": "se", "reduction": 8},
+                      {"attn": "eca", "kernel_size": 5, "position": "in_block", "blocks": "last"},
+                      {"attn": "cbam", "reduction": 16, "kernel_size": 7, "position": "stage_end", "blocks": "last"}]}
+    arch = ArchConfig.from_dict(raw)
+    assert ArchConfig.from_dict(arch.to_dict()) == arch and hash(ArchConfig.from_dict(arch.to_dict())) == hash(arch)
+    assert str(arch) == "- | se/r8 | eca/k5@in_block@last | cbam/r16/k7@stage_end"
+    assert arch.params()["s1.reduction"] == "8" and "s0.reduction" not in arch.params()
+    # resnet18 has 2 blocks per stage: after_block@last is one module after the last block, i.e. stage_end
+    last = arch.to_dict()
+    last["stages"][1] = {"attn": "se", "reduction": 8, "position": "after_block", "blocks": "last"}
+    end = arch.to_dict()
+    end["stages"][1] = {"attn": "se", "reduction": 8, "position": "stage_end"}
+    assert ArchConfig.from_dict(last) != ArchConfig.from_dict(end)
+    assert ArchConfig.from_dict(last).canonical() == ArchConfig.from_dict(end).canonical()
+    assert arch.canonical().stages[3].blocks == "every"  # blocks means nothing at stage_end
+    assert arch.canonical() != ArchConfig.from_dict({**raw, "head": "attn_pool"}).canonical()
+    assert arch.plain().is_plain and arch.plain().canonical() == arch.plain()
+    # resnet10t has one block per stage: every == last, and after_block == stage_end
+    one = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
+                     stages=(StageConfig("se", reduction=8),) + (StageConfig(),) * 3)
+    same = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
+                      stages=(StageConfig("se", reduction=8, position="stage_end"),) + (StageConfig(),) * 3)
+    assert one.canonical() == same.canonical() and len({one.canonical(), same.canonical()}) == 1
+    with pytest.raises(ValueError, match="does not take knob 'kernel_size'"):
+        StageConfig("se", reduction=8, kernel_size=3)
+    with pytest.raises(ValueError, match="stage 1: unknown key"):
+        ArchConfig.from_dict({**raw, "stages": [{"attn": "none"}, {"attn": "se", "ratio": 8}, {"attn": "none"},
+                                                {"attn": "none"}]})

@@ -36,24 +36,28 @@ def test_sampling_is_conditional_and_builds(name: str) -> None:
     space = load_space(name)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen_types = set()
+    budget = space.budgets["cpu"]
+    base = space.base_arch(backbone=budget.backbone, in_chans=1, num_classes=10,
+                           backbone_kwargs=budget.backbone_kwargs)
     for i in range(40):
         trial = study.ask()
-        params = space.suggest(trial)
-        assert params == trial.params  # everything drawn is recorded, nothing else
+        arch = space.sample(trial, base=base)
+        params = trial.params
+        assert {k: str(v) for k, v in params.items()} == {  # everything drawn is recorded, under ArchConfig.params names
+            k: v for k, v in arch.params().items() if not k.endswith(".blocks") or k in params}
         for stage in space.stages:
-            kind = params[f"s{stage.index}_attn"]
+            kind = params[f"s{stage.index}.attn"]
+            assert arch.stages[stage.index].attn == kind
             seen_types.add(kind)
             for knob in ("reduction", "kernel_size"):
-                drawn = f"s{stage.index}_{knob}" in params
+                drawn = f"s{stage.index}.{knob}" in params
                 assert drawn == (knob in ATTENTION[kind].knobs), (kind, knob, params)
-            drawn_blocks = f"s{stage.index}_blocks" in params
-            assert drawn_blocks == (kind != "none" and params[f"s{stage.index}_position"] != "stage_end"), params
-        assert params["head"] in space.head
+            drawn_blocks = f"s{stage.index}.blocks" in params
+            assert drawn_blocks == (kind != "none" and params[f"s{stage.index}.position"] != "stage_end"), params
+        assert params["head"] in space.head and arch.head == params["head"]
+        assert arch.backbone == budget.backbone and len(arch.stages) == space.num_stages
         study.tell(trial, 0.0)
         if i < 3:  # building is the slow part; a few are enough to prove the ArchConfig is valid
-            budget = space.budgets["cpu"]
-            arch = space.to_arch(params, backbone=budget.backbone, in_chans=1, num_classes=10,
-                                 backbone_kwargs=budget.backbone_kwargs)
             build(arch)
     assert "none" in seen_types and len(seen_types) >= 4
 
@@ -80,8 +84,8 @@ def _mutated(path: list, value) -> dict:
     ("path", "value", "message"),
     [
         (["defaults", "types"], ["se", "sparkle"], r"unknown attention type 'sparkle'; valid types: .*cbam.*se"),
-        (["defaults", "kernel_size"], [3, 4], r"kernel_size 4 must be a positive odd integer"),
-        (["defaults", "reduction"], [0, 8], r"reduction ratio 0 must be >= 1"),
+        (["defaults", "kernel_size"], [3, 4], r"kernel_size=4 must be a positive odd integer"),
+        (["defaults", "reduction"], [0, 8], r"reduction=0 must be >= 1"),
         (["defaults", "position"], ["everywhere"], r"unknown position 'everywhere'; valid: .*after_block"),
         (["defaults", "colour"], ["red"], r"unknown key 'colour'; valid keys: .*kernel_size"),
         (["stages", 7], {}, r"stage 7 does not exist; valid stages: 0..3"),

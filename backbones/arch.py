@@ -1,0 +1,206 @@
+"""ArchConfig: the contract between the search and everything else, as a frozen, validated type.
+
+It is what ``SearchSpace.sample`` produces, what MLflow stores (:meth:`ArchConfig.params` as params, :meth:`to_dict`
+as ``arch.json``), what :func:`backbones.build` consumes and what ``search.export`` writes down. JSON form::
+
+    {"backbone": "resnet10t",   # timm model name (pretrained=False)
+     "in_chans": 1, "num_classes": 10,
+     "small_input": True,       # stem stride 1, no stem pooling (see placement.apply_small_input)
+     "head": "avg",             # classifier pooling (backbones.HEADS)
+     "backbone_kwargs": {"channels": [32, 64, 128, 256]},   # extra timm.create_model arguments (optional)
+     "stages": [{"attn": "none"},
+                {"attn": "se", "reduction": 8},                                  # position after_block, blocks every
+                {"attn": "eca", "kernel_size": 5, "position": "in_block", "blocks": "last"},
+                {"attn": "cbam", "reduction": 16, "kernel_size": 7, "position": "stage_end"}]}
+
+Validation happens once, in :meth:`ArchConfig.from_dict` / the constructors; errors are one-line ``ValueError``\\ s
+naming the bad value and the valid choices. Checks that need the backbone (stage count, positions a block supports,
+ratios against the real channel widths) happen in :func:`backbones.build`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .attention import ATTENTION, check_attention
+from .head import check_head
+from .placement import BLOCKS, POSITIONS
+
+NONE = "none"  # the attention type "no attention here"
+DEFAULT_POSITION = "after_block"
+DEFAULT_BLOCKS = BLOCKS[0]  # "every"
+DEFAULT_HEAD = "avg"
+_KNOBS = ("reduction", "kernel_size")  # StageConfig fields that are attention knobs (backbones.attention.KNOBS)
+_CHANNELS_UNKNOWN = 1 << 30  # check names and knob values before the real widths are known (build checks those)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """What goes into one stage: an attention type, its knobs, where in the stage and in which blocks."""
+
+    attn: str = NONE  # a name in backbones.ATTENTION ("none": the stage is left as timm built it)
+    reduction: int | None = None  # hidden width = channels // reduction (types that take it)
+    kernel_size: int | None = None  # odd, pixels (ECA: 1-D over channels; CBAM: spatial), types that take it
+    position: str = DEFAULT_POSITION  # after_block | in_block | stage_end (backbones.POSITIONS)
+    blocks: str = DEFAULT_BLOCKS  # every | last: which blocks of the stage get a module (stage_end places one)
+
+    def __post_init__(self) -> None:
+        check_attention(self.attn, channels=_CHANNELS_UNKNOWN, **self.knobs)
+        if self.position not in POSITIONS:
+            raise ValueError(f"unknown position {self.position!r}; valid: {', '.join(POSITIONS)}")
+        if self.blocks not in BLOCKS:
+            raise ValueError(f"unknown blocks {self.blocks!r}; valid: {', '.join(BLOCKS)}")
+
+    @property
+    def knobs(self) -> dict[str, int]:
+        """The knobs that are set, as ``make_attention`` keyword arguments."""
+        return {name: getattr(self, name) for name in _KNOBS if getattr(self, name) is not None}
+
+    @property
+    def is_none(self) -> bool:
+        return self.attn == NONE
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> StageConfig:
+        if not isinstance(spec, Mapping) or "attn" not in spec:
+            raise ValueError(f"{spec!r} must be a dict with an 'attn' key")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        if unknown := sorted(set(spec) - set(valid)):
+            raise ValueError(f"unknown key(s) {unknown}; valid: {valid}")
+        return cls(**spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form: ``attn``, the knobs that are set, and ``position``/``blocks`` (only when attention is on)."""
+        if self.is_none:
+            return {"attn": NONE}
+        return {"attn": self.attn, **self.knobs, "position": self.position, "blocks": self.blocks}
+
+    def canonical(self, *, depth: int | None = None) -> StageConfig:
+        """The same computation in one spelling: no attention -> ``StageConfig()``; ``blocks`` of ``stage_end`` ->
+        ``every``; with the stage's block count ``depth`` known, one module after the last block (``after_block``
+        with ``last``, or with ``every`` on a one-block stage) -> ``stage_end``, and ``in_block`` of a one-block
+        stage -> ``blocks: every``. Knobs a type does not take cannot be set (the constructor refuses them)."""
+        if self.is_none:
+            return StageConfig()
+        stage = self
+        if stage.position == "stage_end" or (depth == 1 and stage.position == "in_block"):
+            stage = dataclasses.replace(stage, blocks=DEFAULT_BLOCKS)
+        if stage.position == "after_block" and (stage.blocks == "last" or depth == 1) and depth is not None:
+            stage = dataclasses.replace(stage, position="stage_end", blocks=DEFAULT_BLOCKS)
+        return stage
+
+    def __str__(self) -> str:
+        """Short form: ``-`` (none), ``se/r8``, ``eca/k5@in_block@last``, ``cbam/r16/k7@stage_end``."""
+        if self.is_none:
+            return "-"
+        text = self.attn + (f"/r{self.reduction}" if self.reduction is not None else "")
+        text += f"/k{self.kernel_size}" if self.kernel_size is not None else ""
+        text += f"@{self.position}" if self.position != DEFAULT_POSITION else ""
+        text += f"@{self.blocks}" if self.blocks != DEFAULT_BLOCKS and self.position != "stage_end" else ""
+        return text
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """One architecture: a timm backbone, its input/output sizes, the classifier head and one StageConfig per stage.
+
+    Equal configs build the same model; :meth:`canonical` maps spellings of the same computation to one, so
+    ``a.canonical() == b.canonical()`` (and their hashes) tell that two sampled architectures are the same.
+    """
+
+    backbone: str  # timm model name
+    in_chans: int  # image channels (1 Fashion-MNIST, 3 CIFAR)
+    num_classes: int
+    stages: tuple[StageConfig, ...]  # one per backbone stage, in feature_info order
+    small_input: bool = False  # stem stride 1 and no stem max-pool, for 28x28 / 32x32 images
+    head: str = DEFAULT_HEAD  # classifier pooling (backbones.HEADS)
+    backbone_kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)  # extra timm.create_model args
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.backbone, str) or not self.backbone:
+            raise ValueError(f"ArchConfig backbone={self.backbone!r} must be a timm model name")
+        for key in ("in_chans", "num_classes"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ArchConfig {key}={value!r} must be an int >= 1")
+        if not isinstance(self.small_input, bool):
+            raise ValueError(f"ArchConfig small_input={self.small_input!r} must be true or false")
+        check_head(self.head)
+        if not isinstance(self.backbone_kwargs, Mapping):
+            raise ValueError(f"ArchConfig backbone_kwargs={self.backbone_kwargs!r} must be a mapping of timm "
+                             f"arguments")
+        if isinstance(self.stages, (str, bytes)) or not isinstance(self.stages, Sequence) or not all(
+                isinstance(s, StageConfig) for s in self.stages):
+            raise ValueError(f"ArchConfig stages={self.stages!r} must be a list of StageConfig, one per stage")
+        object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "backbone_kwargs", json.loads(json.dumps(dict(self.backbone_kwargs))))
+
+    # --- JSON ---------------------------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, arch: Mapping[str, Any]) -> ArchConfig:
+        """Parse and validate the JSON form (module docstring); one-line ``ValueError`` otherwise."""
+        if isinstance(arch, ArchConfig):
+            return arch
+        if not isinstance(arch, Mapping):
+            raise ValueError(f"ArchConfig must be a mapping, got {type(arch).__name__}")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        if unknown := sorted(set(arch) - set(valid)):
+            raise ValueError(f"unknown ArchConfig key(s) {unknown}; valid: {sorted(valid)}")
+        if missing := sorted({"backbone", "in_chans", "num_classes", "stages"} - set(arch)):
+            raise ValueError(f"ArchConfig is missing key(s) {missing}; required: backbone, in_chans, num_classes, "
+                             f"stages")
+        stages = arch["stages"]
+        if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence):
+            raise ValueError(f"ArchConfig stages={stages!r} must be a list of dicts, one per stage")
+        parsed = []
+        for i, spec in enumerate(stages):
+            try:
+                parsed.append(StageConfig.from_dict(spec))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"stage {i}: {err}") from None
+        return cls(**{**arch, "stages": tuple(parsed)})
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form (what ``arch.json`` holds); ``from_dict(a.to_dict()) == a``."""
+        out: dict[str, Any] = {"backbone": self.backbone, "in_chans": self.in_chans, "num_classes": self.num_classes,
+                               "small_input": self.small_input, "head": self.head,
+                               "stages": [stage.to_dict() for stage in self.stages]}
+        if self.backbone_kwargs:
+            out["backbone_kwargs"] = dict(self.backbone_kwargs)
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def params(self) -> dict[str, str]:
+        """Flattened fields as MLflow params, one naming scheme: ``head``, ``s{i}.attn``, ``s{i}.reduction``, ...
+        (stage fields only where attention is on; the backbone fields are the search's, on its parent run)."""
+        out = {"head": self.head}
+        for i, stage in enumerate(self.stages):
+            out.update({f"s{i}.{key}": str(value) for key, value in stage.to_dict().items()})
+        return out
+
+    # --- forms --------------------------------------------------------------------------------------------
+    def plain(self) -> ArchConfig:
+        """The same backbone with no attention anywhere and the default head: the control every search runs."""
+        return dataclasses.replace(self, head=DEFAULT_HEAD, stages=tuple(StageConfig() for _ in self.stages))
+
+    @property
+    def is_plain(self) -> bool:
+        return self.head == DEFAULT_HEAD and all(stage.is_none for stage in self.stages)
+
+    def canonical(self) -> ArchConfig:
+        """One spelling per computation (see :meth:`StageConfig.canonical`); uses the backbone's block counts."""
+        from .build import stage_depths  # builds the backbone once per (backbone, kwargs); cached
+
+        depths = stage_depths(backbone=self.backbone, backbone_kwargs=self.backbone_kwargs)
+        depths = depths if len(depths) == len(self.stages) else [None] * len(self.stages)
+        return dataclasses.replace(self, stages=tuple(s.canonical(depth=d) for s, d in zip(self.stages, depths)))
+
+    def __str__(self) -> str:
+        """Short text of the stages and head, e.g. ``se/r8 | - | eca/k5@last | cbam/r16/k7 +attn_pool``."""
+        return " | ".join(str(stage) for stage in self.stages) + (
+            f" +{self.head}" if self.head != DEFAULT_HEAD else "")

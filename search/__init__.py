@@ -6,6 +6,6 @@ this package stays cheap.
 """
 
 from search.errors import UserError
-from search.pareto import OBJECTIVES, dominates, pareto_front
+from search.outcomes import OBJECTIVES, Outcome
 
-__all__ = ["OBJECTIVES", "UserError", "dominates", "pareto_front"]
+__all__ = ["OBJECTIVES", "Outcome", "UserError"]

@@ -30,8 +30,8 @@ from omegaconf import DictConfig
 from search.artifacts import ARCH, REFERENCE, WEIGHTS, load_reference
 from search.cli import main as cli_main
 from search.errors import UserError, exit_on_bad_input
-from search.run import PARETO_TAG
-from search.tracking import ROLE_TAG, check_tracking_uri
+from search.outcomes import PARETO_TAG, ROLE_TAG
+from search.tracking import check_tracking_uri
 
 _TEMPLATE = '''"""{title}
 

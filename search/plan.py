@@ -15,10 +15,10 @@ from omegaconf import DictConfig, OmegaConf
 from search.errors import UserError
 from search.settings import RUN_SETTINGS, check_settings
 from search.tracking import check_tracking_uri
+from backbones import ArchConfig
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
-from search.tuning import FaultInjection
-from trials import DATASETS, DatasetMissingError, TensorData, TrialBudget, load_dataset
-from trials.constraints import Constraints
+from search.faults import FaultInjection
+from trials import DATASETS, Constraints, DatasetMissingError, TensorData, TrialBudget, load_dataset
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a search name becomes a folder (runs/NAME) and an MLflow run name
 
@@ -44,12 +44,13 @@ class SearchPlan:
     tracking_uri: str
     experiment: str
     storage: Path  # Ray Tune storage folder (absolute)
+    study_storage: str  # Optuna RDB storage URL of the search's study (named like the search)
 
     @property
-    def arch_fields(self) -> dict[str, Any]:
-        """The ArchConfig fields fixed for the whole search (the rest is sampled)."""
-        return {"backbone": self.budget.backbone, "in_chans": self.data.in_chans, "num_classes": self.data.num_classes,
-                "backbone_kwargs": dict(self.budget.backbone_kwargs)}
+    def base_arch(self) -> ArchConfig:
+        """The plain architecture of the search (its backbone, sizes, no attention): what the sampler fills."""
+        return self.space.base_arch(backbone=self.budget.backbone, in_chans=self.data.in_chans,
+                                    num_classes=self.data.num_classes, backbone_kwargs=self.budget.backbone_kwargs)
 
 
 def prepare(cfg: DictConfig) -> SearchPlan:
@@ -106,7 +107,17 @@ def prepare(cfg: DictConfig) -> SearchPlan:
         tracking_uri=str(cfg.mlflow.tracking_uri),
         experiment=str(cfg.mlflow.experiment),
         storage=Path(str(cfg.storage)).expanduser().resolve(),
+        study_storage=study_storage_url(str(cfg.mlflow.tracking_uri), storage=Path(str(cfg.storage))),
     )
+
+
+def study_storage_url(tracking_uri: str, *, storage: Path) -> str:
+    """Where the Optuna study lives: ``optuna.db`` beside a SQLite MLflow store, else in the Ray storage folder."""
+    if tracking_uri.startswith("sqlite:///"):
+        folder = Path(tracking_uri[len("sqlite:///"):]).expanduser().resolve().parent
+    else:
+        folder = storage.expanduser().resolve()
+    return f"sqlite:///{folder / 'optuna.db'}"
 
 
 def _concurrency(requested: Any, *, hardware: str, budget: Budget) -> int:

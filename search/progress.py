@@ -12,9 +12,9 @@ from ray.tune import Callback
 
 from backbones import ArchConfig
 
-from search.tracking import trial_error_line
-from search.tuning import trial_outcome
-from trials.constraints import Constraints
+from search.mlflow_callback import trial_error_line
+from search.outcomes import REJECTED, Outcome, trial_outcome
+from trials import Constraints
 
 
 def arch_summary(arch: ArchConfig | Mapping[str, Any]) -> str:
@@ -32,6 +32,14 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str,
     return "\n".join(lines)
 
 
+_T0 = time.monotonic()  # the search's clock: progress lines show seconds since the driver started
+
+
+def say(text: str) -> None:
+    """Print one progress line, ``[  12.0s] text``."""
+    print(f"[{time.monotonic() - _T0:6.1f}s] {text}", flush=True)
+
+
 class ProgressPrinter(Callback):
     """Prints trial starts, every epoch's val_acc, early stops and failures, with elapsed time."""
 
@@ -44,7 +52,6 @@ class ProgressPrinter(Callback):
         self.seen = set(seen)
         self.ended_ids = set(ended)
         self.ended_before = set(ended)  # finished before a crash: only re-reported from their final checkpoint
-        self.t0 = time.monotonic()
 
     @property
     def started(self) -> int:
@@ -55,7 +62,7 @@ class ProgressPrinter(Callback):
         return len(self.ended_ids)
 
     def _say(self, text: str) -> None:
-        print(f"[{time.monotonic() - self.t0:6.1f}s] {text}", flush=True)
+        say(text)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.ended_before:
@@ -67,7 +74,7 @@ class ProgressPrinter(Callback):
         self._say(f"trial {self.started}/{self.total} {trial.trial_id} {what}  {arch_summary(trial.config['arch'])}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        if trial.trial_id in self.ended_before or result.get("rejected"):
+        if trial.trial_id in self.ended_before or result.get(REJECTED):
             return
         self._say(f"  {trial.trial_id} epoch {int(result['epoch'])}/{self.full_epochs}  "
                   f"val_acc={result['val_acc']:.4f}  latency_ms={result['latency_ms']:.2f}  "
@@ -78,9 +85,9 @@ class ProgressPrinter(Callback):
             return
         self.ended_ids.add(trial.trial_id)
         last = trial.last_result or {}
-        how = {"completed": "done",
-               "early_stopped": f"stopped early by ASHA after epoch {int(last.get('epoch', 0))}",
-               "rejected": f"rejected before training: {self.constraints.reason(last)}",
+        how = {Outcome.COMPLETED: "done",
+               Outcome.EARLY_STOPPED: f"stopped early by ASHA after epoch {int(last.get('epoch', 0))}",
+               Outcome.REJECTED: f"rejected before training: {self.constraints.reason(last)}",
                }[trial_outcome(last, full_epochs=self.full_epochs)]
         self._say(f"  {trial.trial_id} {how} ({self.ended}/{self.total} finished)")
 

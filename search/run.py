@@ -14,24 +14,24 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import hydra
-import mlflow
 import optuna
-import ray
 from omegaconf import DictConfig
 from ray import tune
+
+from backbones import ArchConfig
 
 from dashboards import write_pareto_report
 from dashboards.ui import ui_hint
 from search.cli import main as cli_main
 from search.errors import exit_on_bad_input
-from search.pareto import pareto_front
+from search.faults import with_faults
+from search.outcomes import PARETO_TAG, Outcome, trial_outcome
 from search.plan import SearchPlan, prepare
-from search.progress import ProgressPrinter, arch_summary, format_table, quiet_trial_failures
-from search.tracking import (MlflowTrialCallback, check_same_settings, close_stale_trial_runs, ended_trials,
-                             experiment_id, find_parent_run, start_parent_run, trial_runs)
-from search.tuning import make_scheduler, make_searcher, train_architecture, trial_outcome
-
-PARETO_TAG = "pareto"
+from search.progress import ProgressPrinter, format_table, quiet_trial_failures, say
+from search.searcher import DUPLICATE_ATTR, RAY_TRIAL_ATTR, StudySearcher, open_study
+from search.mlflow_callback import MlflowTrialCallback
+from search.tracking import SearchRun, close_stale_trial_runs, ended_trials
+from search.tuning import make_scheduler, ray_runtime, run_tuner, train_architecture
 
 
 @dataclass
@@ -45,6 +45,7 @@ class SearchSummary:
     early_stopped: int  # stopped by ASHA
     failed: int
     rejected: int  # over a hard budget (constraints.*): probed, never trained
+    duplicates: int  # proposals of an architecture already trained: its result reused, nothing trained
     front: list[dict[str, Any]]  # Pareto-optimal full-budget trials, latency ascending
     wall_s: float
 
@@ -56,48 +57,45 @@ def run(cfg: DictConfig) -> SearchSummary:
 
 
 def execute(plan: SearchPlan) -> SearchSummary:
-    """Run a checked plan: MLflow parent run, Ray Tune search, Pareto reports."""
+    """Run a checked plan: MLflow parent run, Ray Tune search over the Optuna study, Pareto reports."""
     t0 = time.monotonic()
     _announce(plan)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
-    mlflow.set_tracking_uri(plan.tracking_uri)
-    client = mlflow.MlflowClient(tracking_uri=plan.tracking_uri)
-    experiment = experiment_id(client, name=plan.experiment, tracking_uri=plan.tracking_uri)
-    params = _parent_params(plan)
-    previous = find_parent_run(client, experiment=experiment, name=plan.name)
-    existing: dict = {}
-    if previous is None:
-        parent = start_parent_run(client, experiment=experiment, name=plan.name, params=params,
-                                  tags={"attnas.space": plan.space.name})
-    else:  # same name as an earlier search: resume it (same settings required)
-        check_same_settings(previous, params=params, ignore=_MAY_CHANGE_ON_RESUME)
-        parent = previous.info.run_id
-        client.update_run(parent, status="RUNNING")
-        existing = trial_runs(client, experiment=experiment, parent_run_id=parent)
-        _announce_resume(plan, existing)
-    status = "FAILED"
-    try:
-        tracker = MlflowTrialCallback(client=client, experiment=experiment, parent_run_id=parent,
-                                      search_name=plan.name, full_epochs=plan.budget.epochs, existing=existing,
+    with SearchRun(tracking_uri=plan.tracking_uri, experiment=plan.experiment, name=plan.name,
+                   params=_parent_params(plan), tags={"attnas.space": plan.space.name},
+                   may_change=_MAY_CHANGE_ON_RESUME) as search:
+        if search.resumed:
+            _announce_resume(plan, search.existing)
+        tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id,
+                                      parent_run_id=search.run_id, search_name=plan.name,
+                                      full_epochs=plan.budget.epochs, existing=search.existing,
                                       constraints=plan.constraints)
         printer = ProgressPrinter(total_trials=plan.budget.trials, full_epochs=plan.budget.epochs,
-                                  constraints=plan.constraints,
-                                  seen=existing.keys(),
-                                  ended=ended_trials(existing))
-        results = _tune(plan, callbacks=[tracker, printer])
-        if previous is not None and (stale := close_stale_trial_runs(client, experiment=experiment,
-                                                                      parent_run_id=parent)):
+                                  constraints=plan.constraints, seen=search.existing.keys(),
+                                  ended=ended_trials(search.existing))
+        searcher = StudySearcher(space=plan.space, base=plan.base_arch, storage=plan.study_storage,
+                                 study_name=plan.name, sampler=plan.sampler, seed=plan.seed,
+                                 trials=plan.budget.trials, full_epochs=plan.budget.epochs,
+                                 constraints=plan.constraints, announce=say)
+        trainable = tune.with_parameters(with_faults(train_architecture, faults=plan.faults), data=plan.data,
+                                         budget=plan.trial_budget, latency_reference=plan.latency_reference)
+        per_trial = {"cpu": plan.budget.cpu_per_trial,
+                     "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
+        with ray_runtime(num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial)):
+            quiet_trial_failures()
+            results = run_tuner(
+                trainable=trainable, resources=per_trial, experiment_dir=plan.storage / plan.name,
+                searcher=searcher,
+                scheduler=make_scheduler(full_epochs=plan.budget.epochs, grace_period=plan.asha_grace_period,
+                                         reduction_factor=plan.asha_reduction_factor),
+                num_samples=plan.budget.trials, concurrency=plan.concurrency, callbacks=[tracker, printer])
+        if search.resumed and (stale := close_stale_trial_runs(search.client, experiment=search.experiment_id,
+                                                                parent_run_id=search.run_id)):
             print(f"Closed {stale} trial run(s) the crash cut off before Ray recorded them (status KILLED).")
         print("Computing the Pareto front over the full-budget trials and writing the reports ...", flush=True)
         _stall_for_tests()
-        summary = _summarise(plan, results, tracker=tracker, client=client, parent=parent, t0=t0)
-        status = "FINISHED"
-    except KeyboardInterrupt:
-        status = "KILLED"
-        raise
-    finally:
-        client.set_terminated(parent, status)
+        summary = _summarise(plan, results, tracker=tracker, search=search, t0=t0)
     _print_summary(summary, plan=plan)
     return summary
 
@@ -137,112 +135,48 @@ def _announce(plan: SearchPlan) -> None:
           f"{plan.concurrency} at once)", flush=True)
 
 
-def _tune(plan: SearchPlan, *, callbacks: list) -> tune.ResultGrid:
-    # One checkpoint per trial (its last epoch) makes Tune's "snapshotting too often" warning noise here.
-    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0 Ray prints nothing; ProgressPrinter talks
-    # Save the experiment state (trials + Optuna study) at every controller step, not every >= 10 s: a driver
-    # killed with SIGKILL then loses at most the step it was in. The state is small (tens of KB).
-    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "0")
-    # A candidate rejected by constraints.* reports its probe but no val_acc (it never trained); ASHA then leaves it
-    # alone and FullBudgetOptunaSearch tells it infeasible. Ray's strict check would instead end the whole search.
-    os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    per_trial = {"cpu": plan.budget.cpu_per_trial, "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
-    ray.init(
-        num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial),
-        include_dashboard=False,
-        log_to_driver=False,  # trial workers' stdout stays in Ray's logs; the driver prints ProgressPrinter lines
-        logging_level=logging.WARNING,
-        configure_logging=True,
-    )
-    quiet_trial_failures()
-    try:
-        trainable = tune.with_resources(
-            tune.with_parameters(train_architecture, data=plan.data, budget=plan.trial_budget, faults=plan.faults,
-                                 latency_reference=plan.latency_reference),
-            per_trial)
-        experiment_dir = plan.storage / plan.name
-        if tune.Tuner.can_restore(str(experiment_dir)):
-            # Restores the trials and the searcher (the Optuna study with its sampler); unfinished trials are
-            # restarted, finished and failed ones are kept. Callbacks are this process's, not the pickled ones.
-            tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_unfinished=True,
-                                       resume_errored=False, restart_errored=False)
-            tuner._local_tuner.get_run_config().callbacks = callbacks  # no public setter (ray-project/ray#41364)
-            return tuner.fit()
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=make_searcher(space=plan.space, sampler=plan.sampler, seed=plan.seed,
-                                         trials=plan.budget.trials, full_epochs=plan.budget.epochs,
-                                         arch_fields=plan.arch_fields, constraints=plan.constraints),
-                scheduler=make_scheduler(full_epochs=plan.budget.epochs, grace_period=plan.asha_grace_period,
-                                         reduction_factor=plan.asha_reduction_factor),
-                num_samples=plan.budget.trials,
-                max_concurrent_trials=plan.concurrency,
-                reuse_actors=True,  # one worker process per slot for the whole search: no per-trial process start
-                trial_dirname_creator=_trial_dirname,
-            ),
-            run_config=tune.RunConfig(
-                name=plan.name,
-                storage_path=str(plan.storage),
-                callbacks=callbacks,
-                verbose=0,
-            ),
-        )
-        return tuner.fit()
-    finally:
-        ray.shutdown()
-
-
-def _trial_dirname(trial: Any) -> str:
-    """Trial folders named by trial id (Ray's default embeds the whole config in the name)."""
-    return trial.trial_id
-
-
-def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTrialCallback,
-               client: mlflow.MlflowClient, parent: str, t0: float) -> SearchSummary:
-    rows, early, failed, rejected = [], 0, 0, 0
+def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTrialCallback, search: SearchRun,
+               t0: float) -> SearchSummary:
+    rows, counts = [], {outcome: 0 for outcome in Outcome}
     for result in results:
         metrics = result.metrics or {}
-        outcome = "failed" if result.error is not None else trial_outcome(metrics, full_epochs=plan.budget.epochs)
-        if outcome == "failed":
-            failed += 1
-        elif outcome == "rejected":
-            rejected += 1
-        elif outcome == "early_stopped":
-            early += 1
-        else:
+        outcome = trial_outcome(metrics, full_epochs=plan.budget.epochs, error=result.error is not None)
+        counts[outcome] += 1
+        if outcome is Outcome.COMPLETED:
             trial_id = metrics["trial_id"]
             rows.append({"trial_id": trial_id, "run_id": tracker.run_ids.get(trial_id, ""),
                          "val_acc": float(metrics["val_acc"]), "latency_ms": float(metrics["latency_ms"]),
                          "params_m": float(metrics["params_m"]), "flops_g": float(metrics["flops_g"]),
-                         "arch": arch_summary(result.config["arch"])})
-    front_ids = set(pareto_front(rows))
-    for i, row in enumerate(rows):
-        row["pareto"] = i in front_ids
+                         "arch": str(ArchConfig.from_dict(result.config["arch"]))})
+    study = open_study(storage=plan.study_storage, name=plan.name)
+    front_ids = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in study.best_trials}  # constraint-aware, from Optuna
+    duplicates = sum(DUPLICATE_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
+    for row in rows:
+        row["pareto"] = row["trial_id"] in front_ids
         if row["run_id"]:
-            client.set_tag(row["run_id"], PARETO_TAG, "true" if row["pareto"] else "false")
+            search.set_trial_tag(row["run_id"], PARETO_TAG, "true" if row["pareto"] else "false")
     with tempfile.TemporaryDirectory() as folder:
         title = f"{plan.name}: val_acc vs latency_ms ({plan.budget.backbone}, {plan.space.dataset})"
-        for path in write_pareto_report(rows, folder=folder, title=title):
-            client.log_artifact(parent, str(path), artifact_path="pareto")
+        search.log_artifacts(write_pareto_report(rows, folder=folder, title=title), folder="pareto")
     wall_s = time.monotonic() - t0
     summary = SearchSummary(
-        name=plan.name, parent_run_id=parent, trials=len(results), completed=len(rows), early_stopped=early,
-        failed=failed, rejected=rejected, front=sorted((r for r in rows if r["pareto"]), key=lambda r: r["latency_ms"]), wall_s=wall_s)
-    client.log_batch(parent, metrics=[
-        mlflow.entities.Metric(key, float(value), int(time.time() * 1000), 0)
-        for key, value in {"trials": summary.trials, "trials_completed": summary.completed,
-                           "trials_early_stopped": early, "trials_failed": failed,
-                           "trials_rejected": rejected,
-                           "front_size": len(summary.front), "wall_s": wall_s}.items()])
+        name=plan.name, parent_run_id=search.run_id, trials=len(results), completed=len(rows),
+        early_stopped=counts[Outcome.EARLY_STOPPED], failed=counts[Outcome.FAILED],
+        rejected=counts[Outcome.REJECTED], duplicates=duplicates,
+        front=sorted((r for r in rows if r["pareto"]), key=lambda r: r["latency_ms"]), wall_s=wall_s)
+    search.log_metrics({"trials": summary.trials, "trials_completed": summary.completed,
+                        "trials_early_stopped": summary.early_stopped, "trials_failed": summary.failed,
+                        "trials_rejected": summary.rejected, "proposals_duplicate": duplicates,
+                        "front_size": len(summary.front), "wall_s": wall_s})
     return summary
 
 
 def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     print(f"\nSearch {summary.name} finished in {summary.wall_s:.0f}s: {summary.trials} trials, "
           f"{summary.completed} completed, {summary.early_stopped} stopped early by ASHA, {summary.failed} failed"
-          + (f", {summary.rejected} rejected by the constraints." if summary.rejected else "."))
+          + (f", {summary.rejected} rejected by the constraints" if summary.rejected else "")
+          + f"; {summary.trials} distinct architectures trained"
+          + (f", {summary.duplicates} repeated proposals reused their earlier result." if summary.duplicates else "."))
     if summary.front:
         print(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
         print(format_table(summary.front, [("trial_id", "trial", "s"), ("val_acc", "val_acc", ".4f"),

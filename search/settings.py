@@ -14,7 +14,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from search.errors import UserError
-from search.tuning import FAULTS, SAMPLERS
+from search.faults import FAULTS
+from search.samplers import SAMPLERS
 from trials import PRECISIONS
 
 Check = Callable[[str, Any], None]  # check(key, value) raises UserError naming the key, the value and what is valid

@@ -1,4 +1,7 @@
-"""MLflow wiring: one parent run per search, one nested run per trial, logged from the Ray driver.
+"""MLflow wiring: the search's parent run (:class:`SearchRun`), its trial runs, the tracking-store checks.
+
+No Ray here (``search.export`` uses it); the per-trial Ray callback that writes the nested runs is
+``search.mlflow_callback``.
 
 All MLflow writes happen in the driver process (a Ray Tune callback), so trial workers never touch the store:
 one writer for SQLite, and a trial that crashes cannot leave its run half-written.
@@ -7,7 +10,6 @@ one writer for SQLite, and a trial that crashes cannot leave its run half-writte
 from __future__ import annotations
 
 import json
-import math
 import time
 import urllib.error
 import urllib.request
@@ -18,22 +20,12 @@ from typing import Any
 import mlflow
 from mlflow.entities import Metric, Param, Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
-from ray.tune import Callback
-from ray.tune.result import AUTO_RESULT_KEYS
 
-from backbones import ArchConfig
-from search.artifacts import ARCH, REFERENCE, WEIGHTS
 from search.errors import UserError
-from search.tuning import PROBE_PREFIX, trial_outcome
+from search.outcomes import OUTCOME_TAG, ROLE_TAG, SEARCH_TAG, TRIAL_TAG, Outcome
 from trials.constraints import Constraints
 
-ROLE_TAG = "attnas.role"  # "search" on parent runs, "trial" on nested runs
-SEARCH_TAG = "attnas.search"  # the search name, on the parent and on every trial run
-TRIAL_TAG = "attnas.trial_id"  # the Ray trial id, on trial runs
-OUTCOME_TAG = "attnas.outcome"  # completed | early_stopped | failed | rejected | interrupted
 ENDED_STATUSES = ("FINISHED", "FAILED")  # MLflow statuses of a trial run that was fully written
-CHECKPOINT_FILES = (WEIGHTS, REFERENCE)  # uploaded to model/; the ArchConfig goes to the run root at trial start
-_NOT_METRICS = set(AUTO_RESULT_KEYS) | {"done", "trial_id", "experiment_tag", "should_checkpoint", "date"}
 
 
 def check_tracking_uri(uri: str) -> None:
@@ -67,12 +59,54 @@ def experiment_id(client: mlflow.MlflowClient, *, name: str, tracking_uri: str) 
     return client.create_experiment(name, artifact_location=location)
 
 
-def start_parent_run(client: mlflow.MlflowClient, *, experiment: str, name: str, params: Mapping[str, Any],
-                     tags: Mapping[str, str]) -> str:
-    """Create the search's parent run and log its settings; returns the run id."""
-    run = client.create_run(experiment, run_name=name, tags={ROLE_TAG: "search", SEARCH_TAG: name, **tags})
-    client.log_batch(run.info.run_id, params=[Param(k, _param_value(v)) for k, v in params.items()])
-    return run.info.run_id
+class SearchRun:
+    """The MLflow parent run of one search, as a context manager.
+
+    On enter: creates the parent run (tags, settings as params), or, when a search of that name exists, checks
+    that the settings are the same and reopens it (``resumed``; ``existing`` then holds its trial runs by Ray trial
+    id). On exit: the run ends FINISHED, KILLED (Ctrl-C) or FAILED (any other error); the error propagates.
+    """
+
+    def __init__(self, *, tracking_uri: str, experiment: str, name: str, params: Mapping[str, Any],
+                 tags: Mapping[str, str], may_change: tuple[str, ...] = ()) -> None:
+        self.client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        self.experiment_id = experiment_id(self.client, name=experiment, tracking_uri=tracking_uri)
+        self.name = name
+        self._params, self._tags, self._may_change = params, tags, may_change
+        self.run_id = ""
+        self.resumed = False
+        self.existing: dict[str, Run] = {}
+
+    def __enter__(self) -> SearchRun:
+        previous = find_parent_run(self.client, experiment=self.experiment_id, name=self.name)
+        if previous is None:
+            run = self.client.create_run(self.experiment_id, run_name=self.name,
+                                         tags={ROLE_TAG: "search", SEARCH_TAG: self.name, **self._tags})
+            self.run_id = run.info.run_id
+            self.client.log_batch(self.run_id, params=[Param(k, param_value(v)) for k, v in self._params.items()])
+        else:  # same name as an earlier search: resume it (same settings required)
+            check_same_settings(previous, params=self._params, ignore=self._may_change)
+            self.run_id = previous.info.run_id
+            self.resumed = True
+            self.client.update_run(self.run_id, status="RUNNING")
+            self.existing = trial_runs(self.client, experiment=self.experiment_id, parent_run_id=self.run_id)
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> None:
+        status = "FINISHED" if kind is None else "KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED"
+        self.client.set_terminated(self.run_id, status)
+
+    def log_artifacts(self, paths: Any, *, folder: str) -> None:
+        """Upload files to ``folder/`` of the parent run."""
+        for path in paths:
+            self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        now = int(time.time() * 1000)
+        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()])
+
+    def set_trial_tag(self, run_id: str, key: str, value: str) -> None:
+        self.client.set_tag(run_id, key, value)
 
 
 def find_parent_run(client: mlflow.MlflowClient, *, experiment: str, name: str) -> Run | None:
@@ -86,12 +120,12 @@ def check_same_settings(run: Run, *, params: Mapping[str, Any], ignore: tuple[st
     """Raise :class:`UserError` when resuming ``run`` with settings other than those it was started with."""
     logged = run.data.params
     for key, value in params.items():
-        if key in ignore or key not in logged or logged[key] == _param_value(value):
+        if key in ignore or key not in logged or logged[key] == param_value(value):
             continue
         name = run.data.tags.get(SEARCH_TAG, run.info.run_name)
         raise UserError(
             f"search {name!r} already exists with {key}={logged[key]}, but this command gives {key}="
-            f"{_param_value(value)}; rerun it with the same settings to resume it, or pick a new name=")
+            f"{param_value(value)}; rerun it with the same settings to resume it, or pick a new name=")
 
 
 def trial_runs(client: mlflow.MlflowClient, *, experiment: str, parent_run_id: str) -> dict[str, Run]:
@@ -114,138 +148,12 @@ def close_stale_trial_runs(client: mlflow.MlflowClient, *, experiment: str, pare
     stale = [run for run in trial_runs(client, experiment=experiment, parent_run_id=parent_run_id).values()
              if run.info.status == "RUNNING"]
     for run in stale:
-        client.set_tag(run.info.run_id, OUTCOME_TAG, "interrupted")
+        client.set_tag(run.info.run_id, OUTCOME_TAG, str(Outcome.INTERRUPTED))
         client.set_terminated(run.info.run_id, "KILLED")
     return len(stale)
 
 
-class MlflowTrialCallback(Callback):
-    """Ray Tune callback: a nested MLflow run per trial with its architecture, per-epoch metrics and weights.
-
-    ``on_trial_start`` creates the run (params = the sampled architecture), ``on_trial_result`` logs every epoch's
-    metrics with ``step=epoch``, ``on_trial_complete`` uploads the final checkpoint (weights, reference I/O, arch)
-    and tags the outcome (``completed`` when the trial ran ``full_epochs``, else ``early_stopped``), and
-    ``on_trial_error`` marks the run FAILED with the error.
-
-    Resuming: ``existing`` are the trial runs of the same search from before a crash (:func:`trial_runs`). A trial
-    Ray restores keeps its run (reopened if it was cut off), so no trial ever has two runs; a trial that had
-    already finished is re-reported by the trainable from its final checkpoint and its run is not written twice.
-    """
-
-    def __init__(self, *, client: mlflow.MlflowClient, experiment: str, parent_run_id: str, search_name: str,
-                 full_epochs: int, existing: Mapping[str, Run] | None = None,
-                 constraints: Constraints = Constraints()) -> None:
-        self.client = client
-        self.experiment = experiment
-        self.parent_run_id = parent_run_id
-        self.search_name = search_name
-        self.full_epochs = full_epochs
-        self.constraints = constraints
-        self.probed: set[str] = set()  # runs whose probe.* params are logged
-        self.run_ids: dict[str, str] = {}  # Ray trial id -> MLflow run id
-        self.open_runs: set[str] = set()  # MLflow runs not yet terminated
-        existing = existing or {}
-        ended = ended_trials(existing)
-        self.run_ids.update({trial_id: run.info.run_id for trial_id, run in existing.items()})
-        self.finished_before = {self.run_ids[trial_id] for trial_id in ended}  # never written again
-        self.reopen = {trial_id: run_id for trial_id, run_id in self.run_ids.items()
-                       if trial_id not in ended}  # cut off by a crash
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if (run_id := self.reopen.pop(trial.trial_id, None)) is not None:  # Ray restarts it; its run goes on
-            self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, "attnas.resumed", "true")
-            self.open_runs.add(run_id)
-            return
-        self._open_run(trial)
-
-    def _open_run(self, trial: Any) -> str:
-        """The trial's run id, creating the run (params = the flattened ArchConfig, plus ``arch.json``) if needed."""
-        if trial.trial_id in self.run_ids:
-            return self.run_ids[trial.trial_id]
-        run = self.client.create_run(
-            self.experiment,
-            run_name=trial.trial_id,
-            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, ROLE_TAG: "trial", SEARCH_TAG: self.search_name,
-                  TRIAL_TAG: trial.trial_id},
-        )
-        run_id = run.info.run_id
-        self.run_ids[trial.trial_id] = run_id
-        self.open_runs.add(run_id)
-        params = ArchConfig.from_dict(trial.config["arch"]).params()  # head, s{i}.attn, s{i}.reduction, ...
-        self.client.log_batch(run_id, params=[Param(k, v) for k, v in sorted(params.items())])
-        self.client.log_dict(run_id, trial.config["arch"], ARCH)
-        return run_id
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None or run_id in self.finished_before:
-            return
-        if run_id not in self.probed:  # the first result carries what the latency was measured on
-            self.probed.add(run_id)
-            probe = {k: v for k, v in result.items() if k.startswith(PROBE_PREFIX)}
-            try:
-                self.client.log_batch(run_id, params=[Param(k, _param_value(v)) for k, v in sorted(probe.items())])
-            except mlflow.exceptions.MlflowException:  # a resumed trial on another machine: keep the first values
-                pass
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
-        now = int(time.time() * 1000)
-        metrics = [Metric(k, float(v), now, step) for k, v in result.items()
-                   if k not in _NOT_METRICS and not k.startswith(PROBE_PREFIX) and _is_number(v)]
-        self.client.log_batch(run_id, metrics=metrics)
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.run_ids.get(trial.trial_id)
-        if run_id is None or run_id in self.finished_before:
-            return
-        last = trial.last_result or {}
-        epochs = int(last.get("epoch", 0))
-        outcome = trial_outcome(last, full_epochs=self.full_epochs)
-        if outcome == "rejected":  # over a hard budget: probed, never trained
-            self.client.set_tag(run_id, "attnas.rejected_because", self.constraints.reason(last) or "over budget")
-        checkpoint = trial.checkpoint
-        if outcome == "completed" and checkpoint is not None:
-            folder = Path(checkpoint.path)
-            for name in CHECKPOINT_FILES:
-                if (folder / name).is_file():
-                    self.client.log_artifact(run_id, str(folder / name), artifact_path="model")
-        self.client.set_tag(run_id, OUTCOME_TAG, outcome)
-        self.client.set_tag(run_id, "attnas.epochs_run", str(epochs))
-        self._terminate(run_id, "FINISHED")
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self._open_run(trial)  # a trial can fail before it starts (e.g. its worker cannot import)
-        if run_id in self.finished_before:
-            return
-        self.client.set_tag(run_id, OUTCOME_TAG, "failed")
-        self.client.set_tag(run_id, "attnas.error", trial_error_line(trial)[:4000])
-        self._terminate(run_id, "FAILED")
-
-    def on_experiment_end(self, trials: list, **info: Any) -> None:
-        """Runs of trials still running when the search ends (Ctrl-C, driver error) are closed as KILLED."""
-        for run_id in sorted(self.open_runs):
-            self.client.set_tag(run_id, OUTCOME_TAG, "interrupted")
-            self._terminate(run_id, "KILLED")
-
-    def _terminate(self, run_id: str, status: str) -> None:
-        self.client.set_terminated(run_id, status)
-        self.open_runs.discard(run_id)
-
-
-def trial_error_line(trial: Any) -> str:
-    """The last line of a failed Ray trial's error (usually ``SomeError: message``)."""
-    error = trial.get_error() if hasattr(trial, "get_error") else None
-    local = Path(getattr(trial, "error_file", None) or "/nonexistent")
-    if not error and local.is_file():  # Ray writes the trace locally before it syncs it to storage
-        error = local.read_text(errors="replace")
-    lines = [line for line in str(error or "").strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "trial raised an error"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _param_value(value: Any) -> str:
+def param_value(value: Any) -> str:
+    """An MLflow param value: strings as they are, anything else as JSON, cut to MLflow's length limit."""
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text[:6000]

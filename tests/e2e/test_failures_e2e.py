@@ -6,7 +6,6 @@ Optuna are told exactly what happened to each trial.
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,8 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+
+from search.searcher import RAY_TRIAL_ATTR
 
 REPO = Path(__file__).resolve().parents[2]
 TRIALS = 15
@@ -83,25 +84,12 @@ def test_over_budget_candidates_are_rejected_before_training(faulty) -> None:
 
 def test_optuna_is_told_fail_and_infeasible(faulty) -> None:
     folder, _ = faulty
-    (state_file,) = sorted((folder / "runs" / "faulty").glob("searcher-state-*.pkl"))[-1:]
-    with open(state_file, "rb") as f:
-        state = pickle.load(f)
-    study = next(v for v in _walk(state) if isinstance(v, optuna.Study))
-    by_state = {s: [t for t in study.trials if t.state.name == s] for s in ("COMPLETE", "FAIL", "PRUNED", "RUNNING")}
+    study = optuna.load_study(study_name="faulty", storage=f"sqlite:///{folder / 'optuna.db'}")  # the study's RDB
+    trained = [t for t in study.trials if RAY_TRIAL_ATTR in t.user_attrs]
+    by_state = {s: [t for t in trained if t.state.name == s] for s in ("COMPLETE", "FAIL", "PRUNED", "RUNNING")}
     assert len(by_state["FAIL"]) == 3 and not by_state["RUNNING"]
     infeasible = [t for t in by_state["COMPLETE"] if t.constraints["max_params_m"] > 0]
     feasible = [t for t in by_state["COMPLETE"] if t.constraints["max_params_m"] <= 0]
     assert infeasible and feasible and len(infeasible) + len(feasible) == len(by_state["COMPLETE"])
     assert all(t.values[0] == 0.0 for t in infeasible)
     assert [t.number for t in by_state["FAIL"]] == [4, 9, 14]  # exactly every fifth trial
-
-
-def _walk(state):
-    stack = [state]
-    while stack:
-        item = stack.pop()
-        yield item
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif hasattr(item, "__dict__") and not isinstance(item, type):
-            stack.extend(vars(item).values())

@@ -113,34 +113,18 @@ def test_one_parent_one_run_per_trial_nothing_left_running(sessions) -> None:
 
 
 def test_ray_and_optuna_state_agree(sessions) -> None:
-    """The Optuna study restored from Ray's searcher state has one trial per Ray trial, none left running."""
+    """The Optuna study (in its RDB storage) has one trained trial per Ray trial, none left running."""
     folder, _ = sessions
-    import pickle
-
+    import optuna
     from ray.tune import ExperimentAnalysis
+
+    from search.searcher import CUT_OFF_ATTR, RAY_TRIAL_ATTR
 
     analysis = ExperimentAnalysis(str(folder / "runs" / "crashy"))
     assert len(analysis.trials) == TRIALS
     assert all(t.status in ("TERMINATED", "ERROR") for t in analysis.trials)
-    (state_file,) = sorted((folder / "runs" / "crashy").glob("searcher-state-*.pkl"))[-1:]
-    with open(state_file, "rb") as f:
-        state = pickle.load(f)
-    study = _find_study(state)
-    states = [t.state.name for t in study.trials]
-    assert len(states) == TRIALS and "RUNNING" not in states, states
-
-
-def _find_study(state):
-    """The optuna Study inside Ray's pickled searcher state (ConcurrencyLimiter -> OptunaSearch -> study)."""
-    import optuna
-
-    stack = [state]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, optuna.Study):
-            return item
-        if isinstance(item, dict):
-            stack.extend(item.values())
-        elif hasattr(item, "__dict__"):
-            stack.extend(vars(item).values())
-    raise AssertionError("no optuna.Study in the searcher state")
+    study = optuna.load_study(study_name="crashy", storage=f"sqlite:///{folder / 'optuna.db'}")
+    assert "RUNNING" not in [t.state.name for t in study.trials]
+    ran = {t.user_attrs[RAY_TRIAL_ATTR] for t in study.trials
+           if RAY_TRIAL_ATTR in t.user_attrs and not t.user_attrs.get(CUT_OFF_ATTR)}
+    assert ran == {t.trial_id for t in analysis.trials}, (ran, [t.trial_id for t in analysis.trials])

@@ -64,7 +64,7 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(search: tuple[Path, st
     assert parent.data.metrics["trials_early_stopped"] == outcomes.count("early_stopped")
     for run in children:
         assert run.info.status == "FINISHED"
-        assert {"s0_attn", "s1_attn", "s2_attn", "s3_attn"} <= set(run.data.params)
+        assert {"s0.attn", "s1.attn", "s2.attn", "s3.attn", "head"} <= set(run.data.params)
         history = client.get_metric_history(run.info.run_id, "val_acc")
         epochs = int(run.data.tags["attnas.epochs_run"])
         assert [m.step for m in history] == list(range(1, epochs + 1))
@@ -72,7 +72,7 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(search: tuple[Path, st
         assert run.data.metrics["latency_ms"] > 0 and run.data.metrics["params_m"] > 0
         arch = json.loads((Path(client.download_artifacts(run.info.run_id, "arch.json", str(folder))).read_text()))
         for stage in range(4):  # a knob is logged only where the sampled type takes it
-            kind = run.data.params[f"s{stage}_attn"]
+            kind = run.data.params[f"s{stage}.attn"]
             assert arch["stages"][stage]["attn"] == kind
     # the front: full-budget trials only, tagged, with reports on the parent
     completed = [r for r in children if r.data.tags["attnas.outcome"] == "completed"]

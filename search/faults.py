@@ -1,0 +1,109 @@
+"""Deliberate trial failures, for testing that a search survives them (``faults.rate`` / ``faults.kind``; off by default).
+
+A wrapper around the trainable (:func:`with_faults`), not code inside it: the chosen trials get a model that fails
+the way real trials fail, through the real training loop:
+
+- ``nan``: a weight is set to NaN before training, so the loop sees a NaN loss and raises ``TrialDiverged``;
+- ``raise`` / ``oom``: the first training step after epoch 1's evaluation raises ``RuntimeError`` / what a CUDA
+  out-of-memory raises (``torch.OutOfMemoryError``; simulated, since a CPU machine cannot run out of GPU memory).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from backbones import ArchConfig, build
+
+KINDS = ("raise", "oom", "nan")  # failure kinds; "mixed" cycles through them
+MIXED = "mixed"
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """Make a fraction of trials fail on purpose.
+
+    Trial ``n`` (Optuna's trial number) fails iff ``floor((n + 1) * rate) > floor(n * rate)``, so exactly
+    ``rate`` of the trials fail, evenly spread (rate 0.2: trials 4, 9, 14, ...). ``kind`` is one of :data:`KINDS`
+    or ``mixed`` (the failing trials cycle through oom, nan, raise).
+    """
+
+    rate: float = 0.0
+    kind: str = MIXED
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.rate <= 1.0:
+            raise ValueError(f"faults.rate={self.rate} must be between 0 and 1")
+        if self.kind not in (*KINDS, MIXED):
+            raise ValueError(f"unknown faults.kind {self.kind!r}; valid kinds: {', '.join((*KINDS, MIXED))}")
+
+    def pick(self, number: int | None) -> str | None:
+        """The failure kind trial ``number`` gets, or None."""
+        if number is None or self.rate <= 0 or math.floor((number + 1) * self.rate) <= math.floor(number * self.rate):
+            return None
+        if self.kind != MIXED:
+            return self.kind
+        return ("oom", "nan", "raise")[(math.floor((number + 1) * self.rate) - 1) % 3]
+
+
+def _fail_after_first_epoch(error: Callable[[str], BaseException]) -> Callable[[nn.Module, tuple], None]:
+    """A forward pre-hook that raises at the first training forward after an evaluation that followed training."""
+    state = {"trained": False, "evaluated": False}
+
+    def hook(module: nn.Module, args: tuple) -> None:
+        if not module.training:
+            state["evaluated"] = state["evaluated"] or state["trained"]
+        elif state["evaluated"]:
+            raise error("injected failure, after epoch 1")
+        else:
+            state["trained"] = True
+
+    return hook
+
+
+def _raise(model: nn.Module) -> None:
+    model.register_forward_pre_hook(_fail_after_first_epoch(RuntimeError))
+
+
+def _out_of_memory(model: nn.Module) -> None:
+    model.register_forward_pre_hook(_fail_after_first_epoch(
+        lambda where: torch.OutOfMemoryError(f"CUDA out of memory ({where}). Tried to allocate 2.00 GiB")))
+
+
+def _poison(model: nn.Module) -> None:
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.dim() > 1).fill_(float("nan"))
+
+
+FAULTS: dict[str, Callable[[nn.Module], None]] = {"raise": _raise, "oom": _out_of_memory, "nan": _poison}
+
+
+@dataclass(frozen=True)
+class _FaultyBuild:
+    """``backbones.build`` followed by the failure ``kind`` (picklable: Ray ships it to the trial's worker)."""
+
+    kind: str
+
+    def __call__(self, arch: ArchConfig) -> nn.Module:
+        model = build(arch)
+        FAULTS[self.kind](model)
+        return model
+
+
+def with_faults(trainable: Callable[..., Any], *, faults: FaultInjection) -> Callable[..., Any]:
+    """``trainable`` (a Ray function trainable taking ``build_model=``) that fails for the trials ``faults`` picks."""
+    if faults.rate <= 0:
+        return trainable
+
+    @functools.wraps(trainable)
+    def faulty(config: dict[str, Any], **kwargs: Any) -> Any:
+        kind = faults.pick(config.get("optuna_trial"))
+        return trainable(config, **kwargs, **({"build_model": _FaultyBuild(kind)} if kind else {}))
+
+    return faulty

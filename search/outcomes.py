@@ -1,0 +1,49 @@
+"""Names every part of the search agrees on: trial outcomes, result keys, objectives and tags.
+
+One small module with no heavy imports (no Ray, no MLflow), so the searcher, the MLflow callback, the progress
+printer, the summary and ``search.export`` all read the same strings from one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from enum import Enum
+from typing import Any
+
+# The search's objectives: metric name -> "max" or "min" (val_acc: fraction 0-1; latency_ms: milliseconds).
+OBJECTIVES: dict[str, str] = {"val_acc": "max", "latency_ms": "min"}
+
+# Result keys a trial reports (besides the metrics themselves).
+EPOCH = "epoch"  # epochs trained so far (0 before training)
+REJECTED = "rejected"  # 1.0 when a hard budget rejected the candidate after its probe, before training
+PROBE_PREFIX = "probe."  # result keys carrying what the latency was measured on (trials.device_info)
+
+# MLflow tags.
+ROLE_TAG = "attnas.role"  # "search" on parent runs, "trial" on nested runs
+SEARCH_TAG = "attnas.search"  # the search name, on the parent and on every trial run
+TRIAL_TAG = "attnas.trial_id"  # the Ray trial id, on trial runs
+OUTCOME_TAG = "attnas.outcome"  # an Outcome value
+PARETO_TAG = "pareto"  # "true" / "false" on full-budget trial runs
+
+
+class Outcome(str, Enum):
+    """How a trial ended (the value is what MLflow's ``attnas.outcome`` tag holds)."""
+
+    COMPLETED = "completed"  # ran its full epoch budget
+    EARLY_STOPPED = "early_stopped"  # stopped by ASHA before the full budget
+    FAILED = "failed"  # raised (including NaN loss and out-of-memory)
+    REJECTED = "rejected"  # over a hard budget after its probe: never trained
+    INTERRUPTED = "interrupted"  # still running when the search was stopped or killed
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def trial_outcome(result: Mapping[str, Any] | None, *, full_epochs: int, error: bool = False) -> Outcome:
+    """How a trial ended, from its last result: failed (it raised, or reported nothing), rejected (over a hard
+    budget, never trained), early_stopped (by ASHA, before ``full_epochs``) or completed."""
+    if error or not result:
+        return Outcome.FAILED
+    if result.get(REJECTED):
+        return Outcome.REJECTED
+    return Outcome.COMPLETED if int(result.get(EPOCH, 0)) >= full_epochs else Outcome.EARLY_STOPPED

@@ -27,17 +27,16 @@ from benchmarks._common import emit, header, parser, setup, table
 
 def _search(folder: Path, *, trials: int, name: str) -> tuple[float, list[dict]]:
     """Run the real search in ``folder``; returns its wall seconds and the ArchConfigs of its trials."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize
     from ray.tune import ExperimentAnalysis
 
-    from search.run import run
+    from search.run import run  # imports search.config, which registers the "run" config
 
     overrides = [f"name={name}", f"budget.trials={trials}", "budget.epochs=1", "budget.train_size=64",
                  "budget.val_size=64", "budget.batch_size=32", "latency.runs=1", "latency.warmup=0",
                  "latency.batch=0", "concurrency=1", "sampler=random", f"storage={folder / 'runs'}",
                  f"mlflow.tracking_uri=sqlite:///{folder / 'mlflow.db'}"]
-    conf = Path(__file__).resolve().parents[1] / "search" / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base=None):
+    with initialize(version_base=None, config_path=None):
         cfg = compose(config_name="run", overrides=overrides)
     cwd = os.getcwd()
     os.chdir(folder)

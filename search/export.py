@@ -28,7 +28,8 @@ import torch
 from omegaconf import DictConfig
 
 from search.artifacts import ARCH, REFERENCE, WEIGHTS, load_reference
-from search.cli import main as cli_main
+from search import cli
+from search.config import ExportConfig, export_settings
 from search.errors import UserError, exit_on_bad_input
 from search.outcomes import PARETO_TAG, ROLE_TAG
 from search.tracking import check_tracking_uri
@@ -72,23 +73,24 @@ class Exported:
     max_abs_diff: float  # between the trial's reference output and the exported module's output
 
 
-def export(cfg: DictConfig) -> Exported:
+def export(cfg: DictConfig | ExportConfig) -> Exported:
     """Export one front trial of a search as configured; raises :class:`UserError` for bad input."""
-    uri = str(cfg.mlflow.tracking_uri)
+    cfg = export_settings(cfg)  # typed; types and ranges checked (search.config)
+    uri = cfg.mlflow.tracking_uri
     check_tracking_uri(uri)
     if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().is_file():
         raise UserError(f"no MLflow store at {uri}; run 'python -m search.run' first (or set mlflow.tracking_uri=)")
     client = mlflow.MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name(str(cfg.mlflow.experiment))
+    experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     if experiment is None:
         raise UserError(f"no experiment {cfg.mlflow.experiment!r} in {uri}; run 'python -m search.run' first")
-    parent = _find_search(client, experiment.experiment_id, search=str(cfg.search))
+    parent = _find_search(client, experiment.experiment_id, search=cfg.search)
     search_name = parent.data.tags.get("attnas.search", parent.info.run_name)
     run = _pick(client, experiment.experiment_id, parent=parent, max_latency_ms=cfg.max_latency_ms)
     module = cfg.module_name or re.sub(r"\W", "_", f"attnas_{search_name}").lower()
     if not module.isidentifier():
         raise UserError(f"module_name={module!r} is not a valid Python identifier")
-    out = Path(str(cfg.out)).expanduser().resolve()
+    out = Path(cfg.out).expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         local = Path(client.download_artifacts(run.info.run_id, "model", tmp))
@@ -152,15 +154,14 @@ def _verify(module_path: Path, reference_input: torch.Tensor, reference_output: 
     return diff
 
 
-# An absolute config path: Hydra resolves a relative one through the package when this module is imported,
-# not run as __main__, and search/conf is not a package.
-@hydra.main(config_path=os.path.join(os.path.dirname(__file__), "conf"), config_name="export", version_base=None)
+@hydra.main(config_path=None, config_name="export", version_base=None)  # search.config.ExportConfig
 def _hydra_main(cfg: DictConfig) -> None:
-    from search.settings import EXPORT_SETTINGS, check_settings
-
     with exit_on_bad_input():
-        check_settings(cfg, rules=EXPORT_SETTINGS)
-        result = export(cfg)
+        _export_and_report(cfg)
+
+
+def _export_and_report(cfg: DictConfig) -> None:
+    result = export(cfg)
     print(f"Exported MLflow run {result.run_id}:\n  module  {result.module_path}\n  weights {result.weights_path}\n"
           f"  check   output matches the trial's reference output (max abs diff {result.max_abs_diff:.2e})\n"
           f"Use it:   PYTHONPATH={result.module_path.parent} python -c \"from {result.module_path.stem} import "
@@ -168,8 +169,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m search.export ARGS``: check the command line (:mod:`search.cli`), then Hydra composes and runs."""
-    cli_main(_hydra_main, config_name="export", argv=argv)
+    """``python -m search.export ARGS``: compose the config from the overrides (:mod:`search.cli`) and export."""
+    cli.main(_export_and_report, _hydra_main, config_name="export", argv=argv)
 
 
 if __name__ == "__main__":

@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 import os
-import re
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from search.config import Device, RunConfig, check_setting, run_settings
 from search.errors import UserError
-from search.settings import RUN_SETTINGS, check_settings
 from search.tracking import check_tracking_uri
 from backbones import ArchConfig
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
 from search.faults import FaultInjection
 from trials import DATASETS, Constraints, DatasetMissingError, TensorData, TrialBudget, load_dataset
-
-NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a search name becomes a folder (runs/NAME) and an MLflow run name
 
 
 @dataclass(frozen=True)
@@ -53,27 +50,26 @@ class SearchPlan:
                                     num_classes=self.data.num_classes, backbone_kwargs=self.budget.backbone_kwargs)
 
 
-def prepare(cfg: DictConfig) -> SearchPlan:
+def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     """Validate ``cfg`` (settings, space, budget overrides, tracking store, dataset, backbone). Writes nothing."""
-    check_settings(cfg, rules=RUN_SETTINGS)
-    if cfg.device == "cuda" and not torch.cuda.is_available():
+    settings = run_settings(cfg)  # typed; types, choices and ranges checked (search.config)
+    if settings.device is Device.cuda and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA device is visible; use device=auto or device=cpu")
-    hardware = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    hardware = ("cuda" if settings.device is Device.cuda or (settings.device is Device.auto and torch.cuda.is_available())
+                else "cpu")
     try:
-        space = load_space(str(cfg.space))
-        budget = space.budgets["gpu" if hardware == "cuda" else "cpu"].with_overrides(
-            OmegaConf.to_container(cfg.budget, resolve=True))
+        space = load_space(settings.space)
+        budget = space.budgets["gpu" if hardware == "cuda" else "cpu"].with_overrides(asdict(settings.budget))
     except SpaceError as exc:
         raise UserError(str(exc)) from None
     if space.dataset not in DATASETS:
         raise UserError(f"space {space.name!r}: unknown dataset {space.dataset!r}; valid datasets: {', '.join(DATASETS)}")
-    name = cfg.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if not re.fullmatch(NAME_PATTERN, str(name)):
-        raise UserError(f"name={name!r}: use letters, digits, '.', '_' and '-' only")
-    check_tracking_uri(str(cfg.mlflow.tracking_uri))
+    name = settings.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    check_setting(RunConfig, "name", name)  # the default name too (it comes from the space)
+    check_tracking_uri(settings.mlflow.tracking_uri)
     try:
-        data = load_dataset(space.dataset, root=cfg.data.root, train_size=budget.train_size,
-                            val_size=budget.val_size, seed=int(cfg.seed), download=bool(cfg.data.download))
+        data = load_dataset(space.dataset, root=settings.data.root, train_size=budget.train_size,
+                            val_size=budget.val_size, seed=settings.seed, download=settings.data.download)
     except (DatasetMissingError, ValueError) as exc:  # ValueError: sizes the dataset cannot supply
         raise UserError(str(exc)) from None
     try:
@@ -81,33 +77,34 @@ def prepare(cfg: DictConfig) -> SearchPlan:
                          backbone_kwargs=budget.backbone_kwargs)
     except SpaceError as exc:
         raise UserError(str(exc)) from None
-    constraints = Constraints(max_latency_ms=cfg.constraints.max_latency_ms, max_params_m=cfg.constraints.max_params_m)
+    latency = settings.latency
+    constraints = Constraints(max_latency_ms=settings.constraints.max_latency_ms,
+                              max_params_m=settings.constraints.max_params_m)
     return SearchPlan(
-        name=str(name),
+        name=name,
         space=space,
         hardware=hardware,
         budget=budget,
         trial_budget=TrialBudget(
             epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, weight_decay=budget.weight_decay,
-            latency_runs=int(cfg.latency.runs), latency_warmup=int(cfg.latency.warmup),
-            latency_batch=int(cfg.latency.batch), latency_precision=str(cfg.latency.precision),
-            latency_channels_last=bool(cfg.latency.channels_last), compile=bool(cfg.compile),
-            constraints=constraints,
-            threads=budget.cpu_per_trial, device=hardware, seed=int(cfg.seed),
+            latency_runs=latency.runs, latency_warmup=latency.warmup, latency_batch=latency.batch,
+            latency_precision=latency.precision.value, latency_channels_last=latency.channels_last,
+            compile=settings.compile, constraints=constraints,
+            threads=budget.cpu_per_trial, device=hardware, seed=settings.seed,
         ),
-        concurrency=_concurrency(cfg.concurrency, hardware=hardware, budget=budget),
-        sampler=str(cfg.sampler),
-        seed=int(cfg.seed),
+        concurrency=_concurrency(settings.concurrency, hardware=hardware, budget=budget),
+        sampler=settings.sampler.value,
+        seed=settings.seed,
         data=data,
-        asha_grace_period=int(cfg.asha.grace_period),
-        asha_reduction_factor=float(cfg.asha.reduction_factor),
+        asha_grace_period=settings.asha.grace_period,
+        asha_reduction_factor=settings.asha.reduction_factor,
         constraints=constraints,
-        faults=FaultInjection(rate=float(cfg.faults.rate), kind=str(cfg.faults.kind)),
-        latency_reference=bool(cfg.latency.reference),
-        tracking_uri=str(cfg.mlflow.tracking_uri),
-        experiment=str(cfg.mlflow.experiment),
-        storage=Path(str(cfg.storage)).expanduser().resolve(),
-        study_storage=study_storage_url(str(cfg.mlflow.tracking_uri), storage=Path(str(cfg.storage))),
+        faults=FaultInjection(rate=settings.faults.rate, kind=settings.faults.kind.value),
+        latency_reference=latency.reference,
+        tracking_uri=settings.mlflow.tracking_uri,
+        experiment=settings.mlflow.experiment,
+        storage=Path(settings.storage).expanduser().resolve(),
+        study_storage=study_storage_url(settings.mlflow.tracking_uri, storage=Path(settings.storage)),
     )
 
 
@@ -120,9 +117,9 @@ def study_storage_url(tracking_uri: str, *, storage: Path) -> str:
     return f"sqlite:///{folder / 'optuna.db'}"
 
 
-def _concurrency(requested: Any, *, hardware: str, budget: Budget) -> int:
-    if requested is not None:  # checked by RUN_SETTINGS
-        return int(requested)
+def _concurrency(requested: int | None, *, hardware: str, budget: Budget) -> int:
+    if requested is not None:
+        return requested
     if hardware == "cuda":
         return max(1, int(torch.cuda.device_count() / budget.gpu_per_trial))
     return max(1, (os.cpu_count() or 1) // budget.cpu_per_trial)

@@ -22,7 +22,8 @@ from backbones import ArchConfig
 
 from dashboards import write_pareto_report
 from dashboards.ui import ui_hint
-from search.cli import main as cli_main
+from search import cli
+from search.config import RunConfig
 from search.errors import exit_on_bad_input
 from search.faults import with_faults
 from search.outcomes import PARETO_TAG, Outcome, trial_outcome
@@ -50,8 +51,9 @@ class SearchSummary:
     wall_s: float
 
 
-def run(cfg: DictConfig) -> SearchSummary:
-    """Run one search as configured. Raises :class:`search.errors.UserError` for bad input, before writing."""
+def run(cfg: DictConfig | RunConfig) -> SearchSummary:
+    """Run one search as configured (a composed ``run`` config or a :class:`search.config.RunConfig`). Raises
+    :class:`search.errors.UserError` for bad input, before writing."""
     plan = prepare(cfg)
     return execute(plan)
 
@@ -190,17 +192,15 @@ def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
         print("Export the most accurate front model:  python -m search.export", flush=True)
 
 
-# An absolute config path: Hydra resolves a relative one through the package when this module is imported,
-# not run as __main__, and search/conf is not a package.
-@hydra.main(config_path=os.path.join(os.path.dirname(__file__), "conf"), config_name="run", version_base=None)
+@hydra.main(config_path=None, config_name="run", version_base=None)  # search.config.RunConfig
 def _hydra_main(cfg: DictConfig) -> None:
     with exit_on_bad_input():
         run(cfg)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m search.run ARGS``: check the command line (:mod:`search.cli`), then Hydra composes and runs."""
-    cli_main(_hydra_main, config_name="run", argv=argv)
+    """``python -m search.run ARGS``: compose the config from the overrides (:mod:`search.cli`) and run."""
+    cli.main(run, _hydra_main, config_name="run", argv=argv)
 
 
 if __name__ == "__main__":

@@ -3,31 +3,32 @@ that names the bad value (and the valid choices where there is a finite set), ex
 the working folder (no Ray experiment folder ``runs/``, no ``mlflow.db``, no ``mlartifacts/``).
 
 The table runs in-process through ``search.run.main(argv)`` / ``search.export.main(argv)``, the very functions
-``python -m search.run`` / ``python -m search.export`` call (override check, then Hydra, then the task); three cases
-also run as real subprocesses to prove the entry point itself.
+``python -m search.run`` / ``python -m search.export`` call (Hydra composes the structured config, then the task);
+three cases also run as real subprocesses to prove the entry point itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import os
 import socket
 import subprocess
 import sys
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from omegaconf import DictConfig
 
 import search.export
 import search.run
 from backbones import ATTENTION, HEADS, POSITIONS
-from search.cli import primary_config
-from search.settings import EXPORT_SETTINGS, RUN_SETTINGS
+from search.config import ExportConfig, RunConfig
 from trials import DATASETS
 
 REPO = Path(__file__).resolve().parents[2]
-WRITTEN = ("runs", "mlflow.db", "mlartifacts")  # what a search (or export) would leave in the working folder
+WRITTEN = ("runs", "mlflow.db", "mlartifacts", "optuna.db")  # what a search (or export) would leave in the working folder
 HAS_FASHION = Path(DATASETS["fashion_mnist"].default_root).is_dir()
 needs_fashion = pytest.mark.skipif(not HAS_FASHION, reason="Fashion-MNIST not installed (dataset-fashion-mnist)")
 
@@ -69,12 +70,14 @@ CASES = {
     "compile not a boolean": Case(("compile=maybe",), ("compile='maybe'", "true or false")),
     "fault rate above 1": Case(("faults.rate=2",), ("faults.rate=2", "from 0 to 1")),
     "fault kind": Case(("faults.kind=segfault",), ("'segfault'", "valid failure kinds: raise, oom, nan, mixed")),
+    "fault kind read as a number": Case(("faults.kind=nan",), ("faults.kind=nan", "quote it: faults.kind='nan'")),
     "concurrency 0": Case(("concurrency=0",), ("concurrency=0", "integer >= 1")),
     "latency runs negative": Case(("latency.runs=-1",), ("latency.runs=-1", "integer >= 1")),
     "asha grace period text": Case(("asha.grace_period=x",), ("asha.grace_period='x'", "integer >= 1")),
     "asha reduction factor 1": Case(("asha.reduction_factor=1",), ("asha.reduction_factor=1", "number > 1")),
     "negative epochs": Case(("budget.epochs=-1",), ("epochs=-1", "positive integer")),
-    "lr not a number": Case(("budget.lr=abc",), ("lr='abc'", "positive number")),
+    "lr not a number": Case(("budget.lr=abc",), ("budget.lr='abc'", "must be a number")),  # range: spaces.Budget
+    "lr not positive": Case(("budget.lr=-0.1",), ("lr=-0.1", "positive number")),
     "negative train size": Case(("budget.train_size=-5",), ("train_size=-5", "positive integer")),
     "download not a bool": Case(("data.download=maybe",), ("data.download='maybe'", "true or false")),
     "unknown device": Case(("device=tpu",), ("'tpu'", "valid devices: auto, cpu, cuda")),
@@ -168,18 +171,31 @@ def test_the_table_is_big_enough() -> None:
     assert len(CASES) >= 24
 
 
-@pytest.mark.parametrize(("config_name", "rules", "checked_elsewhere"), [
-    ("run", RUN_SETTINGS, {"space", "name", "budget"}),  # by search.plan.prepare / the space's Budget
-    ("export", EXPORT_SETTINGS, set()),
-])
-def test_every_setting_has_a_value_check(config_name: str, rules: dict, checked_elsewhere: set[str]) -> None:
-    def leaves(node: DictConfig, prefix: str = "") -> set[str]:
-        return set().union(*(leaves(v, f"{prefix}{k}.") if isinstance(v, DictConfig) else {f"{prefix}{k}"}
-                             for k, v in node.items()))
+def _leaves(schema: type, prefix: str = "") -> typing.Iterator[tuple[str, dataclasses.Field, typing.Any]]:
+    hints = typing.get_type_hints(schema)
+    for f in dataclasses.fields(schema):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            yield from _leaves(kind, f"{prefix}{f.name}.")
+        else:
+            yield f"{prefix}{f.name}", f, kind
 
-    settings = {key for key in leaves(primary_config(config_name=config_name))
-                if key.split(".")[0] not in checked_elsewhere}
-    assert settings == set(rules)
+
+@pytest.mark.parametrize(("schema", "checked_elsewhere"), [
+    (RunConfig, {"budget"}),  # the space's Budget.with_overrides checks the ranges of budget.*
+    (ExportConfig, set()),
+])
+def test_every_setting_has_a_value_check(schema: type, checked_elsewhere: set[str]) -> None:
+    """Each setting is a bool, an enum with a noun for its errors, or has a range/pattern rule."""
+    unchecked = []
+    for key, f, kind in _leaves(schema):
+        if key.split(".")[0] in checked_elsewhere or kind is bool:
+            continue
+        if isinstance(kind, type) and issubclass(kind, enum.Enum):
+            assert "noun" in f.metadata, key
+        elif "rule" not in f.metadata:
+            unchecked.append(key)
+    assert unchecked == []
 
 
 @pytest.mark.parametrize("name", ["unknown budget key", "unknown sampler", "unreachable tracking URI"])

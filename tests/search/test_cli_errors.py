@@ -7,6 +7,7 @@ torchvision download failing offline, export before any search).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +44,25 @@ def test_export_without_a_search_says_so(tmp_path: Path) -> None:
     result = run_cli(["search.export"], cwd=tmp_path)
     assert result.returncode == 2
     assert "run 'python -m search.run' first" in result.stderr
+
+
+def test_hydra_flags_still_work(tmp_path: Path) -> None:
+    """``--cfg job`` prints the composed config (overrides applied) and ``--help`` the defaults; nothing written."""
+    result = run_cli(["search.run", "--cfg", "job", "sampler=nsga2", "budget.trials=4"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "sampler: nsga2" in result.stdout and "trials: 4" in result.stdout
+    result = run_cli(["search.export", "--help"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "module_name: null" in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_the_known_flags_are_hydras(tmp_path: Path) -> None:
+    """search.cli.HYDRA_FLAGS (an unknown one is one error line) lists exactly the flags ``--hydra-help`` names."""
+    from search.cli import HYDRA_FLAGS
+
+    result = run_cli(["search.run", "--hydra-help"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    listed = [flag for line in result.stdout.splitlines() if re.match(r"-[\w-]+(,-[\w-]+)* : ", line)
+              for flag in line.split(" : ")[0].split(",")]
+    assert sorted(listed) == sorted(HYDRA_FLAGS)

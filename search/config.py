@@ -1,0 +1,338 @@
+"""The settings of ``python -m search.run`` and ``python -m search.export``: Hydra structured configs.
+
+Each command's settings are a dataclass (:class:`RunConfig`, :class:`ExportConfig`) registered in Hydra's ConfigStore
+under the command's name (``run``, ``export``). The dataclass gives every key its type, its default and its comment;
+OmegaConf enforces the types and the choices (the enums below) when a config is composed, and the range of each value
+(``>= 1``, ``> 0``, ``0..1``, a pattern) is the :class:`Rule` in its field's metadata, checked once when the typed
+object is built (``OmegaConf.to_object``, or :func:`run_settings` / :func:`export_settings`). :func:`explain` turns an
+OmegaConf error into one line naming the setting, the bad value and what is valid.
+
+Compose a config as a test or a notebook would, then run it::
+
+    import hydra, search.config, search.run
+    with hydra.initialize(version_base=None, config_path=None):
+        cfg = hydra.compose("run", overrides=["budget.trials=4"])
+    search.run.run(cfg)
+"""
+
+import dataclasses
+import enum
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from search.errors import UserError
+from search.faults import KINDS as FAULTS, MIXED
+from search.samplers import SAMPLERS
+from trials import PRECISIONS
+
+# Choices: OmegaConf accepts a member's name (sampler=tpe) and lists the names when given another value.
+Sampler = enum.Enum("Sampler", {name: name for name in SAMPLERS}, module=__name__)
+Device = enum.Enum("Device", {name: name for name in ("auto", "cpu", "cuda")}, module=__name__)
+Precision = enum.Enum("Precision", {name: name for name in PRECISIONS}, module=__name__)
+FaultKind = enum.Enum("FaultKind", {name: name for name in (*FAULTS, MIXED)}, module=__name__)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a setting's value may be beyond its type: ``valid`` says it in words (``an integer >= 1``)."""
+
+    valid: str
+    ok: Callable[[Any], bool] = lambda value: True
+
+
+def integer(*, minimum: int) -> dict[str, Rule]:
+    return {"rule": Rule(f"an integer >= {minimum}", lambda value: value >= minimum)}
+
+
+def number(*, above: float) -> dict[str, Rule]:
+    return {"rule": Rule(f"a number > {above:g}", lambda value: value > above)}
+
+
+def fraction() -> dict[str, Rule]:
+    return {"rule": Rule("a number from 0 to 1", lambda value: 0 <= value <= 1)}
+
+
+def text(valid: str = "a non-empty string", *, pattern: str = r".+") -> dict[str, Rule]:
+    return {"rule": Rule(valid, lambda value: re.fullmatch(pattern, value) is not None)}
+
+
+def choice(noun: str) -> dict[str, str]:
+    """An enum setting: ``noun`` names it in the error (``unknown sampler 'grid'; valid samplers: ...``)."""
+    return {"noun": noun}
+
+
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a search name becomes a folder (runs/NAME) and an MLflow run name
+FOLDER = text("a folder path")
+
+
+@dataclass
+class BudgetOverrides:
+    """Overrides of the space's cpu/gpu budget; null = keep the space's value. Ranges: ``spaces.Budget``."""
+
+    backbone: Optional[str] = None
+    # e.g. 'budget.backbone_kwargs={channels:[16,32,64,128]}'. Any, not Optional[Dict]: OmegaConf 2.3 cannot merge a
+    # mapping into a typed dict that is null (AttributeError); spaces.Budget checks that it is a mapping.
+    backbone_kwargs: Any = None
+    epochs: Optional[int] = None
+    trials: Optional[int] = None
+    batch_size: Optional[int] = None
+    lr: Optional[float] = None
+    weight_decay: Optional[float] = None
+    train_size: Optional[int] = None
+    val_size: Optional[int] = None
+    gpu_per_trial: Optional[float] = None
+    cpu_per_trial: Optional[int] = None
+
+
+@dataclass
+class ConstraintsConfig:
+    """Hard budgets: a candidate over one is rejected after its probe, before any training."""
+
+    max_latency_ms: Optional[float] = field(default=None, metadata=number(above=0))  # batch-1 latency_ms, as probed here (ms)
+    max_params_m: Optional[float] = field(default=None, metadata=number(above=0))  # parameters, millions
+
+
+@dataclass
+class AshaConfig:
+    """Early stopping on val_acc (Li et al. 2018, https://arxiv.org/abs/1810.05934)."""
+
+    grace_period: int = field(default=1, metadata=integer(minimum=1))  # epochs every trial gets before it can be stopped
+    reduction_factor: float = field(default=2.0, metadata=number(above=1))  # keep the top 1/reduction_factor at each rung
+
+
+@dataclass
+class DataConfig:
+    # dataset folder; default per dataset (Fashion-MNIST: /usr/share/datasets/fashion-mnist)
+    root: Optional[str] = field(default=None, metadata=FOLDER)
+    download: bool = True  # let torchvision download CIFAR when it is missing (needs internet)
+
+
+@dataclass
+class LatencyConfig:
+    """The probe each trial runs before training (every trial logs device, torch, threads)."""
+
+    runs: int = field(default=30, metadata=integer(minimum=1))  # timed forward passes per batch size; latency_ms is the median at batch 1
+    warmup: int = field(default=10, metadata=integer(minimum=0))  # untimed passes first
+    batch: int = field(default=32, metadata=integer(minimum=0))  # also time this batch size: latency_b32_ms (0 = skip)
+    precision: Precision = field(default=Precision["fp32"], metadata=choice("latency precision"))  # fp32 | bf16 | fp16: the deployment precision latency is timed in
+    channels_last: bool = False  # time in NHWC on CPU too (on CUDA the model is NHWC, as in training)
+    reference: bool = True  # also time the plain backbone interleaved: latency_rel = latency / plain latency
+
+
+@dataclass
+class MlflowConfig:
+    # SQLite file in the current folder; or http://127.0.0.1:5000 for a server (reachability: search.tracking)
+    tracking_uri: str = field(default="sqlite:///mlflow.db", metadata=text(
+        "a tracking URI such as sqlite:///mlflow.db or http://127.0.0.1:5000"))
+    experiment: str = field(default="attnas", metadata=text())
+
+
+@dataclass
+class FaultsConfig:
+    """For testing failure handling only: make some trials fail on purpose."""
+
+    rate: float = field(default=0.0, metadata=fraction())  # fraction of trials (0.2: trials 4, 9, 14, ... fail)
+    kind: FaultKind = field(default=FaultKind["mixed"], metadata=choice("failure kind"))  # raise | oom | nan | mixed (cycles oom, nan, raise)
+
+
+@dataclass
+class RunConfig:
+    """``python -m search.run space=NAME [key=value ...]``: every key below can be overridden on the command line."""
+
+    space: str = field(default="fashion_attention", metadata=text())  # spaces/NAME.yaml, or a path to a YAML file
+    # search name (MLflow parent run, Ray experiment); default: SPACE-YYYYmmdd-HHMMSS
+    name: Optional[str] = field(default=None, metadata=text("a name of letters, digits, '.', '_' and '-' only",
+                                                             pattern=NAME_PATTERN))
+    # tpe | nsga2 | random  (Optuna, multi-objective: val_acc max, latency_ms min)
+    sampler: Sampler = field(default=Sampler["tpe"], metadata=choice("sampler"))
+    seed: int = field(default=0, metadata=integer(minimum=0))  # sampler and training seed
+    # auto | cpu | cuda   (auto: cuda when available; picks the gpu or cpu budget)
+    device: Device = field(default=Device["auto"], metadata=choice("device"))
+    # trials at once; default: CPU cores / cpu_per_trial (CPU) or 1 / gpu_per_trial (GPU)
+    concurrency: Optional[int] = field(default=None, metadata=integer(minimum=1))
+    budget: BudgetOverrides = field(default_factory=BudgetOverrides)
+    constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)
+    asha: AshaConfig = field(default_factory=AshaConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    latency: LatencyConfig = field(default_factory=LatencyConfig)
+    compile: bool = False  # torch.compile the training forward (latency and export use the eager model)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
+    storage: str = field(default="runs", metadata=FOLDER)  # Ray Tune experiment folders and checkpoints (runs/NAME/...)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+@dataclass
+class ExportConfig:
+    """``python -m search.export [key=value ...]``."""
+
+    search: str = field(default="latest", metadata=text())  # search name (MLflow parent run name) or 'latest'
+    # pick the most accurate front trial with latency_ms <= this; null: most accurate overall
+    max_latency_ms: Optional[float] = field(default=None, metadata=number(above=0))
+    out: str = field(default="exported", metadata=FOLDER)  # folder for <name>.py and <name>.safetensors
+    # default: attnas_<search name>, made a valid Python identifier
+    module_name: Optional[str] = field(default=None, metadata=text("a valid Python identifier",
+                                                                   pattern=r"[A-Za-z_]\w*"))
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+
+    def __post_init__(self) -> None:
+        check(self)
+
+
+# Hydra's settings for both commands: no log files or handlers of Hydra's, no outputs/ or .hydra/ folder (a search
+# writes only mlflow.db, mlartifacts/ and runs/), the working folder stays the current one.
+_HYDRA_DEFAULTS = ["_self_", {"override hydra/job_logging": "none"}, {"override hydra/hydra_logging": "none"}]
+_HYDRA = {"output_subdir": None, "run": {"dir": "."}}
+SCHEMAS: dict[str, type] = {"run": RunConfig, "export": ExportConfig}  # config name -> its dataclass
+
+
+def _register() -> None:
+    store = ConfigStore.instance()
+    for config_name, schema in SCHEMAS.items():
+        store.store(name=f"{config_name}_schema", node=schema)
+        store.store(name=config_name, node={"defaults": [f"{config_name}_schema", *_HYDRA_DEFAULTS], "hydra": _HYDRA})
+
+
+_register()
+
+
+# ---- typed settings from a composed config --------------------------------------------------------------------
+
+def run_settings(cfg: Union[DictConfig, RunConfig]) -> RunConfig:
+    """``cfg`` (a composed ``run`` config, a mapping of its keys, or already a :class:`RunConfig`) as a checked
+    :class:`RunConfig`; bad input raises :class:`UserError`."""
+    return _typed(cfg, RunConfig)
+
+
+def export_settings(cfg: Union[DictConfig, ExportConfig]) -> ExportConfig:
+    """``cfg`` as a checked :class:`ExportConfig` (see :func:`run_settings`)."""
+    return _typed(cfg, ExportConfig)
+
+
+def _typed(cfg: Any, schema: type) -> Any:
+    if isinstance(cfg, schema):
+        return cfg  # checked by its __post_init__
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), cfg))
+    except OmegaConfBaseException as exc:
+        raise explain(exc, schema) from None
+
+
+def check(settings: Any, prefix: str = "") -> None:
+    """Apply every field's :class:`Rule` to ``settings`` (a config dataclass, nested ones included)."""
+    for f in dataclasses.fields(settings):
+        value = getattr(settings, f.name)
+        if dataclasses.is_dataclass(value):
+            check(value, f"{prefix}{f.name}.")
+        else:
+            _apply(f.metadata.get("rule"), f"{prefix}{f.name}", value)
+
+
+def check_setting(schema: type, key: str, value: Any) -> None:
+    """Apply the rule of setting ``key`` (dotted) of ``schema`` to a value computed from others (a default name)."""
+    found = _field(schema, key)
+    _apply(found[0].metadata.get("rule") if found else None, key, value)
+
+
+def _apply(rule: Rule | None, key: str, value: Any) -> None:
+    if rule is None or value is None:
+        return
+    try:
+        good = rule.ok(value)
+    except TypeError:  # a dataclass built by hand with a value of the wrong type
+        good = False
+    if not good:
+        raise UserError(f"{key}={_show(value)} must be {rule.valid}")
+
+
+# ---- one-line errors ------------------------------------------------------------------------------------------
+
+def explain(exc: OmegaConfBaseException, schema: type) -> UserError:
+    """One line for an OmegaConf error about the settings of ``schema``: the setting, the bad value, what is valid."""
+    key = str(getattr(exc, "full_key", None) or getattr(exc, "key", None) or "")
+    if not key:
+        return UserError(str(exc).splitlines()[0])
+    problem = unknown_setting(schema, key)
+    if problem:
+        return UserError(problem)
+    f, kind = _field(schema, key)
+    value = getattr(exc, "value", None)
+    if dataclasses.is_dataclass(kind):
+        return UserError(f"{key}={_show(value)}: {key!r} is a group of settings, not a value; set one of them as "
+                         f"{key}.NAME=VALUE; valid settings under {key}: {settings_list(schema, key)}")
+    if isinstance(value, dict):
+        return UserError(f"{key!r} is a single value, not a group of settings (write {key}=VALUE)")
+    if isinstance(kind, type) and issubclass(kind, enum.Enum):
+        if not isinstance(value, str) and str(value).lower() in kind.__members__:  # faults.kind=nan: a float
+            name = str(value).lower()
+            return UserError(f"{key}={value}: Hydra reads {value} as a number here; quote it: {key}='{name}'")
+        noun = f.metadata.get("noun", key)
+        return UserError(f"unknown {noun} {_show(value)}; valid {noun}s: {', '.join(kind.__members__)}")
+    return UserError(f"{key}={_show(value)} must be {_valid(f, kind)}")
+
+
+def settings_list(schema: type, group: str = "") -> str:
+    """The settings of ``schema`` (under the dotted ``group``) as ``space, name, budget.*, ...``."""
+    node = _field(schema, group)[1] if group else schema
+    hints = typing.get_type_hints(node)
+    return ", ".join(f"{f.name}.*" if dataclasses.is_dataclass(hints[f.name]) else f.name
+                     for f in dataclasses.fields(node))
+
+
+def unknown_setting(schema: type, key: str) -> str | None:
+    """The error for a dotted ``key`` that is not a setting of ``schema`` (listing the valid ones), else None."""
+    node: Any = schema
+    parts = key.split(".")
+    for depth, part in enumerate(parts):
+        parent = ".".join(parts[:depth])
+        if not dataclasses.is_dataclass(node):
+            return f"unknown setting {key!r}; {parent!r} is a single value, not a group (write {parent}=VALUE)"
+        hints = typing.get_type_hints(node)
+        if part not in hints or part not in {f.name for f in dataclasses.fields(node)}:
+            under = f" under {parent}" if parent else ""
+            return f"unknown setting {key!r}; valid settings{under}: {settings_list(schema, parent)}"
+        node = hints[part]
+    return None
+
+
+def _field(schema: type, key: str) -> tuple[dataclasses.Field, Any] | None:
+    """The dataclass field of dotted ``key`` and its type (Optional unwrapped), or None when there is none."""
+    node: Any = schema
+    found = None
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(node):
+            return None
+        fields = {f.name: f for f in dataclasses.fields(node)}
+        if part not in fields:
+            return None
+        kind = typing.get_type_hints(node)[part]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        if typing.get_origin(kind) is Union and len(args) == 1:
+            kind = args[0]
+        found = (fields[part], kind)
+        node = kind
+    return found
+
+
+def _valid(f: dataclasses.Field, kind: Any) -> str:
+    if "rule" in f.metadata:
+        return f.metadata["rule"].valid
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(kind, str(kind))
+
+
+def _show(value: Any) -> str:
+    """``2`` for 2.0 (the number as typed), else repr: ``'abc'``, ``-0.5``."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, enum.Enum):
+        return repr(value.name)
+    return repr(value)

@@ -12,14 +12,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("trial_id", "pareto", "val_acc", "latency_ms", "params_m", "flops_g", "arch", "run_id")
+COLUMNS = ("trial_id", "control", "pareto", "val_acc", "latency_ms", "params_m", "flops_g", "arch", "run_id")
 
 
 def write_pareto_report(rows: Sequence[Mapping[str, Any]], *, folder: str | Path, title: str) -> list[Path]:
     """Write ``pareto.csv``, ``pareto.png`` and ``pareto.html`` into ``folder``; returns their paths.
 
     ``rows`` are full-budget trials with at least ``trial_id``, ``val_acc`` (fraction), ``latency_ms``,
-    ``pareto`` (bool) and ``arch`` (summary text).
+    ``pareto`` (bool) and ``arch`` (summary text); ``control`` names a control (plain, se_r16, ...), drawn apart.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -49,9 +49,15 @@ def _write_png(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> Pat
     ax.step([r["latency_ms"] for r in front], [r["val_acc"] for r in front], where="post", c="#d9480f", lw=1)
     ax.scatter([r["latency_ms"] for r in front], [r["val_acc"] for r in front], c="#d9480f", label="Pareto front",
                zorder=3)
+    controls = [row for row in rows if row.get("control")]
+    ax.scatter([r["latency_ms"] for r in controls], [r["val_acc"] for r in controls], marker="s", s=60,
+               facecolors="none", edgecolors="#1c7ed6", linewidths=1.5, label="controls", zorder=4)
     for row in front:
         ax.annotate(row["arch"], (row["latency_ms"], row["val_acc"]), fontsize=6, xytext=(4, -8),
                     textcoords="offset points")
+    for row in controls:
+        ax.annotate(f"control {row['control']}", (row["latency_ms"], row["val_acc"]), fontsize=6, color="#1c7ed6",
+                    xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel("latency_ms (median, batch 1)")
     ax.set_ylabel("val_acc")
     ax.set_title(title, fontsize=10)
@@ -71,7 +77,7 @@ td,th{{padding:3px 10px;border-bottom:1px solid #e4e7eb;text-align:left}} th{{cu
 tr.front td{{font-weight:600}} tr:target{{background:#fff3bf}} circle{{cursor:pointer}} circle:hover{{r:7}}
 </style></head><body>
 <h2>{title}</h2>
-<p>{n_front} Pareto-optimal of {n_rows} full-budget trials (val_acc up, latency_ms down). Hover a point for details;
+<p>{n_front} Pareto-optimal of {n_rows} full-budget trials (val_acc up, latency_ms down); controls in blue. Hover a point for details;
 click it to find its row. Click a column header to sort.</p>
 <svg width="{w}" height="{h}" role="img" aria-label="val_acc against latency_ms">
 <line x1="{pad}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#52606d"/>
@@ -115,7 +121,8 @@ def _write_html(rows: Sequence[Mapping[str, Any]], path: Path, title: str) -> Pa
     for row in rows:
         tip = (f"{row['trial_id']}  {row['arch']}\nval_acc={row['val_acc']:.4f}  latency_ms={row['latency_ms']:.3f}"
                f"  params_m={row.get('params_m', 0):.3f}  flops_g={row.get('flops_g', 0):.4f}")
-        color = "#d9480f" if row["pareto"] else "#9aa5b1"
+        color = "#1c7ed6" if row.get("control") else "#d9480f" if row["pareto"] else "#9aa5b1"
+        tip = f"control {row['control']}: {tip}" if row.get("control") else tip
         points.append(f'<a href="#{html.escape(row["trial_id"])}"><circle cx="{sx(row["latency_ms"]):.1f}" '
                       f'cy="{sy(row["val_acc"]):.1f}" r="5" fill="{color}"><title>{html.escape(tip)}</title></circle></a>')
     front = sorted((row for row in rows if row["pareto"]), key=lambda row: row["latency_ms"])

@@ -20,7 +20,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from backbones import ArchConfig
 from search.artifacts import ARCH, REFERENCE, WEIGHTS
-from search.outcomes import OUTCOME_TAG, PROBE_PREFIX, ROLE_TAG, SEARCH_TAG, TRIAL_TAG, Outcome, trial_outcome
+from search.outcomes import CONTROL_TAG, OUTCOME_TAG, PROBE_PREFIX, ROLE_TAG, SEARCH_TAG, TRIAL_TAG, Outcome, trial_outcome
 from search.tracking import ended_trials, param_value
 from trials import Constraints
 
@@ -76,7 +76,8 @@ class MlflowTrialCallback(Callback):
             self.experiment,
             run_name=trial.trial_id,
             tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, ROLE_TAG: "trial", SEARCH_TAG: self.search_name,
-                  TRIAL_TAG: trial.trial_id},
+                  TRIAL_TAG: trial.trial_id,
+                  **({CONTROL_TAG: trial.config["control"]} if trial.config.get("control") else {})},
         )
         run_id = run.info.run_id
         self.run_ids[trial.trial_id] = run_id

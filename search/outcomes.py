@@ -24,6 +24,7 @@ SEARCH_TAG = "attnas.search"  # the search name, on the parent and on every tria
 TRIAL_TAG = "attnas.trial_id"  # the Ray trial id, on trial runs
 OUTCOME_TAG = "attnas.outcome"  # an Outcome value
 PARETO_TAG = "pareto"  # "true" / "false" on full-budget trial runs
+CONTROL_TAG = "attnas.control"  # on a control's trial run: its name (plain, se_r16, cbam_r16_k7, ...)
 
 
 class Outcome(str, Enum):

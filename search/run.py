@@ -73,13 +73,14 @@ def execute(plan: SearchPlan) -> SearchSummary:
                                       parent_run_id=search.run_id, search_name=plan.name,
                                       full_epochs=plan.budget.epochs, existing=search.existing,
                                       constraints=plan.constraints)
-        printer = ProgressPrinter(total_trials=plan.budget.trials, full_epochs=plan.budget.epochs,
+        controls = plan.space.control_archs(base=plan.base_arch)
+        printer = ProgressPrinter(total_trials=plan.budget.trials + len(controls), full_epochs=plan.budget.epochs,
                                   constraints=plan.constraints, seen=search.existing.keys(),
                                   ended=ended_trials(search.existing))
         searcher = StudySearcher(space=plan.space, base=plan.base_arch, storage=plan.study_storage,
                                  study_name=plan.name, sampler=plan.sampler, seed=plan.seed,
                                  trials=plan.budget.trials, full_epochs=plan.budget.epochs,
-                                 constraints=plan.constraints, announce=say)
+                                 constraints=plan.constraints, controls=controls, announce=say)
         trainable = tune.with_parameters(with_faults(train_architecture, faults=plan.faults), data=plan.data,
                                          budget=plan.trial_budget, latency_reference=plan.latency_reference)
         per_trial = {"cpu": plan.budget.cpu_per_trial,
@@ -91,7 +92,8 @@ def execute(plan: SearchPlan) -> SearchSummary:
                 searcher=searcher,
                 scheduler=make_scheduler(full_epochs=plan.budget.epochs, grace_period=plan.asha_grace_period,
                                          reduction_factor=plan.asha_reduction_factor),
-                num_samples=plan.budget.trials, concurrency=plan.concurrency, callbacks=[tracker, printer])
+                num_samples=plan.budget.trials + len(controls), concurrency=plan.concurrency,
+                callbacks=[tracker, printer])
         if search.resumed and (stale := close_stale_trial_runs(search.client, experiment=search.experiment_id,
                                                                 parent_run_id=search.run_id)):
             print(f"Closed {stale} trial run(s) the crash cut off before Ray recorded them (status KILLED).")
@@ -147,6 +149,7 @@ def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTri
         if outcome is Outcome.COMPLETED:
             trial_id = metrics["trial_id"]
             rows.append({"trial_id": trial_id, "run_id": tracker.run_ids.get(trial_id, ""),
+                         "control": result.config.get("control") or "",
                          "val_acc": float(metrics["val_acc"]), "latency_ms": float(metrics["latency_ms"]),
                          "params_m": float(metrics["params_m"]), "flops_g": float(metrics["flops_g"]),
                          "arch": str(ArchConfig.from_dict(result.config["arch"]))})
@@ -183,7 +186,7 @@ def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
         print(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
         print(format_table(summary.front, [("trial_id", "trial", "s"), ("val_acc", "val_acc", ".4f"),
                                            ("latency_ms", "latency_ms", ".2f"), ("params_m", "params_m", ".3f"),
-                                           ("flops_g", "flops_g", ".3f"),
+                                           ("flops_g", "flops_g", ".3f"), ("control", "control", "s"),
                                            ("arch", f"stages 0..{plan.space.num_stages - 1}", "s")]))
     else:
         print("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import optuna
@@ -44,6 +44,7 @@ ARCH_ATTR = "arch"  # the ArchConfig as JSON
 CANONICAL_ATTR = "canonical"  # its canonical form as JSON: the de-duplication key
 RAY_TRIAL_ATTR = "ray_trial_id"  # the Ray trial that trains it (absent on duplicates)
 DUPLICATE_ATTR = "duplicate_of"  # on a duplicate: the Optuna trial number whose result it reuses
+CONTROL_ATTR = "control"  # on a control trial: its name (plain, se_r16, ...)
 CUT_OFF_ATTR = "cut_off"  # True on a trial asked after Ray's last snapshot of a killed search: it never ran
 MAX_DUPLICATES_IN_A_ROW = 200  # proposals that are all duplicates before the space is taken as exhausted
 
@@ -63,8 +64,11 @@ class StudySearcher(Searcher):
 
     def __init__(self, *, space: SearchSpace, base: ArchConfig, storage: str, study_name: str, sampler: str,
                  seed: int, trials: int, full_epochs: int, constraints: Constraints = Constraints(),
+                 controls: Mapping[str, ArchConfig] | None = None,
                  announce: Callable[[str], None] = print) -> None:
+        """``controls``: reference architectures (name -> ArchConfig) proposed first, before the sampler's."""
         super().__init__()
+        self.controls = dict(controls or {})
         self.space, self.base = space, base
         self.storage, self.study_name = storage, study_name
         self.sampler_name, self.seed, self.trials = sampler, seed, trials
@@ -95,8 +99,11 @@ class StudySearcher(Searcher):
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ask Optuna for an architecture not proposed before; duplicates are told the earlier result."""
         trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
-        seen = {t.user_attrs[CANONICAL_ATTR]: t.number for t in trials.values()
-                if CANONICAL_ATTR in t.user_attrs and DUPLICATE_ATTR not in t.user_attrs}
+        ran = [t for t in trials.values() if DUPLICATE_ATTR not in t.user_attrs and CUT_OFF_ATTR not in t.user_attrs]
+        seen = {t.user_attrs[CANONICAL_ATTR]: t.number for t in ran if CANONICAL_ATTR in t.user_attrs}
+        done = {t.user_attrs[CONTROL_ATTR] for t in ran if CONTROL_ATTR in t.user_attrs}
+        if pending := [name for name in self.controls if name not in done]:
+            return self._suggest_control(trial_id, pending[0])
         for _ in range(MAX_DUPLICATES_IN_A_ROW):
             trial = self.study.ask()
             arch = self.space.sample(trial, base=self.base)
@@ -116,6 +123,22 @@ class StudySearcher(Searcher):
         self.announce(f"  the sampler proposed {MAX_DUPLICATES_IN_A_ROW} already-trained architectures in a row: "
                       f"the space looks exhausted; no more trials")
         return Searcher.FINISHED
+
+    def _suggest_control(self, trial_id: str, name: str) -> dict[str, Any]:
+        """A control as a study trial: with the space's parameters when the space can draw it (so the sampler
+        learns from it), else as a trial without parameters (still in the study, so on the front)."""
+        arch = self.controls[name]
+        if (params := self.space.params_of(arch)) is not None:
+            self.study.enqueue_trial(params)
+        trial = self.study.ask()
+        if params is not None:
+            arch = self.space.sample(trial, base=self.base)  # draws exactly the enqueued parameters
+        trial.set_user_attr(CONTROL_ATTR, name)
+        trial.set_user_attr(ARCH_ATTR, arch.to_json())
+        trial.set_user_attr(CANONICAL_ATTR, arch.canonical().to_json())
+        trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        self.numbers[trial_id] = trial.number
+        return {"arch": arch.to_dict(), "optuna_trial": trial.number, "control": name}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell Optuna how the trial ended (module docstring), then every duplicate that waited for it."""

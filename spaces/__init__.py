@@ -1,6 +1,6 @@
 """Search spaces: ``spaces/NAME.yaml`` files, their schema and the conditional sampler."""
 
 from spaces.loader import available_spaces, check_space_fits, load_space
-from spaces.schema import Budget, SearchSpace, SpaceError, StageSpace
+from spaces.schema import DEFAULT_CONTROLS, PLAIN_CONTROL, Budget, SearchSpace, SpaceError, StageSpace
 
-__all__ = ["Budget", "SearchSpace", "SpaceError", "StageSpace", "available_spaces", "check_space_fits", "load_space"]
+__all__ = ["DEFAULT_CONTROLS", "PLAIN_CONTROL", "Budget", "SearchSpace", "SpaceError", "StageSpace", "available_spaces", "check_space_fits", "load_space"]

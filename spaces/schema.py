@@ -77,6 +77,9 @@ class SearchSpace:
     stages: tuple[StageSpace, ...]
     budgets: Mapping[str, Budget]  # "cpu" and "gpu"
     head: tuple[str, ...] = (DEFAULT_HEAD,)  # classifier-head pooling choices (see backbones.HEADS)
+    # Reference placements every search also trains at full budget (name -> the StageConfig put at every searched
+    # stage); the plain backbone (PLAIN_CONTROL) is always run besides these.
+    controls: Mapping[str, StageConfig] = dataclasses.field(default_factory=lambda: dict(DEFAULT_CONTROLS))
 
     def sample(self, trial: _Suggester, *, base: ArchConfig) -> ArchConfig:
         """Draw one architecture from ``trial`` onto ``base`` (the search's backbone, sizes and head, no attention).
@@ -102,6 +105,39 @@ class SearchSpace:
         head = trial.suggest_categorical("head", list(self.head))
         return dataclasses.replace(base, head=head, small_input=self.small_input, stages=tuple(stages))
 
+    def control_archs(self, *, base: ArchConfig) -> dict[str, ArchConfig]:
+        """The controls as architectures on ``base``: the plain backbone first, then each hand placement at every
+        searched stage (head ``avg``)."""
+        searched = {stage.index for stage in self.stages}
+        archs = {PLAIN_CONTROL: base.plain()}
+        for name, stage in self.controls.items():
+            archs[name] = dataclasses.replace(base.plain(), stages=tuple(
+                stage if i in searched else StageConfig() for i in range(self.num_stages)))
+        return archs
+
+    def params_of(self, arch: ArchConfig) -> dict[str, Any] | None:
+        """The Optuna parameters under which :meth:`sample` draws ``arch``, or None when the space cannot draw it
+        (a control with a knob value the space does not offer): lets a control be enqueued in the study."""
+        if arch.head not in self.head:
+            return None
+        params: dict[str, Any] = {"head": arch.head}
+        searched = {stage.index: stage for stage in self.stages}
+        for i, stage in enumerate(arch.stages):
+            space = searched.get(i)
+            if space is None:
+                if not stage.is_none:
+                    return None
+                continue
+            offered = {"attn": space.types, "position": space.position, "blocks": space.blocks,
+                       "reduction": space.reduction, "kernel_size": space.kernel_size}
+            drawn = {"attn": stage.attn} if stage.is_none else {
+                "attn": stage.attn, **stage.knobs, "position": stage.position,
+                **({"blocks": stage.blocks} if stage.position != "stage_end" else {})}
+            if any(value not in offered[key] for key, value in drawn.items()):
+                return None
+            params.update({f"s{i}.{key}": value for key, value in drawn.items()})
+        return params
+
     def base_arch(self, *, backbone: str, in_chans: int, num_classes: int,
                   backbone_kwargs: Mapping[str, Any] | None = None) -> ArchConfig:
         """The plain architecture of this space on ``backbone`` (no attention, default head): what ``sample`` fills."""
@@ -110,7 +146,17 @@ class SearchSpace:
                           backbone_kwargs=dict(backbone_kwargs or {}))
 
 
-_SPACE_KEYS = {"name", "description", "dataset", "small_input", "num_stages", "head", "defaults", "stages", "budgets"}
+PLAIN_CONTROL = "plain"  # the control with no attention anywhere; every search runs it
+# Controls when a space lists none: the hand placements users would otherwise pick, after every block of every
+# searched stage. SE (Hu et al., https://arxiv.org/abs/1709.01507) r16 and CBAM (Woo et al.,
+# https://arxiv.org/abs/1807.06521) r16/k7 are both papers' defaults.
+DEFAULT_CONTROLS: Mapping[str, StageConfig] = {
+    "se_r16": StageConfig(attn="se", reduction=16),
+    "cbam_r16_k7": StageConfig(attn="cbam", reduction=16, kernel_size=7),
+}
+
+_SPACE_KEYS = {"name", "description", "dataset", "small_input", "num_stages", "head", "defaults", "stages", "budgets",
+               "controls"}
 _STAGE_KEYS = {"types", "reduction", "kernel_size", "position", "blocks"}
 
 
@@ -138,6 +184,7 @@ def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
     budgets = {kind: _parse_budget(values, where=f"space {name!r}: budgets.{kind}") for kind, values in budgets_raw.items()}
     head = _choices(raw, "head", where=f"space {name!r}", cast=str, default=(DEFAULT_HEAD,))
     _check_names(head, HEADS, what="head", where=f"space {name!r}")
+    controls = _parse_controls(raw.get("controls"), where=f"space {name!r}: controls")
     return SearchSpace(
         name=str(raw.get("name", name)),
         description=str(raw.get("description", "")),
@@ -147,7 +194,26 @@ def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
         stages=stages,
         budgets=budgets,
         head=head,
+        controls=controls,
     )
+
+
+def _parse_controls(raw: Any, *, where: str) -> dict[str, StageConfig]:
+    """``controls: {NAME: {attn: se, reduction: 16, ...}}`` (a StageConfig put at every searched stage); absent:
+    :data:`DEFAULT_CONTROLS`; ``{}``: only the plain backbone."""
+    if raw is None:
+        return dict(DEFAULT_CONTROLS)
+    if not isinstance(raw, Mapping):
+        raise SpaceError(f"{where}: expected a mapping NAME: {{attn: ..., reduction: ..., ...}}")
+    controls = {}
+    for name, fields in raw.items():
+        if name == PLAIN_CONTROL:
+            raise SpaceError(f"{where}: {PLAIN_CONTROL!r} is always run; name your controls otherwise")
+        try:
+            controls[str(name)] = StageConfig.from_dict(fields)
+        except (TypeError, ValueError) as err:
+            raise SpaceError(f"{where}: {name}: {err}") from None
+    return controls
 
 
 def _parse_stage(index: Any, settings: Mapping[str, Any], *, num_stages: int, where: str) -> StageSpace:

@@ -16,8 +16,8 @@ from search.errors import UserError
 from search.settings import RUN_SETTINGS, check_settings
 from search.tracking import check_tracking_uri
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
-from search.tuning import FaultInjection
-from trials import DATASETS, DatasetMissingError, TensorData, TrialBudget, load_dataset
+from search.tuning import FaultInjection, TrialSettings
+from trials import DATASETS, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset
 from trials.constraints import Constraints
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a search name becomes a folder (runs/NAME) and an MLflow run name
@@ -31,7 +31,7 @@ class SearchPlan:
     space: SearchSpace
     hardware: str  # "cpu" or "cuda": which budget is used and where trials run
     budget: Budget
-    trial_budget: TrialBudget
+    trial_budget: TrialSettings
     concurrency: int  # trials at once
     sampler: str
     seed: int
@@ -86,13 +86,14 @@ def prepare(cfg: DictConfig) -> SearchPlan:
         space=space,
         hardware=hardware,
         budget=budget,
-        trial_budget=TrialBudget(
-            epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, weight_decay=budget.weight_decay,
-            latency_runs=int(cfg.latency.runs), latency_warmup=int(cfg.latency.warmup),
-            latency_batch=int(cfg.latency.batch), latency_precision=str(cfg.latency.precision),
-            latency_channels_last=bool(cfg.latency.channels_last), compile=bool(cfg.compile),
+        trial_budget=TrialSettings(
+            train=TrainConfig(epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr,
+                              weight_decay=budget.weight_decay, compile=bool(cfg.compile), seed=int(cfg.seed)),
+            probe=ProbeConfig(runs=int(cfg.latency.runs), warmup=int(cfg.latency.warmup),
+                              batch=int(cfg.latency.batch), precision=str(cfg.latency.precision),
+                              channels_last=bool(cfg.latency.channels_last)),
             constraints=constraints,
-            threads=budget.cpu_per_trial, device=hardware, seed=int(cfg.seed),
+            threads=budget.cpu_per_trial, device=hardware,
         ),
         concurrency=_concurrency(cfg.concurrency, hardware=hardware, budget=budget),
         sampler=str(cfg.sampler),

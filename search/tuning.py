@@ -23,7 +23,7 @@ from backbones import build
 from search.artifacts import load_metrics, save_checkpoint
 from search.pareto import OBJECTIVES
 from spaces import SearchSpace
-from trials import TensorData, TrialBudget, run_trial
+from trials import ProbeConfig, TensorData, TrainConfig, TrialResult, run_trial
 from trials.constraints import Constraints
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
@@ -170,7 +170,18 @@ def plain_backbone(arch: Mapping[str, Any]) -> dict[str, Any]:
     return {**arch, "head": "avg", "stages": [{"attn": "none"} for _ in arch["stages"]]}
 
 
-def train_architecture(config: dict[str, Any], *, data: TensorData, budget: TrialBudget,
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a search gets besides its architecture and the data: ``run_trial``'s settings."""
+
+    train: TrainConfig
+    probe: ProbeConfig
+    constraints: Constraints  # hard budgets, checked after the probe
+    device: str  # "cpu" | "cuda" | "auto"
+    threads: int | None  # torch intra-op threads per trial; None = leave as is
+
+
+def train_architecture(config: dict[str, Any], *, data: TensorData, budget: TrialSettings,
                        faults: FaultInjection = FaultInjection(), latency_reference: bool = False) -> None:
     """Ray trainable: build ``config["arch"]``, run the plain trial, report every epoch to Tune.
 
@@ -184,22 +195,21 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, budget: Tria
     if (restored := tune.get_checkpoint()) is not None:
         with restored.as_directory() as folder:
             final = load_metrics(folder)
-        if final is not None and int(final.get("epoch", 0)) >= budget.epochs:
+        if final is not None and int(final.get("epoch", 0)) >= budget.train.epochs:
             tune.report(final, checkpoint=restored)
             return
-    torch.manual_seed(budget.seed)  # the same ArchConfig and seed give the same initial weights
+    torch.manual_seed(budget.train.seed)  # the same ArchConfig and seed give the same initial weights
     model = build(arch)
     fault = faults.pick(config.get("optuna_trial"))
     if fault == "nan":
         FAULTS[fault](model, "before training")
 
-    info: dict[str, str | int] = {}  # what the latency was measured on; logged as MLflow params
-
-    def report(metrics: dict[str, float], trained: Any) -> None:
+    def report(result: TrialResult, trained: Any) -> None:
         if fault in ("raise", "oom"):
-            FAULTS[fault](trained, f"after epoch {int(metrics['epoch'])}")
-        metrics = {**metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in info.items()}}
-        if int(metrics["epoch"]) < budget.epochs:
+            FAULTS[fault](trained, f"after epoch {int(result.metrics['epoch'])}")
+        # what the latency was measured on rides along in every report; the MLflow callback logs it as params
+        metrics = {**result.metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in result.device_info.items()}}
+        if int(metrics["epoch"]) < budget.train.epochs:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
@@ -207,4 +217,5 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, budget: Tria
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     reference = build(plain_backbone(arch)) if latency_reference else None
-    run_trial(model=model, data=data, budget=budget, report=report, info=info, reference=reference)
+    run_trial(model=model, data=data, train=budget.train, probe=budget.probe, constraints=budget.constraints,
+              device=budget.device, threads=budget.threads, report=report, reference=reference)

@@ -1,8 +1,8 @@
 """Latency probe repeatability: per architecture, median and CV over repeats; rank agreement between repeats.
 
 Three architectures on one backbone (default: the CPU budget's quarter-width resnet10t): no attention, SE after
-every block, CBAM after every block. Each repeat calls `trials.probe.measure_latency` (10 warm-up passes, median
-of 30) once per architecture, architectures interleaved, at batch 1 and at the throughput batch, each with the
+every block, CBAM after every block. Each repeat calls `trials.measure_latency` (a trial's ProbeConfig: 10 warm-up
+passes, median of 30) once per architecture, architectures interleaved, at batch 1 and at the throughput batch, each with the
 plain backbone as the interleaved reference (as trials do with latency.reference=true), which also gives
 latency_rel = median / the reference's median. CV = standard deviation / mean of the repeat medians. Spearman: rank correlation of the architectures' latencies between
 repeat 1 and repeat 2, and the lowest over all pairs of repeats. Targets (issue 4): CV ≤ 5% on CPU, ≤ 2% on GPU.
@@ -113,8 +113,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     worst_rel = max(v for k, v in figures.items() if k.startswith("max_rel_cv"))
     body = (
         f"{args.model}, input {args.input_shape}, attention at all 4 stages after every block; "
-        f"`measure_latency(warmup={args.warmup}, runs={args.runs})` × {args.repeats} repeats, architectures "
-        f"interleaved.\n\n"
+        f"`measure_latency` with `ProbeConfig(warmup={args.warmup}, runs={args.runs})` × {args.repeats} repeats, "
+        f"architectures interleaved.\n\n"
         + table(["batch", "architecture", "median ms", "min–max of repeat medians", "CV", "latency_rel",
                  "CV of latency_rel", "CPU share", "Spearman rep 1 vs 2 (min over pairs): ms / rel"], rows)
         + f"\n\nTarget: CV ≤ {target:.0%} on {device.type.upper()} → worst CV of the milliseconds {worst:.1%}: "

@@ -17,9 +17,15 @@ from torch import nn
 
 from .arch import ArchConfig
 from .attention import check_attention, make_attention
+<<<<<<< HEAD
 from .head import install_head
 from .placement import (Slot, apply_small_input, block_channels, dry_run, find_stages, install,
                         supported_positions)
+=======
+from .head import check_head, install_head
+from .placement import (BLOCKS, POSITIONS, Slot, apply_small_input, block_channels, declared_stage_channels, dry_run,
+                        find_stages, install, supported_positions)
+>>>>>>> trials-reshape
 
 # Families covered by tests/backbones; any timm model whose feature_info names Sequential stages may work.
 SUPPORTED_BACKBONES: tuple[str, ...] = (
@@ -113,11 +119,17 @@ def _stage_channels(backbone: str, in_chans: int, kwargs_json: str) -> tuple[int
     with torch.random.fork_rng(devices=[]):  # building the probe model must not shift the caller's RNG
         model, stages = _create(backbone, in_chans=in_chans, num_classes=0, small_input=False,
                                 backbone_kwargs=json.loads(kwargs_json))
+    declared = declared_stage_channels(model)  # feature_info's num_chs: every tested family declares them all
+    if None not in declared:
+        return tuple(declared)
     return tuple(chs[-1] for chs in block_channels(model, stages=stages, in_chans=in_chans, size=_DRY_RUN_SIZE))
 
 
 def stage_channels(*, backbone: str, in_chans: int = 3, backbone_kwargs: Mapping[str, Any] | None = None) -> list[int]:
     """Output channels of each stage of ``backbone`` (cached); ``len()`` is the number of stages.
+
+    Read from ``feature_info`` (``num_chs``) without a forward pass; a dry run measures them only for a model whose
+    ``feature_info`` does not declare a stage's output (none of the tested families).
 
     Every block of a stage in the tested families outputs these channels, so a ``reduction`` r is valid
     for stage i at ``after_block`` / ``stage_end`` iff ``stage_channels(...)[i] // r >= 1``. ``in_block`` modules

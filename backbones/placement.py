@@ -30,6 +30,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+# The one private timm import: the MobileNet / EfficientNet block classes live only in the private module
+# timm.models._efficientnet_blocks; no public module re-exports them (timm 1.0.31: not timm.models,
+# timm.models.efficientnet, timm.models.mobilenetv3 nor timm.layers). We need the classes, not a duck-typed
+# ``hasattr(block, "se")``, because membership in _SE_SLOT_BLOCKS is the checked claim that a block's forward
+# applies ``self.se`` before its residual add. If timm moves them, this import fails loudly at startup.
 from timm.models._efficientnet_blocks import DepthwiseSeparableConv, EdgeResidual, InvertedResidual
 from timm.models.convnext import ConvNeXtStage
 from timm.models.regnet import Bottleneck as RegBottleneck
@@ -147,16 +152,33 @@ def install(stage: nn.Module, position: str, blocks: str = "every") -> list[Slot
     return POSITIONS[position].install(stage, blocks)
 
 
-def find_stages(model: nn.Module) -> list[str]:
-    """Dotted module names of the stages of a timm ``model``, in ``feature_info`` order."""
-    stages = []
+def _stage_entries(model: nn.Module) -> list[tuple[str, dict]]:
+    """(stage name, its ``feature_info`` entry) for every entry that is a stage, in ``feature_info`` order."""
+    entries = []
     for info in getattr(model, "feature_info", []):
         module = model.get_submodule(info["module"])
         if isinstance(module, _SEQUENTIAL_STAGES):
-            stages.append(info["module"])
+            entries.append((info["module"], info))
         elif isinstance(module, _STAGES_WITH_BLOCKS):
-            stages.append(f"{info['module']}.blocks")
-    return stages
+            entries.append((f"{info['module']}.blocks", info))
+    return entries
+
+
+def find_stages(model: nn.Module) -> list[str]:
+    """Dotted module names of the stages of a timm ``model``, in ``feature_info`` order."""
+    return [name for name, _ in _stage_entries(model)]
+
+
+def declared_stage_channels(model: nn.Module) -> list[int | None]:
+    """Output channels of each stage (``find_stages`` order) as ``feature_info[i]["num_chs"]`` declares them.
+
+    timm's ``num_chs`` is the channels of the entry module's output, which is the stage's output (a
+    ``_STAGES_WITH_BLOCKS`` stage runs its blocks last). None where the entry hooks something else: a
+    ``hook_type`` other than ``forward`` (e.g. ``forward_pre`` on an inner conv, EfficientNet's
+    ``feature_location="expansion"``); there a dry run has to measure it.
+    """
+    return [info["num_chs"] if info.get("hook_type", "forward") == "forward" else None
+            for _, info in _stage_entries(model)]
 
 
 @torch.no_grad()

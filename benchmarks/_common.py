@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from trials.probe import device_info
-from trials.trial import resolve_device
+from trials import device_info, resolve_device
 
 _CPU_THREADS = 1  # default torch threads on CPU: the CPU budget's cpu_per_trial, so figures match a trial's setting
 

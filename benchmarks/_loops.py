@@ -11,7 +11,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from backbones import build
-from trials import DATASETS, TensorData, load_dataset
+from trials import DATASETS, TensorData, TrainConfig, load_dataset
 from trials.augment import augment, normalize
 
 # Benchmark models: ArchConfig parts besides in_chans / num_classes / stages (all ResNets: 4 stages, small_input).
@@ -21,7 +21,7 @@ MODELS: dict[str, dict] = {
                           "backbone_kwargs": {"channels": [32, 64, 128, 256], "stem_width": 16}},
     "resnet18": {"backbone": "resnet18"},  # CIFAR ResNet-18: 3x3 stride-1 stem, no max-pool
 }
-_LABEL_SMOOTHING = 0.1  # as TrialBudget's default, so the loss costs the same in both loops
+_LABEL_SMOOTHING = TrainConfig().label_smoothing  # as trials train, so the loss costs the same in both loops
 _MOMENTUM = 0.9  # SGD Nesterov momentum, as trials.train
 _EVAL_BATCH = 1024  # images per validation forward, as trials.train
 

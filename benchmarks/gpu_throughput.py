@@ -28,7 +28,7 @@ import torch
 
 from benchmarks._common import alternate, emit, fill_defaults, header, parser, setup, summary, table
 from benchmarks._loops import MODELS, bare_eval, bare_train, cifar_like, dataloader, device_batches, make_model
-from trials.train import train_epochs
+from trials.train import TrainConfig, train_epochs
 
 DEFAULTS = {
     "cuda": dict(model="resnet18", images=50_000, val_images=256, batch_size=512, workers=8, repeats=5),  # the GPU
@@ -61,9 +61,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     steps = images // args.batch_size
 
     def trial() -> int:
-        next(iter(train_epochs(trial_model, data, epochs=1, batch_size=args.batch_size, lr=LR,
-                               weight_decay=WEIGHT_DECAY, label_smoothing=0.1, seed=0, device=device,
-                               compile=args.compile)))
+        cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=LR, weight_decay=WEIGHT_DECAY, compile=args.compile)
+        next(iter(train_epochs(trial_model, data, cfg, device=device)))
         return steps * args.batch_size
 
     def bare(model: torch.nn.Module, epoch) -> int:

@@ -1,8 +1,8 @@
 """Latency probe repeatability: per architecture, median and CV over repeats; rank agreement between repeats.
 
 Three architectures on one backbone (default: the CPU budget's quarter-width resnet10t): no attention, SE after
-every block, CBAM after every block. Each repeat calls `trials.probe.measure_latency` (10 warm-up passes, median
-of 30) once per architecture, architectures interleaved, at batch 1 and at the throughput batch, each with the
+every block, CBAM after every block. Each repeat calls `trials.measure_latency` (a trial's ProbeConfig: 10 warm-up
+passes, median of 30) once per architecture, architectures interleaved, at batch 1 and at the throughput batch, each with the
 plain backbone as the interleaved reference (as trials do with latency.reference=true), which also gives
 latency_rel = median / the reference's median. CV = standard deviation / mean of the repeat medians. Spearman: rank correlation of the architectures' latencies between
 repeat 1 and repeat 2, and the lowest over all pairs of repeats. Targets (issue 4): CV ≤ 5% on CPU, ≤ 2% on GPU.
@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 from benchmarks._common import emit, fill_defaults, header, parser, setup, table
 from benchmarks._loops import MODELS, make_model
-from trials.probe import latency_keys, measure_latency, relative_latency_key
+from trials import ProbeConfig, measure_latency
+from trials.probe import latency_keys, relative_latency_key
 
 ARCHS: dict[str, dict] = {  # the attention put at all four stages, after every block
     "none": {"attn": "none"},
@@ -30,8 +31,11 @@ ARCHS: dict[str, dict] = {  # the attention put at all four stages, after every 
     "cbam r8 k7": {"attn": "cbam", "reduction": 8, "kernel_size": 7},
 }
 DEFAULTS = {
-    "cpu": dict(model="resnet10t_quarter", input_shape="1,28,28", batch=32, warmup=10, runs=30, repeats=5),
-    "cuda": dict(model="resnet18", input_shape="3,32,32", batch=256, warmup=10, runs=30, repeats=5),
+    # warmup and runs: a trial's (ProbeConfig's defaults)
+    "cpu": dict(model="resnet10t_quarter", input_shape="1,28,28", batch=32, warmup=ProbeConfig().warmup,
+                runs=ProbeConfig().runs, repeats=5),
+    "cuda": dict(model="resnet18", input_shape="3,32,32", batch=256, warmup=ProbeConfig().warmup,
+                 runs=ProbeConfig().runs, repeats=5),
 }
 QUICK = dict(batch=4, warmup=1, runs=3, repeats=2)
 
@@ -74,12 +78,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     medians = {(b, name): [] for b in batches for name in ARCHS}  # repeat medians, ms
     relative = {(b, name): [] for b in batches for name in ARCHS}  # repeat medians / the reference's
     shares = {(b, name): [] for b in batches for name in ARCHS}  # CPU seconds / wall seconds of each measurement
+    probe = ProbeConfig(warmup=args.warmup, runs=args.runs)  # fp32, the model's own layout
     for _ in range(args.repeats):
         for b in batches:
             for name, model in models.items():
                 wall, cpu = time.perf_counter(), time.process_time()
-                result = measure_latency(model, input_shape=shape, device=device, batch_size=b,
-                                         warmup=args.warmup, runs=args.runs, reference=reference)
+                result = measure_latency(model, probe, input_shape=shape, device=device, batch_size=b,
+                                         reference=reference)
                 shares[b, name].append((time.process_time() - cpu) / (time.perf_counter() - wall))
                 medians[b, name].append(result[latency_keys(b)[0]])
                 relative[b, name].append(result[relative_latency_key(b)])
@@ -108,8 +113,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     worst_rel = max(v for k, v in figures.items() if k.startswith("max_rel_cv"))
     body = (
         f"{args.model}, input {args.input_shape}, attention at all 4 stages after every block; "
-        f"`measure_latency(warmup={args.warmup}, runs={args.runs})` × {args.repeats} repeats, architectures "
-        f"interleaved.\n\n"
+        f"`measure_latency` with `ProbeConfig(warmup={args.warmup}, runs={args.runs})` × {args.repeats} repeats, "
+        f"architectures interleaved.\n\n"
         + table(["batch", "architecture", "median ms", "min–max of repeat medians", "CV", "latency_rel",
                  "CV of latency_rel", "CPU share", "Spearman rep 1 vs 2 (min over pairs): ms / rel"], rows)
         + f"\n\nTarget: CV ≤ {target:.0%} on {device.type.upper()} → worst CV of the milliseconds {worst:.1%}: "

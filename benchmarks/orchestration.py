@@ -55,15 +55,14 @@ def _search(folder: Path, *, trials: int, name: str) -> tuple[float, list[dict]]
 def _direct(archs: list[dict]) -> float:
     """Wall seconds to load the same data and run the same trials with ``run_trial``, no Ray, no MLflow."""
     from backbones import build
-    from trials import TrialBudget, load_dataset, run_trial
+    from trials import ProbeConfig, TrainConfig, load_dataset, run_trial
 
     start = time.perf_counter()
     data = load_dataset("fashion_mnist", train_size=64, val_size=64, seed=0)
-    budget = TrialBudget(epochs=1, batch_size=32, latency_runs=1, latency_warmup=0, latency_batch=0, threads=1,
-                         device="cpu")
+    train, probe = TrainConfig(epochs=1, batch_size=32), ProbeConfig(runs=1, warmup=0, batch=0)
     for arch in archs:
         torch.manual_seed(0)
-        run_trial(model=build(arch), data=data, budget=budget)
+        run_trial(model=build(arch), data=data, train=train, probe=probe, device="cpu", threads=1)
     return time.perf_counter() - start
 
 

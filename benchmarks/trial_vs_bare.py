@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 from benchmarks._common import alternate, emit, fill_defaults, header, parser, setup, summary, table
 from benchmarks._loops import MODELS, bare_eval, bare_train, device_batches, make_data, make_model
-from trials.train import train_epochs
+from trials.train import TrainConfig, train_epochs
 
 DEFAULTS = {
     "cpu": dict(model="resnet10t_quarter", data="fashion_mnist", train_size=2048, val_size=512, batch_size=64,
@@ -49,8 +49,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     steps = args.train_size // args.batch_size
 
     def trial() -> int:
-        next(iter(train_epochs(trial_model, data, epochs=1, batch_size=args.batch_size, lr=args.lr,
-                               weight_decay=WEIGHT_DECAY, label_smoothing=0.1, seed=0, device=device)))
+        cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, weight_decay=WEIGHT_DECAY)
+        next(iter(train_epochs(trial_model, data, cfg, device=device)))
         return steps * args.batch_size
 
     def bare() -> int:

@@ -17,7 +17,8 @@ from search.tracking import check_tracking_uri
 from backbones import ArchConfig
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
 from search.faults import FaultInjection
-from trials import DATASETS, Constraints, DatasetMissingError, TensorData, TrialBudget, load_dataset
+from search.tuning import TrialSettings
+from trials import DATASETS, Constraints, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,7 @@ class SearchPlan:
     space: SearchSpace
     hardware: str  # "cpu" or "cuda": which budget is used and where trials run
     budget: Budget
-    trial_budget: TrialBudget
+    trial_settings: TrialSettings  # what run_trial gets: training, probe, constraints, device, threads
     concurrency: int  # trials at once
     sampler: str
     seed: int
@@ -85,12 +86,12 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         space=space,
         hardware=hardware,
         budget=budget,
-        trial_budget=TrialBudget(
-            epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, weight_decay=budget.weight_decay,
-            latency_runs=latency.runs, latency_warmup=latency.warmup, latency_batch=latency.batch,
-            latency_precision=latency.precision.value, latency_channels_last=latency.channels_last,
-            compile=settings.compile, constraints=constraints,
-            threads=budget.cpu_per_trial, device=hardware, seed=settings.seed,
+        trial_settings=TrialSettings(
+            train=TrainConfig(epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr,
+                              weight_decay=budget.weight_decay, compile=settings.compile, seed=settings.seed),
+            probe=ProbeConfig(runs=latency.runs, warmup=latency.warmup, batch=latency.batch,
+                              precision=latency.precision.value, channels_last=latency.channels_last),
+            constraints=constraints, threads=budget.cpu_per_trial, device=hardware,
         ),
         concurrency=_concurrency(settings.concurrency, hardware=hardware, budget=budget),
         sampler=settings.sampler.value,

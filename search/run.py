@@ -82,7 +82,7 @@ def execute(plan: SearchPlan) -> SearchSummary:
                                  trials=plan.budget.trials, full_epochs=plan.budget.epochs,
                                  constraints=plan.constraints, controls=controls, announce=say)
         trainable = tune.with_parameters(with_faults(train_architecture, faults=plan.faults), data=plan.data,
-                                         budget=plan.trial_budget, latency_reference=plan.latency_reference)
+                                         settings=plan.trial_settings, latency_reference=plan.latency_reference)
         per_trial = {"cpu": plan.budget.cpu_per_trial,
                      "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
         with ray_runtime(num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial)):

@@ -23,7 +23,6 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from search.errors import UserError
 from search.outcomes import OUTCOME_TAG, ROLE_TAG, SEARCH_TAG, TRIAL_TAG, Outcome
-from trials.constraints import Constraints
 
 ENDED_STATUSES = ("FINISHED", "FAILED")  # MLflow statuses of a trial run that was fully written
 

@@ -11,6 +11,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from backbones import ArchConfig, build
 from search.artifacts import load_metrics, save_checkpoint
 from search.outcomes import EPOCH, PROBE_PREFIX
 from search.ray_adapter import set_callbacks_of_restored_tuner
-from trials import TensorData, TrialBudget, run_trial
+from trials import Constraints, ProbeConfig, TensorData, TrainConfig, TrialResult, run_trial
 
 
 class ControlsRunFullASHA(ASHAScheduler):
@@ -59,7 +60,18 @@ def make_scheduler(*, full_epochs: int, grace_period: int, reduction_factor: flo
     )
 
 
-def train_architecture(config: dict[str, Any], *, data: TensorData, budget: TrialBudget,
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a search gets besides its architecture and the data: ``run_trial``'s settings."""
+
+    train: TrainConfig
+    probe: ProbeConfig
+    constraints: Constraints  # hard budgets, checked after the probe
+    device: str  # "cpu" | "cuda" | "auto"
+    threads: int | None  # torch intra-op threads per trial; None = leave as is
+
+
+def train_architecture(config: dict[str, Any], *, data: TensorData, settings: TrialSettings,
                        latency_reference: bool = False,
                        build_model: Callable[[ArchConfig], nn.Module] = build) -> None:
     """Ray trainable: build ``config["arch"]``, run the plain trial, report every epoch to Tune.
@@ -72,19 +84,20 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, budget: Tria
     ``build_model`` is ``backbones.build`` (``search.faults.with_faults`` swaps it to make a trial fail on purpose).
     """
     arch = ArchConfig.from_dict(config["arch"])
+    epochs = settings.train.epochs
     if (restored := tune.get_checkpoint()) is not None:
         with restored.as_directory() as folder:
             final = load_metrics(folder)
-        if final is not None and int(final.get(EPOCH, 0)) >= budget.epochs:
+        if final is not None and int(final.get(EPOCH, 0)) >= epochs:
             tune.report(final, checkpoint=restored)
             return
-    torch.manual_seed(budget.seed)  # the same ArchConfig and seed give the same initial weights
+    torch.manual_seed(settings.train.seed)  # the same ArchConfig and seed give the same initial weights
     model = build_model(arch)
-    info: dict[str, str | int] = {}  # what the latency was measured on; logged as MLflow params
 
-    def report(metrics: dict[str, float], trained: Any) -> None:
-        metrics = {**metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in info.items()}}
-        if int(metrics[EPOCH]) < budget.epochs:
+    def report(result: TrialResult, trained: Any) -> None:
+        # what the latency was measured on rides along in every report; the MLflow callback logs it as params
+        metrics = {**result.metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in result.device_info.items()}}
+        if int(metrics[EPOCH]) < epochs:
             tune.report(metrics)
             return
         with tempfile.TemporaryDirectory() as folder:
@@ -93,7 +106,8 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, budget: Tria
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     reference = build(arch.plain()) if latency_reference else None
-    run_trial(model=model, data=data, budget=budget, report=report, info=info, reference=reference)
+    run_trial(model=model, data=data, train=settings.train, probe=settings.probe, constraints=settings.constraints,
+              device=settings.device, threads=settings.threads, report=report, reference=reference)
 
 
 @contextlib.contextmanager

@@ -5,20 +5,24 @@ Plain functions only; no Ray or MLflow imports (the search layer wraps these).
 
 from trials.constraints import Constraints
 from trials.data import DATASETS, DatasetMissingError, TensorData, load_dataset
-from trials.probe import PRECISIONS, device_info, measure_latency
-from trials.train import TrialDiverged
-from trials.trial import TrialBudget, run_trial
+from trials.probe import PRECISIONS, ProbeConfig, device_info, measure_latency
+from trials.train import TrainConfig, TrialDiverged
+from trials.trial import ReportFn, TrialResult, resolve_device, run_trial
 
 __all__ = [
     "Constraints",
     "DATASETS",
     "DatasetMissingError",
     "PRECISIONS",
+    "ProbeConfig",
+    "ReportFn",
     "TensorData",
-    "TrialBudget",
+    "TrainConfig",
     "TrialDiverged",
+    "TrialResult",
     "device_info",
     "load_dataset",
     "measure_latency",
+    "resolve_device",
     "run_trial",
 ]

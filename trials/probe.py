@@ -13,6 +13,7 @@ import platform
 import statistics
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -22,11 +23,30 @@ from torch.utils.flop_counter import FlopCounterMode
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def check_precision(precision: str) -> torch.dtype:
-    """The dtype of a `PRECISIONS` name; a one-line ValueError naming the valid choices otherwise."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown latency precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-    return PRECISIONS[precision]
+@dataclass(frozen=True)
+class ProbeConfig:
+    """How the latency probe times a model: the one home of these defaults and their checks."""
+
+    runs: int = 30  # timed forward passes per batch size; latency_ms is their median
+    warmup: int = 10  # untimed forward passes first (allocator, cudnn autotune, caches)
+    batch: int = 32  # images per pass of the throughput latency latency_b{N}_ms; 0 (or 1) = not measured
+    precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (`PRECISIONS`): deployment precision
+    channels_last: bool = False  # time NHWC on CPU too (on CUDA run_trial times NHWC anyway, as in training)
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown latency precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        if self.runs < 1:
+            raise ValueError(f"latency runs={self.runs} must be >= 1")
+        if self.warmup < 0:
+            raise ValueError(f"latency warmup={self.warmup} must be >= 0")
+        if self.batch < 0:
+            raise ValueError(f"latency batch={self.batch} must be >= 0 (0 = no throughput latency)")
+
+    @property
+    def batch_sizes(self) -> tuple[int, ...]:
+        """The batch sizes to time: 1, then `batch` unless it is 0 or 1."""
+        return (1, self.batch) if self.batch > 1 else (1,)
 
 
 def latency_keys(batch_size: int) -> tuple[str, str]:
@@ -73,33 +93,31 @@ def _example_input(model: nn.Module, input_shape: tuple[int, int, int], batch_si
     return x.contiguous(memory_format=torch.channels_last) if _is_channels_last(model) else x
 
 
-def _deployed(model: nn.Module, *, precision: str, channels_last: bool) -> nn.Module:
+def _deployed(model: nn.Module, probe: ProbeConfig) -> nn.Module:
     """`model` itself when fp32 and no layout change is asked for; otherwise a converted copy."""
-    dtype = check_precision(precision)
-    if dtype == torch.float32 and (not channels_last or _is_channels_last(model)):
+    dtype = PRECISIONS[probe.precision]
+    if dtype == torch.float32 and (not probe.channels_last or _is_channels_last(model)):
         return model
     clone = copy.deepcopy(model).to(dtype=dtype)
-    return clone.to(memory_format=torch.channels_last) if channels_last else clone
+    return clone.to(memory_format=torch.channels_last) if probe.channels_last else clone
 
 
 def measure_latency(
     model: nn.Module,
+    probe: ProbeConfig = ProbeConfig(),
     *,
     input_shape: tuple[int, int, int],
     device: torch.device | str,
     batch_size: int = 1,
-    warmup: int = 10,
-    runs: int = 30,
-    precision: str = "fp32",
-    channels_last: bool = False,
     reference: nn.Module | None = None,
 ) -> dict[str, float]:
-    """Forward-pass wall time in milliseconds: median over `runs` timed calls after `warmup` untimed ones.
+    """Forward-pass wall time in milliseconds: median over `probe.runs` timed calls after `probe.warmup` untimed ones.
 
     input_shape: (C, H, W). The model must already be on `device`. Eval mode, `torch.inference_mode`, no
-    autocast; on CUDA every call is bracketed by `torch.cuda.synchronize`. precision: a `PRECISIONS` name;
-    other than fp32, weights and input are cast to it (on a copy). channels_last: time the model in NHWC
-    (on a copy); False keeps the model's own layout. The input always follows the timed model's layout.
+    autocast; on CUDA every call is bracketed by `torch.cuda.synchronize`. probe.precision: other than fp32,
+    weights and input are cast to it (on a copy). probe.channels_last: time the model in NHWC (on a copy); False
+    keeps the model's own layout. The input always follows the timed model's layout. `probe.batch` is not read:
+    `batch_size` says which batch this call times (the caller loops over `probe.batch_sizes`).
     Returns {median key: ms, IQR key: 75th − 25th percentile in ms}, keys from `latency_keys(batch_size)`:
     latency_ms / latency_iqr_ms at batch 1, latency_b{N}_ms / latency_b{N}_iqr_ms at batch N.
     reference: another model on `device` (e.g. the plain backbone); each timed pass of `model` is then followed by
@@ -108,17 +126,16 @@ def measure_latency(
     changes) the ratio repeats far better than the milliseconds do (BENCHMARKS.md, section 3).
     """
     device = torch.device(device)
-    models = [_deployed(m, precision=precision, channels_last=channels_last)
-              for m in ([model] if reference is None else [model, reference])]
+    models = [_deployed(m, probe) for m in ([model] if reference is None else [model, reference])]
     x = _example_input(models[0], input_shape, batch_size, device)
     times_ms: list[list[float]] = [[] for _ in models]
     with contextlib.ExitStack() as stack, torch.inference_mode():
         for m in models:
             stack.enter_context(_eval_mode(m))
-        for _ in range(warmup):
+        for _ in range(probe.warmup):
             for m in models:
                 m(x)
-        for _ in range(runs):
+        for _ in range(probe.runs):
             for m, times in zip(models, times_ms):
                 _sync(device)
                 start = time.perf_counter()
@@ -153,24 +170,22 @@ def count_flops_g(model: nn.Module, *, input_shape: tuple[int, int, int], device
     return counter.get_total_flops() / 1e9
 
 
-def device_info(
-    device: torch.device | str, *, precision: str = "fp32", channels_last: bool = False
-) -> dict[str, str | int]:
+def device_info(device: torch.device | str, probe: ProbeConfig | None = None) -> dict[str, str | int]:
     """What a timing was measured on, for logging next to it (e.g. as MLflow params).
 
-    Keys: device_name (GPU name, or the CPU model), torch_version, threads (torch intra-op threads now),
-    latency_precision (a `PRECISIONS` name) and latency_layout ("channels_last" | "contiguous"): pass the
-    precision and layout the latency was measured in; on CUDA also cuda_version (the toolkit torch was built with).
+    Keys: device_name (GPU name, or the CPU model), torch_version, threads (torch intra-op threads now), on CUDA
+    also cuda_version (the toolkit torch was built with); given the `probe` the latency was timed with, also
+    latency_precision (a `PRECISIONS` name) and latency_layout ("channels_last" | "contiguous").
     """
     device = torch.device(device)
-    check_precision(precision)
     info: dict[str, str | int] = {
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model_name(),
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
-        "latency_precision": precision,
-        "latency_layout": "channels_last" if channels_last else "contiguous",
     }
+    if probe is not None:
+        info["latency_precision"] = probe.precision
+        info["latency_layout"] = "channels_last" if probe.channels_last else "contiguous"
     if device.type == "cuda":
         info["cuda_version"] = torch.version.cuda or "unknown"
     return info
@@ -186,53 +201,3 @@ def _cpu_model_name() -> str:
         pass
     return platform.processor() or platform.machine() or "cpu"
 
-
-def measure_train_throughput(
-    model: nn.Module,
-    *,
-    input_shape: tuple[int, int, int],
-    num_classes: int,
-    device: torch.device | str,
-    batch_size: int = 128,
-    warmup: int = 3,
-    steps: int = 10,
-) -> dict[str, float]:
-    """Training speed on random data: forward + backward + SGD step, in images per second.
-
-    Used to size CPU budgets. The model is trained on noise, so pass a throw-away copy.
-    Returns {"train_images_per_s": wall-clock rate, "train_cpu_images_per_s": rate by this process's CPU
-    time divided by torch.get_num_threads() — on a shared, oversubscribed machine this approximates
-    the rate on idle cores}. bf16 autocast and channels_last on CUDA, as in training.
-    """
-    device = torch.device(device)
-    on_cuda = device.type == "cuda"
-    x = torch.randn(batch_size, *input_shape, device=device)
-    y = torch.randint(0, num_classes, (batch_size,), device=device)
-    if on_cuda:
-        model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, nesterov=True)
-    modes = {module: module.training for module in model.modules()}
-    model.train()
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(steps):
-        step()
-    _sync(device)
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    for module, training in modes.items():
-        module.training = training
-    return {
-        "train_images_per_s": steps * batch_size / wall,
-        "train_cpu_images_per_s": steps * batch_size / (cpu / torch.get_num_threads()),
-    }

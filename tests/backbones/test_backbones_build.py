@@ -1,6 +1,7 @@
 """Contract tests for build(arch): every attention type through every backbone family, plus validation."""
 from __future__ import annotations
 
+import importlib
 from functools import lru_cache
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from torch import nn
 
 from backbones import ATTENTION, AttentionPool2d, POSITIONS, SUPPORTED_BACKBONES, build, make_attention, stage_channels
-from backbones.placement import apply_small_input, block_channels, find_stages
+from backbones.placement import apply_small_input, block_channels, declared_stage_channels, find_stages
 
 STAGES = {  # feature_info stages per tested family
     "resnet10t": ["layer1", "layer2", "layer3", "layer4"],
@@ -133,6 +134,26 @@ def test_stages_and_channels(backbone):
     model = timm.create_model(backbone, pretrained=False)
     per_block = block_channels(model, stages=STAGES[backbone], in_chans=3)
     assert [set(chs) for chs in per_block] == [{c} for c in CHANNELS[backbone]]  # one width per stage
+
+
+def test_stage_channels_come_from_feature_info_and_from_a_dry_run_only_where_it_is_silent(monkeypatch):
+    module = importlib.import_module("backbones.build")  # the module; ``backbones.build`` is the function
+    kwargs = {"channels": [24, 48, 96, 192]}  # a cache key no other test uses
+    dry_runs = []
+    real = module.block_channels
+    monkeypatch.setattr(module, "block_channels", lambda *a, **k: dry_runs.append(1) or real(*a, **k))
+    assert stage_channels(backbone="resnet10t", in_chans=1, backbone_kwargs=kwargs) == [24, 48, 96, 192]
+    assert dry_runs == []  # feature_info declared every stage: no forward pass
+    model = timm.create_model("resnet10t", pretrained=False)
+    model.feature_info[2]["hook_type"] = "forward_pre"  # an entry that does not hook the stage's output
+    assert declared_stage_channels(model) == [64, None, 256, 512]  # feature_info[0] is the stem, not a stage
+    monkeypatch.setattr(module, "declared_stage_channels", lambda model: [None] * len(find_stages(model)))
+    module._stage_channels.cache_clear()
+    try:
+        assert stage_channels(backbone="resnet10t", in_chans=1, backbone_kwargs=kwargs) == [24, 48, 96, 192]
+        assert dry_runs == [1]
+    finally:
+        module._stage_channels.cache_clear()
 
 
 @pytest.mark.parametrize("backbone", FAMILIES)

@@ -66,7 +66,7 @@ def test_compose_then_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     search.run.run(cfg)
     (plan,) = plans
     assert (plan.name, plan.sampler, plan.hardware, plan.concurrency) == ("composed", "random", "cpu", 1)
-    assert plan.trial_budget.latency_precision == "bf16" and plan.trial_budget.latency_runs == 30
+    assert plan.trial_settings.probe.precision == "bf16" and plan.trial_settings.probe.runs == 30
     assert (plan.faults.rate, plan.faults.kind) == (0.5, "nan")
     assert plan.storage == tmp_path / "runs" and plan.budget.train_size == 64
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "prepare writes nothing"

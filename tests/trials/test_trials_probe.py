@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from trials import PRECISIONS, measure_latency
+from trials import PRECISIONS, ProbeConfig, measure_latency
 from trials.probe import count_flops_g, count_params_m, device_info
 
 
@@ -10,7 +10,7 @@ def test_latency_is_positive_and_train_mode_is_restored(tiny_cnn):
     model = tiny_cnn()
     model.train()
     model[1].eval()  # a submodule in its own mode must come back as it was
-    result = measure_latency(model, input_shape=(1, 16, 16), device="cpu", warmup=2, runs=5)
+    result = measure_latency(model, ProbeConfig(warmup=2, runs=5), input_shape=(1, 16, 16), device="cpu")
     assert result["latency_ms"] > 0 and result["latency_iqr_ms"] >= 0
     assert model.training and model[0].training and not model[1].training
 
@@ -25,29 +25,47 @@ def test_flops_of_a_known_conv_match_hand_count():
 
 def test_params_and_device_info():
     assert count_params_m(nn.Linear(10, 100)) == pytest.approx(1100 / 1e6)
-    info = device_info("cpu")
+    info = device_info("cpu", ProbeConfig())
     assert info["threads"] >= 1 and info["torch_version"] and info["device_name"]
     assert info["latency_precision"] == "fp32" and info["latency_layout"] == "contiguous"
-    assert device_info("cpu", precision="bf16", channels_last=True)["latency_layout"] == "channels_last"
+    assert device_info("cpu", ProbeConfig(precision="bf16", channels_last=True))["latency_layout"] == "channels_last"
+    machine = device_info("cpu")  # without a probe: only what the machine is (benchmark headers)
+    assert set(machine) == {"device_name", "torch_version", "threads"}
 
 
 def test_throughput_batch_keys_name_the_batch(tiny_cnn):
-    result = measure_latency(tiny_cnn(), input_shape=(1, 16, 16), device="cpu", batch_size=4, warmup=1, runs=3)
+    result = measure_latency(tiny_cnn(), ProbeConfig(warmup=1, runs=3), input_shape=(1, 16, 16), device="cpu",
+                             batch_size=4)
     assert set(result) == {"latency_b4_ms", "latency_b4_iqr_ms"} and result["latency_b4_ms"] > 0
 
 
 @pytest.mark.parametrize("precision", sorted(PRECISIONS))
 def test_every_precision_runs_on_a_copy(tiny_cnn, precision):
     model = tiny_cnn()
-    result = measure_latency(model, input_shape=(1, 16, 16), device="cpu", warmup=1, runs=2, precision=precision,
-                             channels_last=True)
+    probe = ProbeConfig(warmup=1, runs=2, precision=precision, channels_last=True)
+    result = measure_latency(model, probe, input_shape=(1, 16, 16), device="cpu")
     assert result["latency_ms"] > 0
     assert model[0].weight.dtype == torch.float32 and model[0].weight.is_contiguous()
 
 
-def test_unknown_precision_is_one_line_naming_the_choices(tiny_cnn):
+def test_unknown_precision_is_one_line_naming_the_choices():
     with pytest.raises(ValueError, match="unknown latency precision 'int8'; valid: fp32, bf16, fp16$"):
-        measure_latency(tiny_cnn(), input_shape=(1, 16, 16), device="cpu", precision="int8")
+        ProbeConfig(precision="int8")
+
+
+@pytest.mark.parametrize("field, message", [
+    (dict(runs=0), "latency runs=0 must be >= 1"),
+    (dict(warmup=-1), "latency warmup=-1 must be >= 0"),
+    (dict(batch=-1), r"latency batch=-1 must be >= 0 \(0 = no throughput latency\)"),
+])
+def test_bad_probe_settings_are_one_line_errors(field, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        ProbeConfig(**field)
+
+
+def test_batch_sizes_are_1_then_the_throughput_batch():
+    assert ProbeConfig(batch=32).batch_sizes == (1, 32)
+    assert ProbeConfig(batch=1).batch_sizes == ProbeConfig(batch=0).batch_sizes == (1,)
 
 
 def test_reference_is_timed_interleaved_and_gives_a_ratio():
@@ -57,8 +75,9 @@ def test_reference_is_timed_interleaved_and_gives_a_ratio():
                               torch.nn.LazyLinear(10))
     x = torch.zeros(1, 1, 16, 16)
     small(x), big(x)  # materialise the lazy layers
-    out = measure_latency(big, input_shape=(1, 16, 16), device="cpu", warmup=2, runs=9, reference=small)
+    out = measure_latency(big, ProbeConfig(warmup=2, runs=9), input_shape=(1, 16, 16), device="cpu", reference=small)
     assert set(out) == {"latency_ms", "latency_iqr_ms", "latency_rel"}
     assert out["latency_rel"] > 1  # ~100x the work of the reference
-    out = measure_latency(big, input_shape=(1, 16, 16), device="cpu", batch_size=4, warmup=1, runs=3, reference=big)
+    out = measure_latency(big, ProbeConfig(warmup=1, runs=3), input_shape=(1, 16, 16), device="cpu", batch_size=4,
+                          reference=big)
     assert set(out) == {"latency_b4_ms", "latency_b4_iqr_ms", "latency_b4_rel"} and 0.3 < out["latency_b4_rel"] < 3

@@ -122,3 +122,23 @@ def test_cifar10_test_split_missing_raises_quickly(tmp_path):
         load_dataset("cifar10", root=str(tmp_path), download=False, test=True)
     assert time.perf_counter() - start < 5
     assert "\n" not in str(info.value) and "cifar-10-batches-py" in str(info.value)
+
+
+def test_evaluate_reads_the_test_split_with_the_same_normalisation():
+    import dataclasses
+
+    from torch import nn
+
+    from trials.train import evaluate
+
+    data = load_dataset("synthetic", train_size=100, val_size=300, seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16 * 16, data.num_classes))
+    cpu = torch.device("cpu")
+    with pytest.raises(ValueError, match="test=True"):
+        evaluate(model, data, device=cpu, split="test")
+    # the test split holding the very images of the val split scores exactly the same: same normalisation, same path
+    mirrored = dataclasses.replace(data, test_x=data.val_x.clone(), test_y=data.val_y.clone())
+    assert evaluate(model, mirrored, device=cpu, split="test") == evaluate(model, mirrored, device=cpu)
+    with pytest.raises(ValueError, match="split="):
+        evaluate(model, data, device=cpu, split="train")

@@ -117,16 +117,25 @@ def train_epochs(
         }
 
 
-def evaluate(model: nn.Module, data: TensorData, *, device: torch.device, prepare=None) -> float:
-    """Top-1 accuracy (fraction 0–1) on the validation split, eval mode, no augmentation."""
-    prepare = prepare or (lambda images: normalize(images, mean=data.mean, std=data.std))
+def evaluate(model: nn.Module, data: TensorData, *, device: torch.device, prepare=None, split: str = "val") -> float:
+    """Top-1 accuracy (fraction 0–1) on `split`, eval mode, no augmentation, the same normalisation for every split.
+
+    split: "val" (the search's validation slice) or "test" (the official test split; only when
+    `load_dataset(..., test=True)` loaded it, i.e. in the confirmation phase).
+    """
+    if split not in ("val", "test"):
+        raise ValueError(f"split={split!r}; valid: val, test")
+    images, labels = (data.val_x, data.val_y) if split == "val" else (data.test_x, data.test_y)
+    if images is None:
+        raise ValueError(f"dataset {data.name!r} was loaded without its test split (load_dataset(..., test=True))")
+    prepare = prepare or (lambda batch: normalize(batch, mean=data.mean, std=data.std))
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        for start in range(0, len(data.val_y), _EVAL_BATCH):
-            logits = model(prepare(data.val_x[start:start + _EVAL_BATCH]))
-            correct += (logits.argmax(dim=1) == data.val_y[start:start + _EVAL_BATCH]).sum()
-    return correct.item() / len(data.val_y)
+        for start in range(0, len(labels), _EVAL_BATCH):
+            logits = model(prepare(images[start:start + _EVAL_BATCH]))
+            correct += (logits.argmax(dim=1) == labels[start:start + _EVAL_BATCH]).sum()
+    return correct.item() / len(labels)
 
 
 def _raise_if_diverged(losses: torch.Tensor, *, epoch: int) -> None:

@@ -1,0 +1,264 @@
+"""Statistics of the confirmation phase: is an architecture better than the plain backbone beyond seed noise?
+
+The confirmation phase retrains each confirmed architecture (the front, the controls, and the plain backbone, which is
+the *reference*) from scratch on several seeds and measures `test_acc` (top-1 accuracy on the official test split,
+fraction 0–1). This module turns those per-seed figures into what the summary, `confirmed.csv` and export show:
+
+- per architecture: n (seeds), mean, sample standard deviation (ddof=1) and a 95% confidence interval of the mean,
+  ``mean ± t(0.975, n-1) · std / √n`` (Student t: with 3 seeds the normal 1.96 would be far too narrow; t is 4.30);
+- the **paired difference to the reference by seed**: for each seed present in both, ``d = test_acc − test_acc_ref``;
+  the mean of d and its 95% t-interval ``mean(d) ± t(0.975, k-1) · std(d) / √k`` over the k paired seeds
+  (the paired t-interval, https://en.wikipedia.org/wiki/Paired_difference_test). Pairing matters because a seed fixes
+  the data order and augmentation for every architecture alike, so part of the seed-to-seed spread is shared and
+  cancels in d; an unpaired comparison of the two means would throw that away;
+- a verdict: ``better`` when the interval of d lies wholly above 0, ``worse`` when wholly below, else
+  ``within noise`` (also with fewer than 2 paired seeds: no interval can be formed, and `note` says so); the
+  reference itself gets ``reference``.
+
+Pure Python plus the Student t quantile from SciPy (imported on first use); no torch, Ray or MLflow here.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+
+CONFIDENCE = 0.95  # two-sided level of every interval here (the csv columns say ci95)
+
+
+class Verdict(str, Enum):
+    """How a confirmed architecture compares with the plain backbone (the value is what csv, MLflow and export hold)."""
+
+    REFERENCE = "reference"  # the plain backbone itself
+    BETTER = "better"  # the 95% interval of the paired difference lies wholly above 0
+    WORSE = "worse"  # ... wholly below 0
+    WITHIN_NOISE = "within noise"  # the interval contains 0, or fewer than 2 paired seeds
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """One confirmed architecture's test accuracy over seeds, and how it compares with the plain backbone.
+
+    Accuracies and differences are fractions 0–1 of `test_acc` (official test split); intervals are 95% Student t.
+    Fields that need two or more seeds (std, intervals) are None with fewer. `latency_ms` (median, batch 1,
+    re-measured alone) is filled by the caller, e.g. ``dataclasses.replace(row, latency_ms=...)``.
+    """
+
+    name: str  # the caller's key (e.g. "plain", "control:se", "trial 7")
+    arch_text: str  # the architecture's string form (ArchConfig), e.g. "se/r8 | - | - | -"
+    seeds: tuple[int, ...]  # seeds with a test_acc, ascending
+    n: int  # len(seeds)
+    mean: float | None  # test_acc mean over seeds (None when n == 0)
+    std: float | None  # sample standard deviation (ddof=1) of test_acc over seeds; None when n < 2
+    ci_low: float | None  # 95% t-interval of the mean test_acc; None when n < 2
+    ci_high: float | None
+    n_paired: int  # seeds present both here and in the reference
+    diff_mean: float | None  # mean over paired seeds of test_acc − reference test_acc (None when n_paired == 0)
+    diff_ci_low: float | None  # 95% paired t-interval of that difference; None when n_paired < 2
+    diff_ci_high: float | None
+    verdict: Verdict
+    note: str = ""  # why a verdict is weak (too few paired seeds, seeds missing on one side); "" when nothing to say
+    latency_ms: float | None = None  # median latency, batch 1 (filled by the caller)
+
+
+@lru_cache(maxsize=None)
+def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
+    """The two-sided Student t critical value: t such that P(|T| ≤ t) = confidence for T with `df` degrees of freedom
+    (df=2, 95%: 4.303; df=1: 12.706). SciPy is imported here, on first use, so importing this module stays cheap."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be ≥ 1, got {df}")
+    from scipy import stats
+
+    return float(stats.t.ppf(0.5 + confidence / 2, df))
+
+
+def mean_interval(values: Sequence[float]) -> tuple[float | None, float | None, float | None, float | None]:
+    """(mean, sample std with ddof=1, ci_low, ci_high) of `values`, the interval being the 95% Student t interval of
+    the mean, ``mean ± t(0.975, n-1) · std / √n``. std and the interval are None with fewer than 2 values; everything
+    is None with none."""
+    n = len(values)
+    if n == 0:
+        return None, None, None, None
+    mean = math.fsum(values) / n
+    if n < 2:
+        return mean, None, None, None
+    std = statistics.stdev(values)  # ddof=1
+    half = t_quantile(n - 1) * std / math.sqrt(n)
+    return mean, std, mean - half, mean + half
+
+
+def confirmation_statistics(
+    test_acc: Mapping[str, Mapping[int, float]],
+    *,
+    reference: str,
+    arch_text: Mapping[str, str] | None = None,
+    latency_ms: Mapping[str, float] | None = None,
+) -> list[Confirmed]:
+    """Per-architecture statistics and the paired verdict against the reference, one `Confirmed` per key of `test_acc`
+    (same order).
+
+    test_acc: name -> {seed: test_acc (fraction 0–1)}; a seed whose run failed is simply absent. reference: the key of
+    the plain backbone. arch_text / latency_ms: optional name -> string form / median latency in ms, copied into the
+    rows. The difference of an architecture to the reference uses only the seeds both have (paired by seed).
+    Raises ValueError (one line) when the reference is missing or a test_acc is not a finite fraction.
+    """
+    if reference not in test_acc:
+        raise ValueError(f"reference {reference!r} is not among the confirmed architectures: {', '.join(test_acc)}")
+    for name, by_seed in test_acc.items():
+        for seed, value in by_seed.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise ValueError(f"test_acc of {name!r} at seed {seed} is {value!r}; expected a fraction in 0..1")
+    arch_text = arch_text or {}
+    latency_ms = latency_ms or {}
+    ref = test_acc[reference]
+    rows = []
+    for name, by_seed in test_acc.items():
+        seeds = tuple(sorted(by_seed))
+        mean, std, ci_low, ci_high = mean_interval([by_seed[s] for s in seeds])
+        paired = [s for s in seeds if s in ref]
+        diffs = [by_seed[s] - ref[s] for s in paired]
+        diff_mean, _, diff_low, diff_high = mean_interval(diffs)
+        if name == reference:
+            verdict, note = Verdict.REFERENCE, ""
+            if len(seeds) < 2:
+                note = f"{len(seeds)} seed: no interval (needs ≥ 2)"
+        else:
+            verdict, note = _verdict(diff_low, diff_high), _pairing_note(seeds, tuple(sorted(ref)), len(paired))
+        rows.append(Confirmed(
+            name=name, arch_text=arch_text.get(name, name), seeds=seeds, n=len(seeds), mean=mean, std=std,
+            ci_low=ci_low, ci_high=ci_high, n_paired=len(paired), diff_mean=diff_mean, diff_ci_low=diff_low,
+            diff_ci_high=diff_high, verdict=verdict, note=note, latency_ms=latency_ms.get(name),
+        ))
+    return rows
+
+
+def _verdict(low: float | None, high: float | None) -> Verdict:
+    if low is None or high is None:  # fewer than 2 paired seeds: no interval, so no claim either way
+        return Verdict.WITHIN_NOISE
+    if low > 0:
+        return Verdict.BETTER
+    if high < 0:
+        return Verdict.WORSE
+    return Verdict.WITHIN_NOISE
+
+
+def _pairing_note(seeds: tuple[int, ...], ref_seeds: tuple[int, ...], n_paired: int) -> str:
+    parts = []
+    if n_paired < 2:
+        parts.append(f"{n_paired} paired seed{'' if n_paired == 1 else 's'} with the plain backbone: "
+                     f"no interval (needs ≥ 2), so no verdict beyond noise")
+    only_here = [s for s in seeds if s not in ref_seeds]
+    only_ref = [s for s in ref_seeds if s not in seeds]
+    if only_here or only_ref:
+        missing = []
+        if only_ref:
+            missing.append(f"seed {_seed_list(only_ref)} missing here")
+        if only_here:
+            missing.append(f"seed {_seed_list(only_here)} missing from the plain backbone")
+        parts.append("paired on seed " + (_seed_list([s for s in seeds if s in ref_seeds]) or "none")
+                     + " (" + ", ".join(missing) + ")")
+    return "; ".join(parts)
+
+
+def _seed_list(seeds: Iterable[int]) -> str:
+    return ", ".join(str(s) for s in seeds)
+
+
+def confirmation_sentence(rows: Sequence[Confirmed]) -> str:
+    """The one plain sentence the summary prints about the confirmed rows.
+
+    Only a `better` verdict (95% paired interval wholly above 0) is ever named as the answer; when there is none the
+    sentence says to keep the plain backbone, whatever the means say. With several `better` rows it names the one with
+    the largest mean paired difference and says how many there are. Raises ValueError without a reference row.
+    """
+    reference = next((r for r in rows if r.verdict is Verdict.REFERENCE), None)
+    if reference is None:
+        raise ValueError("no reference row (verdict 'reference'): the plain backbone must be among the confirmed rows")
+    others = [r for r in rows if r is not reference]
+    better = sorted((r for r in others if r.verdict is Verdict.BETTER), key=lambda r: -r.diff_mean)
+    if not better:
+        paired = max((r.n_paired for r in others), default=reference.n)
+        if paired < 2:
+            return (f"With {paired} seed per architecture no difference can be told from seed noise: "
+                    f"keep the plain backbone.")
+        return (f"No placement beats the plain backbone beyond seed noise ({paired} seeds, "
+                f"{CONFIDENCE:.0%} intervals): keep the plain backbone.")
+    best = better[0]
+    more = f"; {len(better)} placements beat it, this one by the most" if len(better) > 1 else ""
+    latency = ""
+    if best.latency_ms is not None and reference.latency_ms is not None:
+        latency = f", at {best.latency_ms:.2f} ms vs {reference.latency_ms:.2f} ms latency"
+    return (f"{best.arch_text} beats the plain backbone by {best.diff_mean:+.3f} test_acc ({CONFIDENCE:.0%} CI "
+            f"{best.diff_ci_low:+.3f}..{best.diff_ci_high:+.3f}, {best.n_paired} seeds{more}){latency}.")
+
+
+# ---------------------------------------------------------------- confirmed.csv
+
+# column -> Confirmed field. test_acc_* and diff_vs_plain_* are fractions 0–1 of test accuracy (diff: this minus the
+# plain backbone, paired by seed); ci95 = the 95% Student t interval; latency_ms: median, batch 1.
+CSV_COLUMNS: dict[str, str] = {
+    "name": "name",
+    "arch": "arch_text",
+    "seeds": "seeds",
+    "n_seeds": "n",
+    "test_acc_mean": "mean",
+    "test_acc_std": "std",
+    "test_acc_ci95_low": "ci_low",
+    "test_acc_ci95_high": "ci_high",
+    "n_paired_seeds": "n_paired",
+    "diff_vs_plain_mean": "diff_mean",
+    "diff_vs_plain_ci95_low": "diff_ci_low",
+    "diff_vs_plain_ci95_high": "diff_ci_high",
+    "verdict": "verdict",
+    "latency_ms": "latency_ms",
+    "note": "note",
+}
+_FLOAT_FIELDS = ("mean", "std", "ci_low", "ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "latency_ms")
+_DIGITS = 6  # decimals written for fractions and milliseconds (test_acc on 10,000 images has 4)
+
+
+def write_confirmed_csv(rows: Iterable[Confirmed], path: str | Path) -> Path:
+    """Write `rows` to `path` as CSV with the columns of CSV_COLUMNS (header first); seeds as "0 1 2", undefined
+    values (std with one seed, latency not measured) as empty cells. Returns the path."""
+    path = Path(path)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            writer.writerow(_cell(getattr(row, field)) for field in CSV_COLUMNS.values())
+    return path
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Verdict):
+        return value.value
+    if isinstance(value, tuple):
+        return " ".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:.{_DIGITS}f}"
+    return str(value)
+
+
+def read_confirmed_csv(path: str | Path) -> list[Confirmed]:
+    """The rows `write_confirmed_csv` wrote (floats rounded to 6 decimals); for export and resume."""
+    parse = {  # field -> how its cell is read back; every other field is text
+        "seeds": lambda text: tuple(int(s) for s in text.split()),
+        "n": int, "n_paired": int, "verdict": Verdict,
+        **{f: (lambda text: float(text) if text else None) for f in _FLOAT_FIELDS},
+    }
+    with Path(path).open(newline="", encoding="utf-8") as handle:
+        return [
+            Confirmed(**{field: parse.get(field, str)(record[column]) for column, field in CSV_COLUMNS.items()})
+            for record in csv.DictReader(handle)
+        ]

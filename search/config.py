@@ -143,6 +143,17 @@ class FaultsConfig:
 
 
 @dataclass
+class ConfirmConfig:
+    """After the search: the front's top_k and the controls retrained from scratch on fresh seeds and scored on the
+    dataset's official test split, with a verdict against the plain backbone (search.confirmation)."""
+
+    enabled: bool = True  # false: skip the phase (export then picks from the search's front)
+    top_k: int = field(default=3, metadata=integer(minimum=1))  # most accurate front architectures to confirm
+    # training seeds per architecture; null: the budget's default (search.plan.CONFIRM_SEEDS: 3 on GPU and on CPU)
+    seeds: Optional[int] = field(default=None, metadata=integer(minimum=1))
+
+
+@dataclass
 class RunConfig:
     """``python -m search.run space=NAME [key=value ...]``: every key below can be overridden on the command line."""
 
@@ -165,6 +176,7 @@ class RunConfig:
     compile: bool = False  # torch.compile the training forward (latency and export use the eager model)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
     storage: str = field(default="runs", metadata=FOLDER)  # Ray Tune experiment folders and checkpoints (runs/NAME/...)
 
     def __post_init__(self) -> None:

@@ -31,13 +31,14 @@ from search.artifacts import ARCH, REFERENCE, WEIGHTS, load_reference
 from search import cli
 from search.config import ExportConfig, export_settings
 from search.errors import UserError, exit_on_bad_input
-from search.outcomes import PARETO_TAG, ROLE_TAG
+from search.confirmation_stats import Confirmed, Verdict, read_confirmed_csv
+from search.outcomes import CONFIRM_TAG, CONFIRMED_CSV, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEED_TAG
 from search.tracking import check_tracking_uri
 
 _TEMPLATE = '''"""{title}
 
 Exported by attnas (python -m search.export) from search {search!r}, trial {trial_id} (MLflow run {run_id}).
-Metrics at export: {metrics}.
+{confirmed}Metrics of this run: {metrics}.
 Input: float tensor of shape (N, {shape}), normalised with the dataset's mean/std ({dataset}).
 
     from {module} import build_model
@@ -71,6 +72,7 @@ class Exported:
     weights_path: Path
     run_id: str
     max_abs_diff: float  # between the trial's reference output and the exported module's output
+    note: str = ""  # the confirmed figures and verdict written into the module's docstring ("" without confirmation)
 
 
 def export(cfg: DictConfig | ExportConfig) -> Exported:
@@ -86,7 +88,12 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
         raise UserError(f"no experiment {cfg.mlflow.experiment!r} in {uri}; run 'python -m search.run' first")
     parent = _find_search(client, experiment.experiment_id, search=cfg.search)
     search_name = parent.data.tags.get("attnas.search", parent.info.run_name)
-    run = _pick(client, experiment.experiment_id, parent=parent, max_latency_ms=cfg.max_latency_ms)
+    confirmed = _confirmed_table(client, parent)
+    if confirmed is None:  # confirm.enabled=false: the most accurate front trial on the search's own val_acc
+        run, note = _pick(client, experiment.experiment_id, parent=parent, max_latency_ms=cfg.max_latency_ms), ""
+    else:
+        run, note = _pick_confirmed(client, experiment.experiment_id, parent=parent, rows=confirmed,
+                                    max_latency_ms=cfg.max_latency_ms)
     module = cfg.module_name or re.sub(r"\W", "_", f"attnas_{search_name}").lower()
     if not module.isidentifier():
         raise UserError(f"module_name={module!r} is not a valid Python identifier")
@@ -98,16 +105,58 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
         reference_input, reference_output = load_reference(local / REFERENCE)
         weights_path = out / f"{module}.safetensors"
         shutil.copyfile(local / WEIGHTS, weights_path)
-    metrics = {k: round(run.data.metrics[k], 6) for k in ("val_acc", "latency_ms", "params_m", "flops_g")
-               if k in run.data.metrics}
+    # a confirmation run's own probe is a token one (its latency is the one measured alone, in the note)
+    keys = ("test_acc", "val_acc", "params_m", "flops_g") if note else ("val_acc", "latency_ms", "params_m", "flops_g")
+    metrics = {k: round(run.data.metrics[k], 6) for k in keys if k in run.data.metrics}
     module_path = out / f"{module}.py"
     module_path.write_text(_TEMPLATE.format(
         title=f"Attention-placement architecture {module}", search=search_name, trial_id=run.info.run_name,
-        run_id=run.info.run_id, metrics=", ".join(f"{k}={v}" for k, v in metrics.items()),
+        run_id=run.info.run_id, confirmed=note, metrics=", ".join(f"{k}={v}" for k, v in metrics.items()),
         shape=", ".join(str(d) for d in reference_input.shape[1:]), dataset=parent.data.params.get("dataset", "?"),
         module=module, arch=pprint.pformat(arch, indent=4, sort_dicts=True), metrics_literal=repr(metrics)))
     diff = _verify(module_path, reference_input, reference_output)
-    return Exported(module_path=module_path, weights_path=weights_path, run_id=run.info.run_id, max_abs_diff=diff)
+    return Exported(module_path=module_path, weights_path=weights_path, run_id=run.info.run_id, max_abs_diff=diff,
+                    note=note)
+
+
+def _confirmed_table(client: mlflow.MlflowClient, parent: Any) -> list[Confirmed] | None:
+    """The search's confirmed table (``confirmation/confirmed.csv`` on the parent run), or None without one."""
+    if not any(a.path.endswith(CONFIRMED_CSV) for a in client.list_artifacts(parent.info.run_id, "confirmation")):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return read_confirmed_csv(client.download_artifacts(parent.info.run_id, f"confirmation/{CONFIRMED_CSV}", tmp))
+
+
+def _pick_confirmed(client: mlflow.MlflowClient, experiment: str, *, parent: Any, rows: list[Confirmed],
+                    max_latency_ms: float | None) -> tuple[Any, str]:
+    """The most accurate confirmed architecture that beats the plain backbone beyond noise (within
+    ``max_latency_ms``, as measured alone), else the plain backbone; the run is its first confirmation seed's."""
+    fits = [r for r in rows if max_latency_ms is None or (r.latency_ms is not None and r.latency_ms <= max_latency_ms)]
+    if not fits:
+        fastest = min((r.latency_ms for r in rows if r.latency_ms is not None), default=float("nan"))
+        raise UserError(f"max_latency_ms={max_latency_ms}: no confirmed architecture is that fast; the fastest "
+                        f"takes {fastest:.3f} ms")
+    better = [r for r in fits if r.verdict == Verdict.BETTER]
+    reference = next((r for r in fits if r.verdict == Verdict.REFERENCE), None)
+    pick = max(better, key=lambda r: r.mean) if better else reference or max(fits, key=lambda r: r.mean or 0.0)
+    runs = client.search_runs([experiment], max_results=1000, filter_string=(
+        f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.`{CONFIRM_TAG}` = '{pick.name}'"))
+    runs = sorted((r for r in runs if r.data.tags.get(OUTCOME_TAG) == "completed"),
+                  key=lambda r: int(r.data.tags.get(SEED_TAG, 0)))
+    if not runs:
+        raise UserError(f"search {parent.info.run_name!r}: no finished confirmation run of {pick.name!r}")
+    why = ("it beats the plain backbone beyond seed noise" if pick.verdict == Verdict.BETTER else
+           "no confirmed placement beats it beyond seed noise" if pick.verdict == Verdict.REFERENCE else
+           "the plain backbone is over max_latency_ms; no confirmed placement within it beats the plain backbone")
+    diff = ("" if pick.diff_mean is None or pick.verdict == Verdict.REFERENCE else f"; difference to the plain backbone {pick.diff_mean:+.4f} "
+            f"(95% CI {pick.diff_ci_low:+.4f}..{pick.diff_ci_high:+.4f}, paired by seed)"
+            if pick.diff_ci_low is not None else f"; difference to the plain backbone {pick.diff_mean:+.4f}")
+    std = f" ± {pick.std:.4f}" if pick.std is not None else ""
+    latency = f", latency_ms {pick.latency_ms:.3f} (measured alone)" if pick.latency_ms is not None else ""
+    note = (f"Confirmed ({pick.name}: {pick.arch_text}): test_acc {pick.mean:.4f}{std} over {pick.n} seeds on the "
+            f"official test split{diff}{latency}.\nVerdict: {pick.verdict}; picked because {why}. "
+            f"Weights: the seed-{runs[0].data.tags.get(SEED_TAG)} confirmation run.\n")
+    return runs[0], note
 
 
 def _find_search(client: mlflow.MlflowClient, experiment: str, *, search: str) -> Any:
@@ -162,6 +211,8 @@ def _hydra_main(cfg: DictConfig) -> None:
 
 def _export_and_report(cfg: DictConfig) -> None:
     result = export(cfg)
+    if result.note:
+        print(result.note.rstrip())
     print(f"Exported MLflow run {result.run_id}:\n  module  {result.module_path}\n  weights {result.weights_path}\n"
           f"  check   output matches the trial's reference output (max abs diff {result.max_abs_diff:.2e})\n"
           f"Use it:   PYTHONPATH={result.module_path.parent} python -c \"from {result.module_path.stem} import "

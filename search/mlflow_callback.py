@@ -43,7 +43,9 @@ class MlflowTrialCallback(Callback):
 
     def __init__(self, *, client: mlflow.MlflowClient, experiment: str, parent_run_id: str, search_name: str,
                  full_epochs: int, existing: Mapping[str, Run] | None = None,
-                 constraints: Constraints = Constraints()) -> None:
+                 constraints: Constraints = Constraints(), role: str = "trial") -> None:
+        """``role``: the ``attnas.role`` tag of the runs it writes (``trial`` in the search, ``confirm`` after it)."""
+        self.role = role
         self.client = client
         self.experiment = experiment
         self.parent_run_id = parent_run_id
@@ -75,9 +77,10 @@ class MlflowTrialCallback(Callback):
         run = self.client.create_run(
             self.experiment,
             run_name=trial.trial_id,
-            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, ROLE_TAG: "trial", SEARCH_TAG: self.search_name,
+            tags={MLFLOW_PARENT_RUN_ID: self.parent_run_id, ROLE_TAG: self.role, SEARCH_TAG: self.search_name,
                   TRIAL_TAG: trial.trial_id,
-                  **({CONTROL_TAG: trial.config["control"]} if trial.config.get("control") else {})},
+                  **({CONTROL_TAG: trial.config["control"]} if trial.config.get("control") else {}),
+                  **trial.config.get("tags", {})},
         )
         run_id = run.info.run_id
         self.run_ids[trial.trial_id] = run_id

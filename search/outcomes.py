@@ -24,6 +24,10 @@ SEARCH_TAG = "attnas.search"  # the search name, on the parent and on every tria
 TRIAL_TAG = "attnas.trial_id"  # the Ray trial id, on trial runs
 OUTCOME_TAG = "attnas.outcome"  # an Outcome value
 PARETO_TAG = "pareto"  # "true" / "false" on full-budget trial runs
+VERDICT_TAG = "attnas.verdict"  # on the parent run: the confirmation's one-sentence answer
+CONFIRMED_CSV = "confirmed.csv"  # the confirmed table, under confirmation/ on the parent run
+CONFIRM_TAG = "attnas.confirm_of"  # on a confirmation run: the name of the architecture it confirms
+SEED_TAG = "attnas.seed"  # on a confirmation run: its training seed
 CONTROL_TAG = "attnas.control"  # on a control's trial run: its name (plain, se_r16, cbam_r16_k7, ...)
 
 

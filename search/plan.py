@@ -14,11 +14,17 @@ from omegaconf import DictConfig
 from search.config import Device, RunConfig, check_setting, run_settings
 from search.errors import UserError
 from search.tracking import check_tracking_uri
-from backbones import ArchConfig
+from backbones import ArchConfig, build
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
 from search.faults import FaultInjection
 from search.tuning import TrialSettings
 from trials import DATASETS, Constraints, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset
+
+
+# Confirmation seeds per architecture when confirm.seeds is not given. 3 is the fewest that gives a paired 95%
+# interval a chance (t(0.975, 2) = 4.30; with 2 seeds it is 12.7). On CPU it is sized so that the default command
+# (search + controls + confirmation) ends within 10 minutes on 2 cores (measured: README, "Run a search").
+CONFIRM_SEEDS: dict[str, int] = {"cuda": 3, "cpu": 3}
 
 
 @dataclass(frozen=True)
@@ -43,6 +49,8 @@ class SearchPlan:
     experiment: str
     storage: Path  # Ray Tune storage folder (absolute)
     study_storage: str  # Optuna RDB storage URL of the search's study (named like the search)
+    confirm_top_k: int  # front architectures retrained in the confirmation phase (0: phase off)
+    confirm_seeds: int  # training seeds per confirmed architecture
 
     @property
     def base_arch(self) -> ArchConfig:
@@ -70,7 +78,8 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     check_tracking_uri(settings.mlflow.tracking_uri)
     try:
         data = load_dataset(space.dataset, root=settings.data.root, train_size=budget.train_size,
-                            val_size=budget.val_size, seed=settings.seed, download=settings.data.download)
+                            val_size=budget.val_size, seed=settings.seed, download=settings.data.download,
+                            test=settings.confirm.enabled)
     except (DatasetMissingError, ValueError) as exc:  # ValueError: sizes the dataset cannot supply
         raise UserError(str(exc)) from None
     try:
@@ -78,6 +87,14 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
                          backbone_kwargs=budget.backbone_kwargs)
     except SpaceError as exc:
         raise UserError(str(exc)) from None
+    base = space.base_arch(backbone=budget.backbone, in_chans=data.in_chans, num_classes=data.num_classes,
+                           backbone_kwargs=budget.backbone_kwargs)
+    for control, arch in space.control_archs(base=base).items():  # a control the backbone cannot take: say so now
+        try:
+            build(arch)
+        except ValueError as exc:
+            raise UserError(f"space {space.name!r}: control {control!r} ({arch}) does not fit {budget.backbone}: "
+                            f"{exc}") from None
     latency = settings.latency
     constraints = Constraints(max_latency_ms=settings.constraints.max_latency_ms,
                               max_params_m=settings.constraints.max_params_m)
@@ -106,6 +123,8 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         experiment=settings.mlflow.experiment,
         storage=Path(settings.storage).expanduser().resolve(),
         study_storage=study_storage_url(settings.mlflow.tracking_uri, storage=Path(settings.storage)),
+        confirm_top_k=settings.confirm.top_k if settings.confirm.enabled else 0,
+        confirm_seeds=settings.confirm.seeds or CONFIRM_SEEDS[hardware],
     )
 
 

@@ -71,8 +71,8 @@ class ProgressPrinter(Callback):
         again = trial.trial_id in self.seen
         self.seen.add(trial.trial_id)
         what = "restarts after the crash" if again else "start"
-        if trial.config.get("control"):
-            what += f" (control {trial.config['control']})"
+        if trial.config.get("label"):
+            what += f" ({trial.config['label']})"
         self._say(f"trial {self.started}/{self.total} {trial.trial_id} {what}  {arch_summary(trial.config['arch'])}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:

@@ -6,11 +6,13 @@ MLflow run per trial -> Pareto front over full-budget trials -> reports on the p
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -25,8 +27,11 @@ from dashboards.ui import ui_hint
 from search import cli
 from search.config import RunConfig
 from search.errors import exit_on_bad_input
+from search.confirmation import (measure_alone, pick_candidates, confirmation_seeds, run_confirmation,
+                                 summarise_confirmation)
+from search.confirmation_stats import Confirmed, confirmation_sentence, write_confirmed_csv
 from search.faults import with_faults
-from search.outcomes import PARETO_TAG, Outcome, trial_outcome
+from search.outcomes import CONFIRMED_CSV, PARETO_TAG, VERDICT_TAG, Outcome, trial_outcome
 from search.plan import SearchPlan, prepare
 from search.progress import ProgressPrinter, format_table, quiet_trial_failures, say
 from search.searcher import DUPLICATE_ATTR, RAY_TRIAL_ATTR, StudySearcher, open_study
@@ -48,7 +53,9 @@ class SearchSummary:
     rejected: int  # over a hard budget (constraints.*): probed, never trained
     duplicates: int  # proposals of an architecture already trained: its result reused, nothing trained
     front: list[dict[str, Any]]  # Pareto-optimal full-budget trials, latency ascending
-    wall_s: float
+    wall_s: float  # the whole command: search, reports and confirmation
+    confirmed: list[Confirmed] = dataclasses.field(default_factory=list)  # the confirmation table (plain first)
+    verdict: str = ""  # the one sentence that says whether any placement beats the plain backbone
 
 
 def run(cfg: DictConfig | RunConfig) -> SearchSummary:
@@ -81,7 +88,8 @@ def execute(plan: SearchPlan) -> SearchSummary:
                                  study_name=plan.name, sampler=plan.sampler, seed=plan.seed,
                                  trials=plan.budget.trials, full_epochs=plan.budget.epochs,
                                  constraints=plan.constraints, controls=controls, announce=say)
-        trainable = tune.with_parameters(with_faults(train_architecture, faults=plan.faults), data=plan.data,
+        search_data = dataclasses.replace(plan.data, test_x=None, test_y=None)  # the search never sees the test split
+        trainable = tune.with_parameters(with_faults(train_architecture, faults=plan.faults), data=search_data,
                                          settings=plan.trial_settings, latency_reference=plan.latency_reference)
         per_trial = {"cpu": plan.budget.cpu_per_trial,
                      "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
@@ -94,14 +102,50 @@ def execute(plan: SearchPlan) -> SearchSummary:
                                          reduction_factor=plan.asha_reduction_factor),
                 num_samples=plan.budget.trials + len(controls), concurrency=plan.concurrency,
                 callbacks=[tracker, printer])
+            print("Computing the Pareto front over the full-budget trials and writing the reports ...", flush=True)
+            _stall_for_tests()
+            summary = _summarise(plan, results, tracker=tracker, search=search, t0=t0)
+            if plan.confirm_top_k and summary.front:
+                candidates = pick_candidates(front=summary.front, controls=controls, top_k=plan.confirm_top_k)
+                seeds = confirmation_seeds(search_seed=plan.seed, count=plan.confirm_seeds)
+                print(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
+                      f"{len(candidates) - len(controls)} from the front) x {len(seeds)} seeds "
+                      f"({', '.join(map(str, seeds))}), trained from scratch and scored on the official test split",
+                      flush=True)
+                confirm_tracker = MlflowTrialCallback(
+                    client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
+                    search_name=plan.name, full_epochs=plan.budget.epochs, existing=search.existing, role="confirm")
+                confirm_printer = ProgressPrinter(total_trials=len(candidates) * len(seeds),
+                                                  full_epochs=plan.budget.epochs, seen=search.existing.keys(),
+                                                  ended=ended_trials(search.existing))
+                confirm_results = run_confirmation(
+                    candidates=candidates, seeds=seeds, data=plan.data, settings=plan.trial_settings,
+                    experiment_dir=plan.storage / plan.name / "confirm", resources=per_trial,
+                    concurrency=plan.concurrency, callbacks=[confirm_tracker, confirm_printer])
+        if summary.front and plan.confirm_top_k:
+            print("Measuring the latency of each confirmed architecture alone ...", flush=True)
+            latency = measure_alone(candidates, probe=plan.trial_settings.probe, input_shape=plan.data.image_shape,
+                                    device=plan.hardware, threads=plan.budget.cpu_per_trial)
+            summary = _record_confirmation(
+                summary, search=search, rows=summarise_confirmation(confirm_results, candidates=candidates,
+                                                                    latency_ms=latency))
         if search.resumed and (stale := close_stale_trial_runs(search.client, experiment=search.experiment_id,
                                                                 parent_run_id=search.run_id)):
             print(f"Closed {stale} trial run(s) the crash cut off before Ray recorded them (status KILLED).")
-        print("Computing the Pareto front over the full-budget trials and writing the reports ...", flush=True)
-        _stall_for_tests()
-        summary = _summarise(plan, results, tracker=tracker, search=search, t0=t0)
+        summary = dataclasses.replace(summary, wall_s=time.monotonic() - t0)
+        search.log_metrics({"wall_s": summary.wall_s})
     _print_summary(summary, plan=plan)
     return summary
+
+
+def _record_confirmation(summary: SearchSummary, *, search: SearchRun, rows: list[Confirmed]) -> SearchSummary:
+    """Put the confirmed table on the parent run (confirmed.csv, verdict tags, metrics) and into the summary."""
+    verdict = confirmation_sentence(rows)
+    with tempfile.TemporaryDirectory() as folder:
+        search.log_artifacts([write_confirmed_csv(rows, Path(folder) / CONFIRMED_CSV)], folder="confirmation")
+    search.client.set_tag(search.run_id, VERDICT_TAG, verdict)
+    search.log_metrics({f"confirmed.{row.name}.test_acc_mean": row.mean for row in rows if row.mean is not None})
+    return dataclasses.replace(summary, confirmed=rows, verdict=verdict)
 
 
 # Parent-run params that may differ when a search is resumed (they do not change what the search computes).
@@ -114,6 +158,7 @@ def _parent_params(plan: SearchPlan) -> dict[str, Any]:
             "asha_reduction_factor": plan.asha_reduction_factor, "dataset": plan.space.dataset,
             **{f"constraints.{k}": v for k, v in asdict(plan.constraints).items()},
             **({"faults.rate": plan.faults.rate, "faults.kind": plan.faults.kind} if plan.faults.rate else {}),
+            "confirm.top_k": plan.confirm_top_k, "confirm.seeds": plan.confirm_seeds,
             **{f"budget.{k}": v for k, v in asdict(plan.budget).items()}}
 
 
@@ -149,7 +194,7 @@ def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTri
         if outcome is Outcome.COMPLETED:
             trial_id = metrics["trial_id"]
             rows.append({"trial_id": trial_id, "run_id": tracker.run_ids.get(trial_id, ""),
-                         "control": result.config.get("control") or "",
+                         "control": result.config.get("control") or "", "arch_json": result.config["arch"],
                          "val_acc": float(metrics["val_acc"]), "latency_ms": float(metrics["latency_ms"]),
                          "params_m": float(metrics["params_m"]), "flops_g": float(metrics["flops_g"]),
                          "arch": str(ArchConfig.from_dict(result.config["arch"]))})
@@ -190,9 +235,29 @@ def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
                                            ("arch", f"stages 0..{plan.space.num_stages - 1}", "s")]))
     else:
         print("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
+    if summary.confirmed:
+        print(f"\nConfirmed on the official test split ({plan.space.dataset}), retrained from scratch per seed; "
+              f"test_acc mean ± std, 95% interval of the paired difference to the plain backbone:")
+        print(format_table([_confirmed_row(row) for row in summary.confirmed], [
+            ("name", "confirmed", "s"), ("seeds", "seeds", "s"), ("test_acc", "test_acc", "s"),
+            ("diff", "diff vs plain [95% CI]", "s"), ("verdict", "verdict", "s"), ("latency_ms", "latency_ms", ".2f"),
+            ("arch", f"stages 0..{plan.space.num_stages - 1}", "s")]))
+        print(f"\n{summary.verdict}")
     print(f"\nMLflow UI:  {ui_hint(tracking_uri=plan.tracking_uri)}")
     if summary.front:
-        print("Export the most accurate front model:  python -m search.export", flush=True)
+        what = "the confirmed pick" if summary.confirmed else "the most accurate front model"
+        print(f"Export {what}:  python -m search.export", flush=True)
+
+
+def _confirmed_row(row: Confirmed) -> dict[str, Any]:
+    def signed(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:+.4f}"
+
+    return {"name": row.name, "seeds": str(row.n), "verdict": str(row.verdict), "latency_ms": row.latency_ms,
+            "arch": row.arch_text,
+            "test_acc": "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
+            "diff": "" if row.verdict == "reference" else
+            f"{signed(row.diff_mean)} [{signed(row.diff_ci_low)}, {signed(row.diff_ci_high)}]"}
 
 
 @hydra.main(config_path=None, config_name="run", version_base=None)  # search.config.RunConfig

@@ -138,7 +138,7 @@ class StudySearcher(Searcher):
         trial.set_user_attr(CANONICAL_ATTR, arch.canonical().to_json())
         trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         self.numbers[trial_id] = trial.number
-        return {"arch": arch.to_dict(), "optuna_trial": trial.number, "control": name}
+        return {"arch": arch.to_dict(), "optuna_trial": trial.number, "control": name, "label": f"control {name}"}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell Optuna how the trial ended (module docstring), then every duplicate that waited for it."""

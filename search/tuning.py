@@ -11,7 +11,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from backbones import ArchConfig, build
 from search.artifacts import load_metrics, save_checkpoint
 from search.outcomes import EPOCH, PROBE_PREFIX
 from search.ray_adapter import set_callbacks_of_restored_tuner
-from trials import Constraints, ProbeConfig, TensorData, TrainConfig, TrialResult, run_trial
+from trials import Constraints, ProbeConfig, TensorData, TrainConfig, TrialResult, evaluate, run_trial
 
 
 class ControlsRunFullASHA(ASHAScheduler):
@@ -76,6 +76,9 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
                        build_model: Callable[[ArchConfig], nn.Module] = build) -> None:
     """Ray trainable: build ``config["arch"]``, run the plain trial, report every epoch to Tune.
 
+    ``config`` may also carry ``seed`` (train with this seed instead of the search's; the confirmation phase) and
+    ``test: True`` (the last report adds ``test_acc``, top-1 on the official test split, which ``data`` then holds).
+
     The final epoch's report carries a checkpoint (weights + reference input/output + arch + metrics) that the
     MLflow callback uploads and ``search.export`` rebuilds from. With ``latency_reference`` the plain backbone
     (``ArchConfig.plain``) is timed interleaved with the model, which adds ``latency_rel``. When Ray restores a
@@ -84,14 +87,15 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     ``build_model`` is ``backbones.build`` (``search.faults.with_faults`` swaps it to make a trial fail on purpose).
     """
     arch = ArchConfig.from_dict(config["arch"])
-    epochs = settings.train.epochs
+    train = settings.train if config.get("seed") is None else replace(settings.train, seed=int(config["seed"]))
+    epochs = train.epochs
     if (restored := tune.get_checkpoint()) is not None:
         with restored.as_directory() as folder:
             final = load_metrics(folder)
         if final is not None and int(final.get(EPOCH, 0)) >= epochs:
             tune.report(final, checkpoint=restored)
             return
-    torch.manual_seed(settings.train.seed)  # the same ArchConfig and seed give the same initial weights
+    torch.manual_seed(train.seed)  # the same ArchConfig and seed give the same initial weights
     model = build_model(arch)
 
     def report(result: TrialResult, trained: Any) -> None:
@@ -100,13 +104,15 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
         if int(metrics[EPOCH]) < epochs:
             tune.report(metrics)
             return
+        if config.get("test"):
+            metrics["test_acc"] = evaluate(trained, data, device=next(trained.parameters()).device, split="test")
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(folder, model=trained, arch=arch.to_dict(), input_shape=tuple(data.val_x.shape[1:]),
                             metrics=metrics)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
 
     reference = build(arch.plain()) if latency_reference else None
-    run_trial(model=model, data=data, train=settings.train, probe=settings.probe, constraints=settings.constraints,
+    run_trial(model=model, data=data, train=train, probe=settings.probe, constraints=settings.constraints,
               device=settings.device, threads=settings.threads, report=report, reference=reference)
 
 
@@ -136,7 +142,7 @@ def ray_runtime(*, num_cpus: int) -> Iterator[None]:
 
 
 def run_tuner(*, trainable: Callable[..., Any], resources: dict[str, float], experiment_dir: Path,
-              searcher: Searcher, scheduler: ASHAScheduler, num_samples: int, concurrency: int,
+              searcher: Searcher, scheduler: ASHAScheduler | None, num_samples: int, concurrency: int,
               callbacks: Sequence[tune.Callback]) -> tune.ResultGrid:
     """Run the search in ``experiment_dir``; if it holds an earlier, interrupted run of it, resume that instead.
 

@@ -6,7 +6,7 @@ Plain functions only; no Ray or MLflow imports (the search layer wraps these).
 from trials.constraints import Constraints
 from trials.data import DATASETS, DatasetMissingError, TensorData, load_dataset
 from trials.probe import PRECISIONS, ProbeConfig, device_info, measure_latency
-from trials.train import TrainConfig, TrialDiverged
+from trials.train import TrainConfig, TrialDiverged, evaluate
 from trials.trial import ReportFn, TrialResult, resolve_device, run_trial
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "TrialDiverged",
     "TrialResult",
     "device_info",
+    "evaluate",
     "load_dataset",
     "measure_latency",
     "resolve_device",

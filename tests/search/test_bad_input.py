@@ -96,7 +96,7 @@ CASES = {
                                    edit=("types: [none, se, eca,", "types: [none, sparkle, se, eca,")),
     "ratio 0": Case(("space={space}",), ("reduction=0", ">= 1"),
                     edit=("reduction: [4, 8, 16, 32]", "reduction: [0, 4]")),
-    "unknown space key": Case(("space={space}",), ("'colour'", "valid keys: budgets, dataset, defaults, description"),
+    "unknown space key": Case(("space={space}",), ("'colour'", "valid keys: budgets, controls, dataset, defaults, description"),
                               edit=("small_input: true", "colour: blue\nsmall_input: true")),
     "unknown stage key": Case(("space={space}",), ("'colour'", "valid keys: blocks, kernel_size, position"),
                               edit=("  0: {}", "  0: {colour: red}")),

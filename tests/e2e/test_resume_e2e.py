@@ -1,7 +1,7 @@
 """Resume after SIGKILL, for real: one search killed at three points, rerun each time, then checked.
 
 Kill points: (1) before the first trial ends, (2) mid-search after two trials finished, (3) during the final
-Pareto/report step. Each rerun is the same command (same ``name=``). Afterwards: every trial ran once to its end
+Pareto/report step, (4) during the confirmation phase, after its first runs finished. Each rerun is the same command (same ``name=``). Afterwards: every trial ran once to its end
 (no trial finished in one session starts again in a later one), Ray and MLflow agree on the trials, each trial has
 exactly one MLflow run, there is one parent run, and nothing is left RUNNING.
 """
@@ -23,10 +23,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 TRIALS = 5
+CONTROLS = 3  # plain, se_r16, cbam_r16_k7
 EPOCHS = 2
+SEEDS = 2  # confirmation seeds; confirm.top_k=1: up to CONTROLS + 1 architectures confirmed
 COMMAND = [sys.executable, "-m", "search.run", "space=fashion_attention", "name=crashy", f"budget.trials={TRIALS}",
            f"budget.epochs={EPOCHS}", "budget.train_size=384", "budget.val_size=128", "latency.runs=5",
-           "sampler=tpe"]
+           "sampler=tpe", "confirm.top_k=1", f"confirm.seeds={SEEDS}"]
 DONE = re.compile(r"\] +(\w+) (done|stopped early by ASHA|FAILED)")
 STARTED = re.compile(r"trial \d+/\d+ (\w+) (start|restarts after the crash)")
 
@@ -67,6 +69,7 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[
         _run_until(folder, r"trial 1/\d+ \w+ start"),                              # 1: before any trial ends
         _run_until(folder, r"\((2|3)/\d+ finished\)"),                            # 2: mid-search
         _run_until(folder, r"Computing the Pareto front", env={"ATTNAS_STALL_BEFORE_REPORTS_S": "60"}),  # 3
+        _run_until(folder, r"trial 3/\d+ \w+ start \(confirm"),                    # 4: confirmation under way
         _run_until(folder, None),                                                 # finish
     ]
     return folder, runs
@@ -88,7 +91,10 @@ def test_no_finished_trial_runs_again(sessions) -> None:
         started_here = {m.group(1) for line in session if (m := STARTED.search(line))}
         assert not started_here & finished, f"finished trials started again: {started_here & finished}"
         finished |= {m.group(1) for line in session if (m := DONE.search(line))}
-    assert len(finished) == TRIALS
+    confirmed = {line.split("(confirm ")[1].rstrip(")").split(")")[0] for session in runs for line in session
+                 if "start (confirm " in line}
+    assert len(finished) == TRIALS + CONTROLS + len(confirmed)
+    assert SEEDS * (CONTROLS) <= len(confirmed) <= SEEDS * (CONTROLS + 1)
 
 
 def test_one_parent_one_run_per_trial_nothing_left_running(sessions) -> None:
@@ -103,8 +109,18 @@ def test_one_parent_one_run_per_trial_nothing_left_running(sessions) -> None:
     ids = [r.data.tags["attnas.trial_id"] for r in trials]
     assert len(ids) == len(set(ids)), "a trial has two MLflow runs"
     assert all(r.info.status in ("FINISHED", "FAILED", "KILLED") for r in trials)
-    finished = [r for r in trials if r.data.tags.get("attnas.outcome") in ("completed", "early_stopped", "failed")]
-    assert len(finished) == TRIALS == parent.data.metrics["trials"]
+    searched = [r for r in trials if r.data.tags.get("attnas.role") == "trial"]
+    finished = [r for r in searched if r.data.tags.get("attnas.outcome") in ("completed", "early_stopped", "failed")]
+    assert len(finished) == TRIALS + CONTROLS == parent.data.metrics["trials"]
+    confirm = [r for r in trials if r.data.tags.get("attnas.role") == "confirm"]
+    keys = [(r.data.tags["attnas.confirm_of"], r.data.tags["attnas.seed"]) for r in confirm
+            if r.info.status == "FINISHED"]
+    assert len(keys) == len(set(keys)), "a confirmation (architecture, seed) was trained to its end twice"
+    assert len({k[0] for k in keys}) in (CONTROLS, CONTROLS + 1) and len(keys) == SEEDS * len({k[0] for k in keys})
+    # a run the kill cut off before Ray recorded it is closed KILLED; its (architecture, seed) ran again, once
+    assert all(r.info.status in ("FINISHED", "KILLED") for r in confirm)
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "confirmation")} == {
+        "confirmation/confirmed.csv"}
     # A trial cut off by a kill restarts from scratch; its val_acc history then has each epoch once per attempt.
     for run in finished:
         steps = [m.step for m in client.get_metric_history(run.info.run_id, "val_acc")]
@@ -121,7 +137,7 @@ def test_ray_and_optuna_state_agree(sessions) -> None:
     from search.searcher import CUT_OFF_ATTR, RAY_TRIAL_ATTR
 
     analysis = ExperimentAnalysis(str(folder / "runs" / "crashy"))
-    assert len(analysis.trials) == TRIALS
+    assert len(analysis.trials) == TRIALS + CONTROLS
     assert all(t.status in ("TERMINATED", "ERROR") for t in analysis.trials)
     study = optuna.load_study(study_name="crashy", storage=f"sqlite:///{folder / 'optuna.db'}")
     assert "RUNNING" not in [t.state.name for t in study.trials]

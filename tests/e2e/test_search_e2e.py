@@ -1,6 +1,8 @@
 """The real thing, end to end: the CLI on Fashion-MNIST through Ray + Optuna + ASHA + MLflow, then export.
 
-Nothing is mocked. The search is shrunk (small train subset, few epochs, narrow backbone) to fit CI's 2 cores.
+Nothing is mocked. The search is shrunk (small train subset, few epochs, narrow backbone) to fit CI's 2 cores. It
+runs the controls, de-duplicates, confirms the front and the controls on the official test split (2 seeds here) and
+exports the confirmed pick.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ import pytest
 from safetensors.torch import load_file
 
 REPO = Path(__file__).resolve().parents[2]
-TRIALS = 6
-EPOCHS = 3
+TRIALS = 5
+EPOCHS = 2
+CONTROLS = ("plain", "se_r16", "cbam_r16_k7")  # the default controls (spaces.DEFAULT_CONTROLS + the plain backbone)
+SEEDS = (1, 2)  # confirmation seeds: the search's seed is 0
 
 pytestmark = pytest.mark.e2e
 
@@ -35,16 +39,25 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Comple
 def search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("search")
     result = run_cli(["search.run", "space=fashion_attention", "name=e2e", f"budget.trials={TRIALS}",
-                      f"budget.epochs={EPOCHS}", "budget.train_size=1024", "budget.val_size=512",
-                      "budget.batch_size=64", "latency.runs=10", "sampler=random"], cwd=folder)
+                      f"budget.epochs={EPOCHS}", "budget.train_size=768", "budget.val_size=512",
+                      "budget.batch_size=64", "latency.runs=10", "sampler=random", "confirm.top_k=1",
+                      f"confirm.seeds={len(SEEDS)}"], cwd=folder)
     return folder, result.stdout
 
 
 def test_search_prints_progress_and_the_front(search: tuple[Path, str]) -> None:
     _, stdout = search
     assert "No CUDA device: using the CPU budget" in stdout
-    assert f"trial {TRIALS}/{TRIALS}" in stdout and "epoch 1/3" in stdout
+    total = TRIALS + len(CONTROLS)
+    assert f"trial {total}/{total}" in stdout and f"epoch 1/{EPOCHS}" in stdout
     assert "Pareto front (" in stdout and "mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1" in stdout
+    for control in CONTROLS:  # controls run first, through the same trial path
+        assert re.search(rf"trial [123]/{total} \w+ start \(control {control}\)", stdout), control
+    assert f"{total} distinct architectures trained" in stdout
+    assert "Confirmed on the official test split" in stdout and "reference" in stdout
+    verdict = stdout.split("Confirmed on the official test split")[1]
+    assert ("No placement beats the plain backbone beyond seed noise" in verdict
+            or "beats the plain backbone by" in verdict)
 
 
 def test_mlflow_has_one_parent_and_a_nested_run_per_trial(search: tuple[Path, str]) -> None:
@@ -56,9 +69,20 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(search: tuple[Path, st
     assert len(parents) == 1
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.info.run_name == "e2e"
-    assert parent.data.metrics["trials"] == TRIALS
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
-    assert len(children) == TRIALS == len(runs) - 1
+    assert parent.data.metrics["trials"] == TRIALS + len(CONTROLS)
+    nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    assert len(nested) == len(runs) - 1
+    children = [r for r in nested if r.data.tags.get("attnas.role") == "trial"]
+    assert len(children) == TRIALS + len(CONTROLS)
+    # controls: tagged, never stopped early
+    controls = {r.data.tags["attnas.control"]: r for r in children if "attnas.control" in r.data.tags}
+    assert set(controls) == set(CONTROLS)
+    assert all(r.data.tags["attnas.outcome"] == "completed" and r.data.tags["attnas.epochs_run"] == str(EPOCHS)
+               for r in controls.values())
+    # no architecture trained twice within the search
+    archs = [json.loads(Path(client.download_artifacts(r.info.run_id, "arch.json", str(folder))).read_text())
+             for r in children]
+    assert len({json.dumps(a, sort_keys=True) for a in archs}) == len(archs)
     outcomes = [r.data.tags["attnas.outcome"] for r in children]
     assert set(outcomes) <= {"completed", "early_stopped"} and "completed" in outcomes
     assert parent.data.metrics["trials_early_stopped"] == outcomes.count("early_stopped")
@@ -87,14 +111,43 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(search: tuple[Path, st
     assert csv_path.read_text().count("\n") == len(completed) + 1
 
 
-def test_export_rebuilds_the_trial_model_in_a_new_process(search: tuple[Path, str]) -> None:
+def test_confirmation_runs_and_the_confirmed_table_are_in_mlflow(search: tuple[Path, str]) -> None:
+    folder, _ = search
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("attnas")
+    runs = client.search_runs([experiment.experiment_id], max_results=200)
+    (parent,) = [r for r in runs if r.data.tags.get("attnas.role") == "search"]
+    confirm = [r for r in runs if r.data.tags.get("attnas.role") == "confirm"]
+    assert all(r.data.tags.get("mlflow.parentRunId") == parent.info.run_id for r in confirm)
+    by_name: dict[str, set[int]] = {}
+    for run in confirm:
+        assert run.info.status == "FINISHED" and 0.0 <= run.data.metrics["test_acc"] <= 1.0
+        by_name.setdefault(run.data.tags["attnas.confirm_of"], set()).add(int(run.data.tags["attnas.seed"]))
+    assert set(CONTROLS) <= set(by_name) and len(by_name) <= len(CONTROLS) + 1  # controls + top_k=1 of the front
+    assert all(seeds == set(SEEDS) for seeds in by_name.values())  # each (arch, seed) trained once, fresh seeds
+    csv_path = Path(client.download_artifacts(parent.info.run_id, "confirmation/confirmed.csv", str(folder)))
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("name,arch,seeds,n_seeds,test_acc_mean") and len(lines) == len(by_name) + 1
+    assert lines[1].startswith("plain,") and ",reference," in lines[1]
+    assert all(any(f",{v}," in line for v in ("better", "worse", "within noise")) for line in lines[2:])
+    assert "plain backbone" in parent.data.tags["attnas.verdict"]
+
+
+def test_export_rebuilds_the_confirmed_pick_in_a_new_process(search: tuple[Path, str]) -> None:
     folder, _ = search
     result = run_cli(["search.export", "out=exported", "module_name=best_arch"], cwd=folder)
     assert "best_arch.py" in result.stdout
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("attnas")
-    front = client.search_runs([experiment.experiment_id], filter_string="tags.pareto = 'true'")
-    best = max(front, key=lambda r: (r.data.metrics["val_acc"], -r.data.metrics["latency_ms"]))
+    (parent,) = client.search_runs([experiment.experiment_id], filter_string="tags.`attnas.role` = 'search'")
+    better = "beats the plain backbone by" in parent.data.tags["attnas.verdict"]
+    docstring = (folder / "exported" / "best_arch.py").read_text().split('"""')[1]
+    assert "test_acc" in docstring and "over 2 seeds on the official test split" in docstring
+    assert "Verdict: " + ("better" if better else "reference") in docstring
+    picked = re.search(r"Confirmed \((\w+):", docstring).group(1)
+    assert better or picked == "plain"  # nothing beat the plain backbone beyond noise: the plain backbone is exported
+    (best,) = client.search_runs([experiment.experiment_id], filter_string=(
+        f"tags.`attnas.confirm_of` = '{picked}' and tags.`attnas.seed` = '{SEEDS[0]}'"))
     reference = load_file(client.download_artifacts(best.info.run_id, "model/reference.safetensors", str(folder)))
     check = (
         "import sys, torch\n"
@@ -103,7 +156,7 @@ def test_export_rebuilds_the_trial_model_in_a_new_process(search: tuple[Path, st
         "ref = load_file(sys.argv[1])\n"
         "out = build_model()(ref['input'])\n"
         "assert torch.allclose(out, ref['output'], atol=1e-5), (out - ref['output']).abs().max()\n"
-        "print('val_acc', METRICS['val_acc'])\n"
+        "print('test_acc', METRICS['test_acc'])\n"
     )
     ref_path = folder / "ref.safetensors"
     from safetensors.torch import save_file
@@ -113,7 +166,7 @@ def test_export_rebuilds_the_trial_model_in_a_new_process(search: tuple[Path, st
     out = subprocess.run([sys.executable, "-c", check, str(ref_path)], cwd=folder, env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert f"val_acc {round(best.data.metrics['val_acc'], 6)}" in out.stdout
+    assert f"test_acc {round(best.data.metrics['test_acc'], 6)}" in out.stdout
     assert (folder / "exported" / "best_arch.safetensors").is_file()
     assert b"pickle" not in (folder / "exported" / "best_arch.py").read_bytes()
 
@@ -121,17 +174,18 @@ def test_export_rebuilds_the_trial_model_in_a_new_process(search: tuple[Path, st
 def test_failing_trials_are_recorded_and_the_search_finishes(tmp_path: Path) -> None:
     result = run_cli(["search.run", "name=diverging", "budget.trials=2", "budget.epochs=1", "budget.train_size=256",
                       "budget.val_size=128", "budget.lr=1e9", "latency.runs=5"], cwd=tmp_path)
-    assert "2 failed" in result.stdout and "no Pareto front" in result.stdout
+    # 2 searched trials and the 3 controls, all diverging
+    assert "5 failed" in result.stdout and "no Pareto front" in result.stdout
     # The progress line names the error and where its traceback is; Ray's own tracebacks stay off the terminal.
     traces = re.findall(r"traceback: (runs/diverging/\w+/error\.txt)", result.stdout)
-    assert len(traces) == 2 and all("TrialDiverged" in (tmp_path / t).read_text() for t in traces)
+    assert len(traces) == 5 and all("TrialDiverged" in (tmp_path / t).read_text() for t in traces)
     assert "Traceback" not in result.stderr and "Trial task failed" not in result.stderr
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = client.search_runs([client.get_experiment_by_name("attnas").experiment_id])
     trials = [r for r in runs if r.data.tags.get("attnas.role") == "trial"]
-    assert len(trials) == 2
+    assert len(trials) == 5
     for run in trials:
         assert run.info.status == "FAILED" and run.data.tags["attnas.outcome"] == "failed"
         assert "TrialDiverged: training diverged: loss is nan" in run.data.tags["attnas.error"]
     parent = next(r for r in runs if r.data.tags.get("attnas.role") == "search")
-    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_failed"] == 2
+    assert parent.info.status == "FINISHED" and parent.data.metrics["trials_failed"] == 5

@@ -148,8 +148,10 @@ class ConfirmConfig:
     dataset's official test split, with a verdict against the plain backbone (search.confirmation)."""
 
     enabled: bool = True  # false: skip the phase (export then picks from the search's front)
-    top_k: int = field(default=3, metadata=integer(minimum=1))  # most accurate front architectures to confirm
-    # training seeds per architecture; null: the budget's default (search.plan.CONFIRM_SEEDS: 3 on GPU and on CPU)
+    # most accurate front architectures to confirm (besides every control); null: 3 on GPU, 1 on CPU
+    # (search.plan.CONFIRM_DEFAULTS, sized so the default CPU command ends within 10 minutes on 2 cores)
+    top_k: Optional[int] = field(default=None, metadata=integer(minimum=1))
+    # training seeds per architecture; null: 3 (search.plan.CONFIRM_DEFAULTS)
     seeds: Optional[int] = field(default=None, metadata=integer(minimum=1))
 
 

@@ -21,10 +21,11 @@ from search.tuning import TrialSettings
 from trials import DATASETS, Constraints, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset
 
 
-# Confirmation seeds per architecture when confirm.seeds is not given. 3 is the fewest that gives a paired 95%
-# interval a chance (t(0.975, 2) = 4.30; with 2 seeds it is 12.7). On CPU it is sized so that the default command
-# (search + controls + confirmation) ends within 10 minutes on 2 cores (measured: README, "Run a search").
-CONFIRM_SEEDS: dict[str, int] = {"cuda": 3, "cpu": 3}
+# Confirmation defaults per hardware, when confirm.top_k / confirm.seeds are not given: (front architectures, seeds).
+# 3 seeds is the fewest that gives a paired 95% interval a chance (t(0.975, 2) = 4.30; with 2 seeds it is 12.7). On
+# CPU one front architecture (besides the 3 controls): 12 confirmation runs, so that the default command (search,
+# controls and confirmation) ends within 10 minutes on 2 cores (measured: README, "Run a search").
+CONFIRM_DEFAULTS: dict[str, tuple[int, int]] = {"cuda": (3, 3), "cpu": (1, 3)}
 
 
 @dataclass(frozen=True)
@@ -123,8 +124,8 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         experiment=settings.mlflow.experiment,
         storage=Path(settings.storage).expanduser().resolve(),
         study_storage=study_storage_url(settings.mlflow.tracking_uri, storage=Path(settings.storage)),
-        confirm_top_k=settings.confirm.top_k if settings.confirm.enabled else 0,
-        confirm_seeds=settings.confirm.seeds or CONFIRM_SEEDS[hardware],
+        confirm_top_k=(settings.confirm.top_k or CONFIRM_DEFAULTS[hardware][0]) if settings.confirm.enabled else 0,
+        confirm_seeds=settings.confirm.seeds or CONFIRM_DEFAULTS[hardware][1],
     )
 
 

@@ -75,15 +75,15 @@ def execute(plan: SearchPlan) -> SearchSummary:
                    params=_parent_params(plan), tags={"attnas.space": plan.space.name},
                    may_change=_MAY_CHANGE_ON_RESUME) as search:
         if search.resumed:
-            _announce_resume(plan, search.existing)
+            _announce_resume(plan, search)
         tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id,
                                       parent_run_id=search.run_id, search_name=plan.name,
                                       full_epochs=plan.budget.epochs, existing=search.existing,
                                       constraints=plan.constraints)
         controls = plan.space.control_archs(base=plan.base_arch)
+        searched = search.existing_runs(role="trial")
         printer = ProgressPrinter(total_trials=plan.budget.trials + len(controls), full_epochs=plan.budget.epochs,
-                                  constraints=plan.constraints, seen=search.existing.keys(),
-                                  ended=ended_trials(search.existing))
+                                  constraints=plan.constraints, seen=searched.keys(), ended=ended_trials(searched))
         searcher = StudySearcher(space=plan.space, base=plan.base_arch, storage=plan.study_storage,
                                  study_name=plan.name, sampler=plan.sampler, seed=plan.seed,
                                  trials=plan.budget.trials, full_epochs=plan.budget.epochs,
@@ -115,9 +115,10 @@ def execute(plan: SearchPlan) -> SearchSummary:
                 confirm_tracker = MlflowTrialCallback(
                     client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
                     search_name=plan.name, full_epochs=plan.budget.epochs, existing=search.existing, role="confirm")
+                confirming = search.existing_runs(role="confirm")
                 confirm_printer = ProgressPrinter(total_trials=len(candidates) * len(seeds),
-                                                  full_epochs=plan.budget.epochs, seen=search.existing.keys(),
-                                                  ended=ended_trials(search.existing))
+                                                  full_epochs=plan.budget.epochs, seen=confirming.keys(),
+                                                  ended=ended_trials(confirming))
                 confirm_results = run_confirmation(
                     candidates=candidates, seeds=seeds, data=plan.data, settings=plan.trial_settings,
                     experiment_dir=plan.storage / plan.name / "confirm", resources=per_trial,
@@ -162,10 +163,13 @@ def _parent_params(plan: SearchPlan) -> dict[str, Any]:
             **{f"budget.{k}": v for k, v in asdict(plan.budget).items()}}
 
 
-def _announce_resume(plan: SearchPlan, existing: dict) -> None:
-    ended = len(ended_trials(existing))
-    print(f"Resuming search {plan.name}: {ended} of {plan.budget.trials} trials had finished, "
-          f"{len(existing) - ended} were cut off (Ray restarts those it had recorded)", flush=True)
+def _announce_resume(plan: SearchPlan, search: SearchRun) -> None:
+    searched, confirming = search.existing_runs(role="trial"), search.existing_runs(role="confirm")
+    ended = len(ended_trials(searched))
+    total = plan.budget.trials + len(plan.space.control_archs(base=plan.base_arch))
+    print(f"Resuming search {plan.name}: {ended} of {total} trials (controls included) had finished, "
+          f"{len(searched) - ended} were cut off (Ray restarts those it had recorded)"
+          + (f"; {len(ended_trials(confirming))} confirmation runs had finished" if confirming else ""), flush=True)
 
 
 def _stall_for_tests() -> None:

@@ -91,6 +91,10 @@ class SearchRun:
             self.existing = trial_runs(self.client, experiment=self.experiment_id, parent_run_id=self.run_id)
         return self
 
+    def existing_runs(self, *, role: str) -> dict[str, Run]:
+        """The runs of ``existing`` with ``attnas.role`` = ``role`` (``trial``: the search, ``confirm``)."""
+        return {key: run for key, run in self.existing.items() if run.data.tags.get(ROLE_TAG) == role}
+
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> None:
         status = "FINISHED" if kind is None else "KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED"
         self.client.set_terminated(self.run_id, status)

@@ -53,7 +53,7 @@ CASES = {
     # Hydra-level: unknown keys and malformed overrides.
     "unknown key": Case(("foo=1",), ("'foo'", "valid settings: space, name, sampler, seed, device, concurrency, "
                                           "budget.*, constraints.*, asha.*, data.*, latency.*, compile, mlflow.*, "
-                                          "faults.*, storage")),
+                                          "faults.*, confirm.*, storage")),
     "unknown budget key": Case(("budget.epoch=3",), ("'budget.epoch'", "valid settings under budget: backbone, "
                                                      "backbone_kwargs, epochs, trials, batch_size")),
     "added unknown key": Case(("+colour=red",), ("'colour'", "valid settings: space")),
@@ -69,6 +69,10 @@ CASES = {
     "latency precision": Case(("latency.precision=int8",), ("'int8'", "valid latency precisions: fp32, bf16, fp16")),
     "compile not a boolean": Case(("compile=maybe",), ("compile='maybe'", "true or false")),
     "fault rate above 1": Case(("faults.rate=2",), ("faults.rate=2", "from 0 to 1")),
+    "confirm top_k 0": Case(("confirm.top_k=0",), ("confirm.top_k=0", "an integer >= 1")),
+    "confirm seeds word": Case(("confirm.seeds=three",), ("confirm.seeds", "three")),
+    "bad control": Case(("space={space}",), ("controls", "unknown attention type 'sparkle'", "valid types:"),
+                        edit=("\nstages:", "\ncontrols: {glow: {attn: sparkle}}\nstages:")),
     "fault kind": Case(("faults.kind=segfault",), ("'segfault'", "valid failure kinds: raise, oom, nan, mixed")),
     "fault kind read as a number": Case(("faults.kind=nan",), ("faults.kind=nan", "quote it: faults.kind='nan'")),
     "concurrency 0": Case(("concurrency=0",), ("concurrency=0", "integer >= 1")),

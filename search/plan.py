@@ -21,6 +21,11 @@ from search.tuning import TrialSettings
 from trials import DATASETS, Constraints, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset
 
 
+# The exclusive probe slot's lock file, in the search's folder (storage/NAME/): while one trial of the search times
+# its latency, the others wait between training steps (trials.ProbeSlot; BENCHMARKS.md section 6).
+PROBE_LOCK = ".probe.lock"
+
+
 @dataclass(frozen=True)
 class SearchPlan:
     """Everything a search needs, validated."""
@@ -81,6 +86,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     latency = settings.latency
     constraints = Constraints(max_latency_ms=settings.constraints.max_latency_ms,
                               max_params_m=settings.constraints.max_params_m)
+    storage = Path(settings.storage).expanduser().resolve()
     return SearchPlan(
         name=name,
         space=space,
@@ -92,6 +98,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
             probe=ProbeConfig(runs=latency.runs, warmup=latency.warmup, batch=latency.batch,
                               precision=latency.precision.value, channels_last=latency.channels_last),
             constraints=constraints, threads=budget.cpu_per_trial, device=hardware,
+            probe_lock=storage / name / PROBE_LOCK,  # the folder is made by the first trial that takes the slot
         ),
         concurrency=_concurrency(settings.concurrency, hardware=hardware, budget=budget),
         sampler=settings.sampler.value,
@@ -104,7 +111,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         latency_reference=latency.reference,
         tracking_uri=settings.mlflow.tracking_uri,
         experiment=settings.mlflow.experiment,
-        storage=Path(settings.storage).expanduser().resolve(),
+        storage=storage,
         study_storage=study_storage_url(settings.mlflow.tracking_uri, storage=Path(settings.storage)),
     )
 

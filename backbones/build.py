@@ -17,15 +17,9 @@ from torch import nn
 
 from .arch import ArchConfig
 from .attention import check_attention, make_attention
-<<<<<<< HEAD
 from .head import install_head
-from .placement import (Slot, apply_small_input, block_channels, dry_run, find_stages, install,
-                        supported_positions)
-=======
-from .head import check_head, install_head
-from .placement import (BLOCKS, POSITIONS, Slot, apply_small_input, block_channels, declared_stage_channels, dry_run,
-                        find_stages, install, supported_positions)
->>>>>>> trials-reshape
+from .placement import (Slot, apply_small_input, block_channels, declared_stage_channels, dry_run, find_stages,
+                        install, supported_positions)
 
 # Families covered by tests/backbones; any timm model whose feature_info names Sequential stages may work.
 SUPPORTED_BACKBONES: tuple[str, ...] = (

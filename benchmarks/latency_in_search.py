@@ -20,6 +20,7 @@ out load from outside the search (other users of the machine): see the load aver
 
     python -m benchmarks.latency_in_search                # both, 3 archs × 5 repeats each (~3 min on 2 cores)
     python -m benchmarks.latency_in_search --slot on      # only with the slot
+    python -m benchmarks.latency_in_search --slot off,on  # without it first
 """
 
 from __future__ import annotations
@@ -60,13 +61,14 @@ def _plan(folder: Path, args) -> object:
         return prepare(compose(config_name="run", overrides=overrides))
 
 
-def _search(plan, *, archs: dict, slot: bool, repeats: int, folder: Path) -> tuple[dict[str, list[dict]], float]:
+def _search(plan, *, archs: dict, slot: bool, repeats: int, folder: Path,
+            run: int) -> tuple[dict[str, list[dict]], float]:
     """One Ray Tune run of ``train_architecture`` over archs × repeats, 2 at a time; metrics per arch, wall s."""
     from ray import tune
 
     from search.tuning import train_architecture
 
-    name = f"slot-{'on' if slot else 'off'}"
+    name = f"{run}-slot-{'on' if slot else 'off'}"
     settings = plan.trial_settings
     # as search.plan does, but in this run's own folder; None: no slot (trials time while others train)
     settings = dataclasses.replace(settings, probe_lock=(folder / "runs" / name / ".probe.lock") if slot else None)
@@ -97,8 +99,9 @@ def _search(plan, *, archs: dict, slot: bool, repeats: int, folder: Path) -> tup
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     """Run the search(es), print the figures and the markdown block; returns the median pairwise differences."""
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--slot", choices=["both", "on", "off"], default="both",
-                   help="with the exclusive probe slot, without it, or both (default), one after the other")
+    p.add_argument("--slot", default="on,off",
+                   help="searches to run, one after the other: on = with the exclusive probe slot, off = without "
+                        "(default on,off; e.g. off,on or on,off,on,off to see the order's effect)")
     p.add_argument("--train-size", type=int, default=None, help="training images per trial (default 512)")
     p.add_argument("--val-size", type=int, default=None, help="validation images per trial (default 256)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per trial (default 2)")
@@ -114,7 +117,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
     from search.tuning import ray_runtime
 
-    modes = {"both": (True, False), "on": (True,), "off": (False,)}[args.slot]
+    try:
+        modes = [{"on": True, "off": False}[mode] for mode in args.slot.split(",")]
+    except KeyError:
+        p.error(f"--slot {args.slot!r}: a comma-separated list of on / off")
     figures: dict[str, float] = {}
     rows, summary_rows = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -122,28 +128,31 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         plan = _plan(folder, args)
         archs = plan.space.control_archs(base=plan.base_arch)  # plain, SE r16, CBAM r16/k7 at every stage
         with ray_runtime(num_cpus=plan.concurrency * plan.budget.cpu_per_trial):
-            measured = {slot: _search(plan, archs=archs, slot=slot, repeats=args.repeats, folder=folder)
-                        for slot in modes}
-    for slot, (per_arch, wall) in measured.items():
+            measured = [(slot, *_search(plan, archs=archs, slot=slot, repeats=args.repeats, folder=folder, run=i))
+                        for i, slot in enumerate(modes)]
+    for i, (slot, per_arch, wall) in enumerate(measured):
         mode = "with slot" if slot else "without slot"
-        all_pairs, all_rel_pairs = [], []
+        key = ("on" if slot else "off") + (f"_{modes[:i + 1].count(slot)}" if modes.count(slot) > 1 else "")
+        mode += f" ({key.split('_')[1]})" if "_" in key else ""
+        all_pairs, all_rel_pairs, iqrs = [], [], []
         for label, metrics in per_arch.items():
             ms = [m["latency_ms"] for m in metrics]
             rel = [m["latency_rel"] for m in metrics if "latency_rel" in m]
             pairs, rel_pairs = pairwise(ms), pairwise(rel)
+            iqrs += [m["latency_iqr_ms"] / m["latency_ms"] for m in metrics]
             all_pairs += pairs
             all_rel_pairs += rel_pairs
             rows.append([mode, label, " ".join(f"{v:.3f}" for v in ms), f"{statistics.median(ms):.3f}",
                          f"{statistics.median(pairs):.1%} / {max(pairs):.1%}" if pairs else "–",
                          " ".join(f"{v:.3f}" for v in rel),
                          f"{statistics.median(rel_pairs):.1%} / {max(rel_pairs):.1%}" if rel_pairs else "–"])
-        key = "on" if slot else "off"
         figures[f"median_pair_{key}"] = statistics.median(all_pairs) if all_pairs else float("nan")
         figures[f"median_pair_rel_{key}"] = statistics.median(all_rel_pairs) if all_rel_pairs else float("nan")
         figures[f"wall_s_{key}"] = wall
         summary_rows.append([mode, f"**{figures[f'median_pair_{key}']:.1%}**",
                              f"{max(all_pairs):.1%}" if all_pairs else "–",
-                             f"{figures[f'median_pair_rel_{key}']:.1%}", f"{wall:.0f}",
+                             f"{figures[f'median_pair_rel_{key}']:.1%}", f"{statistics.median(iqrs):.1%}",
+                             f"{wall:.0f}",
                              "met" if figures[f"median_pair_{key}"] <= TARGET else "NOT met"])
     n = args.repeats
     body = (
@@ -158,7 +167,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                 rows)
         + "\n\n"
         + table(["search", f"median over all {len(archs) * n * (n - 1) // 2} pairs (latency_ms)", "max pair",
-                 "median over pairs (latency_rel)", "search wall s", f"target ≤ {TARGET:.0%}"], summary_rows)
+                 "median over pairs (latency_rel)", "median IQR / median within a probe", "search wall s",
+                 f"target ≤ {TARGET:.0%}"], summary_rows)
     )
     emit("Latency repeatability inside a concurrent search", header(device, argv, "benchmarks.latency_in_search"),
          body)

@@ -8,16 +8,20 @@ initialisation. Target (issue 4): the trial loop at most 5% slower than the bare
 
     python -m benchmarks.trial_vs_bare                  # CPU: quarter-width resnet10t, Fashion-MNIST subset
     python -m benchmarks.trial_vs_bare --device cuda    # GPU: CIFAR ResNet-18 on CIFAR-shaped random data
+    python -m benchmarks.trial_vs_bare --probe-slot     # the trial loop holds a search's exclusive probe slot
 """
 
 from __future__ import annotations
 
 import copy
 import statistics
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 from benchmarks._common import alternate, emit, fill_defaults, header, parser, setup, summary, table
 from benchmarks._loops import MODELS, bare_eval, bare_train, device_batches, make_data, make_model
+from trials import ProbeSlot
 from trials.train import TrainConfig, train_epochs
 
 DEFAULTS = {
@@ -39,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     p.add_argument("--val-size", type=int, default=None, help="validation images (one forward per round, both sides)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--probe-slot", action="store_true",
+                   help="the trial loop holds an exclusive probe slot (trials.ProbeSlot) as in a search: shared, "
+                        "paused before every step (uncontended here, so this measures the locking's own cost)")
     args = p.parse_args(argv)
     device = setup(args)
     fill_defaults(args, device=device, defaults=DEFAULTS, quick=QUICK)
@@ -48,9 +55,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     trial_model, bare_model = copy.deepcopy(init), copy.deepcopy(init)
     steps = args.train_size // args.batch_size
 
+    lock_dir = tempfile.TemporaryDirectory()
+    slot = ProbeSlot(Path(lock_dir.name) / ".probe.lock" if args.probe_slot else None, device=device)  # None: no-op
+
     def trial() -> int:
         cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=args.lr, weight_decay=WEIGHT_DECAY)
-        next(iter(train_epochs(trial_model, data, cfg, device=device)))
+        next(iter(train_epochs(trial_model, data, cfg, device=device, slot=slot)))
         return steps * args.batch_size
 
     def bare() -> int:
@@ -60,6 +70,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         return images
 
     rates = alternate({"trial loop": trial, "bare loop": bare}, repeats=args.repeats, device=device)
+    slot.close()
+    lock_dir.cleanup()
     trial_rate, bare_rate = (statistics.median(rates.wall[k]) for k in ("trial loop", "bare loop"))
     ratio = trial_rate / bare_rate
     paired = rates.paired_ratio("trial loop", "bare loop")
@@ -67,10 +79,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     rows = [[name, summary(rates.wall[name]), summary(rates.cpu[name])] for name in rates.wall]
     rows.append(["trial / bare", f"{ratio:.3f} (ratio of medians); {paired:.3f} (median of per-round ratios)",
                  f"{cpu_ratio:.3f}"])
+    slot_note = "; the trial loop holds an (uncontended) probe slot, paused before every step" if slot.enabled else ""
     body = (
         f"{args.model}, {args.data}: {args.train_size} training images/round, batch {args.batch_size}, "
         f"{args.val_size} validation images/round, {args.repeats} rounds alternated (trial, bare, trial, …) "
-        f"after one warm-up round each.\n\n"
+        f"after one warm-up round each{slot_note}.\n\n"
         + table(["loop", "training images/s, wall clock: median (min–max)",
                  "per CPU-second: median (min–max)"], rows) +
         f"\n\nTarget: trial loop ≤ 5% slower than bare → trial {abs(1 - ratio):.1%} "

@@ -26,6 +26,9 @@ from trials import DATASETS, Constraints, DatasetMissingError, ProbeConfig, Tens
 # CPU one front architecture (besides the 3 controls): 12 confirmation runs, so that the default command (search,
 # controls and confirmation) ends within 10 minutes on 2 cores (measured: README, "Run a search").
 CONFIRM_DEFAULTS: dict[str, tuple[int, int]] = {"cuda": (3, 3), "cpu": (1, 3)}
+# The exclusive probe slot's lock file, in the search's folder (storage/NAME/): while one trial of the search times
+# its latency, the others wait between training steps (trials.ProbeSlot; BENCHMARKS.md section 6).
+PROBE_LOCK = ".probe.lock"
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     latency = settings.latency
     constraints = Constraints(max_latency_ms=settings.constraints.max_latency_ms,
                               max_params_m=settings.constraints.max_params_m)
+    storage = Path(settings.storage).expanduser().resolve()
     return SearchPlan(
         name=name,
         space=space,
@@ -110,6 +114,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
             probe=ProbeConfig(runs=latency.runs, warmup=latency.warmup, batch=latency.batch,
                               precision=latency.precision.value, channels_last=latency.channels_last),
             constraints=constraints, threads=budget.cpu_per_trial, device=hardware,
+            probe_lock=storage / name / PROBE_LOCK,  # the folder is made by the first trial that takes the slot
         ),
         concurrency=_concurrency(settings.concurrency, hardware=hardware, budget=budget),
         sampler=settings.sampler.value,
@@ -122,7 +127,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         latency_reference=latency.reference,
         tracking_uri=settings.mlflow.tracking_uri,
         experiment=settings.mlflow.experiment,
-        storage=Path(settings.storage).expanduser().resolve(),
+        storage=storage,
         study_storage=study_storage_url(settings.mlflow.tracking_uri, storage=Path(settings.storage)),
         confirm_top_k=(settings.confirm.top_k or CONFIRM_DEFAULTS[hardware][0]) if settings.confirm.enabled else 0,
         confirm_seeds=settings.confirm.seeds or CONFIRM_DEFAULTS[hardware][1],

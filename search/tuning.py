@@ -69,6 +69,8 @@ class TrialSettings:
     constraints: Constraints  # hard budgets, checked after the probe
     device: str  # "cpu" | "cuda" | "auto"
     threads: int | None  # torch intra-op threads per trial; None = leave as is
+    probe_lock: Path | None = None  # the exclusive probe slot's lock file (trials.ProbeSlot), runs/NAME/.probe.lock:
+    # while a trial times its latency no other trial of the search computes; None = trials time alongside each other
 
 
 def train_architecture(config: dict[str, Any], *, data: TensorData, settings: TrialSettings,
@@ -85,6 +87,8 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     trial that already reached that checkpoint (the driver was killed before it recorded the trial as finished),
     the trial is not trained again: its saved final metrics are reported once more with the same checkpoint.
     ``build_model`` is ``backbones.build`` (``search.faults.with_faults`` swaps it to make a trial fail on purpose).
+    ``settings.probe_lock`` (set by ``search.plan``) makes the latency probe exclusive among the search's trials
+    (``run_trial(probe_lock=...)``, ``trials.ProbeSlot``).
     """
     arch = ArchConfig.from_dict(config["arch"])
     train = settings.train if config.get("seed") is None else replace(settings.train, seed=int(config["seed"]))
@@ -113,7 +117,8 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
 
     reference = build(arch.plain()) if latency_reference else None
     run_trial(model=model, data=data, train=train, probe=settings.probe, constraints=settings.constraints,
-              device=settings.device, threads=settings.threads, report=report, reference=reference)
+              device=settings.device, threads=settings.threads, report=report, reference=reference,
+              probe_lock=settings.probe_lock)
 
 
 @contextlib.contextmanager

@@ -6,6 +6,7 @@ Plain functions only; no Ray or MLflow imports (the search layer wraps these).
 from trials.constraints import Constraints
 from trials.data import DATASETS, DatasetMissingError, TensorData, load_dataset
 from trials.probe import PRECISIONS, ProbeConfig, device_info, measure_latency
+from trials.slot import ProbeSlot
 from trials.train import TrainConfig, TrialDiverged, evaluate
 from trials.trial import ReportFn, TrialResult, resolve_device, run_trial
 
@@ -15,6 +16,7 @@ __all__ = [
     "DatasetMissingError",
     "PRECISIONS",
     "ProbeConfig",
+    "ProbeSlot",
     "ReportFn",
     "TensorData",
     "TrainConfig",

@@ -19,6 +19,7 @@ from torch import nn
 
 from trials.augment import augment, normalize
 from trials.data import TensorData
+from trials.slot import ProbeSlot
 
 _WARMUP_FRACTION = 0.2  # share of all steps spent ramping the LR up linearly from ~0; then linear decay to 0
 _MOMENTUM = 0.9  # SGD Nesterov momentum (dimensionless)
@@ -46,12 +47,16 @@ class TrialDiverged(RuntimeError):
 
 
 def train_epochs(
-    model: nn.Module, data: TensorData, cfg: TrainConfig, *, device: torch.device | str
+    model: nn.Module, data: TensorData, cfg: TrainConfig, *, device: torch.device | str,
+    slot: ProbeSlot | None = None,
 ) -> Iterator[dict[str, float]]:
     """Train `model` (already on `device`, as is `data`) as `cfg` says and yield metrics after every epoch.
 
     Yields {"epoch": 1-based, "train_loss": mean over the epoch, "val_acc": fraction 0–1, "epoch_s": wall
     seconds for training + validation}. Raises TrialDiverged as soon as a loss is NaN/inf.
+    slot: the search's exclusive probe slot (`trials.slot.ProbeSlot`), held shared while an epoch trains and while it
+    validates, paused before every step and batch: another trial's latency probe waits for the step in flight, then
+    has the machine to itself. Nothing is held between epochs (while the caller reports). None: no locking.
     """
     device = torch.device(device)
     on_cuda = device.type == "cuda"
@@ -78,6 +83,7 @@ def train_epochs(
         torch.backends.cudnn.benchmark = True  # shapes are fixed, so autotuned kernels pay off
         model.to(memory_format=torch.channels_last)  # tensor cores prefer NHWC
 
+    slot = slot or ProbeSlot(None)  # None: a no-op slot
     forward = torch.compile(model) if cfg.compile else model  # shares model's parameters; model stays the eager module
 
     def prepare(images: torch.Tensor) -> torch.Tensor:
@@ -91,22 +97,25 @@ def train_epochs(
         model.train()
         order = torch.randperm(n_train, device=device, generator=generator)
         losses = torch.zeros(steps_per_epoch, device=device)
-        for step in range(steps_per_epoch):
-            idx = order[step * batch_size:(step + 1) * batch_size]
-            images = augment(data.train_x[idx], crop_padding=data.crop_padding, flip=data.flip, generator=generator)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):  # bf16 matmuls/convs on GPU
-                logits = forward(prepare(images))
-            loss = F.cross_entropy(logits.float(), data.train_y[idx], label_smoothing=cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses[step] = loss.detach()
-            if (step + 1) % check_every == 0 or step + 1 == steps_per_epoch:
-                _raise_if_diverged(losses[: step + 1], epoch=epoch)
+        with slot.shared() as pause:  # another trial's latency probe may stop us between steps (trials.slot)
+            for step in range(steps_per_epoch):
+                pause()  # two flock calls; waits while another trial of the search probes its latency
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                images = augment(data.train_x[idx], crop_padding=data.crop_padding, flip=data.flip,
+                                 generator=generator)
+                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):  # bf16 matmuls/convs on GPU
+                    logits = forward(prepare(images))
+                loss = F.cross_entropy(logits.float(), data.train_y[idx], label_smoothing=cfg.label_smoothing)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                schedule.step()
+                losses[step] = loss.detach()
+                if (step + 1) % check_every == 0 or step + 1 == steps_per_epoch:
+                    _raise_if_diverged(losses[: step + 1], epoch=epoch)
 
         # ---- validate
-        val_acc = evaluate(model, data, device=device, prepare=prepare)
+        val_acc = evaluate(model, data, device=device, prepare=prepare, slot=slot)
         if on_cuda:
             torch.cuda.synchronize(device)
         yield {
@@ -117,11 +126,13 @@ def train_epochs(
         }
 
 
-def evaluate(model: nn.Module, data: TensorData, *, device: torch.device, prepare=None, split: str = "val") -> float:
+def evaluate(model: nn.Module, data: TensorData, *, device: torch.device, prepare=None, split: str = "val",
+             slot: ProbeSlot | None = None) -> float:
     """Top-1 accuracy (fraction 0–1) on `split`, eval mode, no augmentation, the same normalisation for every split.
 
     split: "val" (the search's validation slice) or "test" (the official test split; only when
     `load_dataset(..., test=True)` loaded it, i.e. in the confirmation phase).
+    slot: held shared for the pass, paused before every batch (see `train_epochs`); None: no locking.
     """
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r}; valid: val, test")
@@ -129,10 +140,13 @@ def evaluate(model: nn.Module, data: TensorData, *, device: torch.device, prepar
     if images is None:
         raise ValueError(f"dataset {data.name!r} was loaded without its test split (load_dataset(..., test=True))")
     prepare = prepare or (lambda batch: normalize(batch, mean=data.mean, std=data.std))
+    slot = slot or ProbeSlot(None)
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with slot.shared() as pause, torch.inference_mode(), \
+            torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
         for start in range(0, len(labels), _EVAL_BATCH):
+            pause()
             logits = model(prepare(images[start:start + _EVAL_BATCH]))
             correct += (logits.argmax(dim=1) == labels[start:start + _EVAL_BATCH]).sum()
     return correct.item() / len(labels)

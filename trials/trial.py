@@ -7,6 +7,7 @@ to its tracker and may raise to stop the trial early.
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from torch import nn
 from trials.constraints import Constraints
 from trials.data import TensorData
 from trials.probe import ProbeConfig, count_flops_g, count_params_m, device_info, measure_latency
+from trials.slot import ProbeSlot
 from trials.train import TrainConfig, train_epochs
 
 
@@ -58,6 +60,7 @@ def run_trial(
     threads: int | None = None,
     report: ReportFn | None = None,
     reference: nn.Module | None = None,
+    probe_lock: str | os.PathLike | None = None,
 ) -> TrialResult:
     """Measure, then train `model` on `data` as `train` says, reporting after every epoch.
 
@@ -72,6 +75,10 @@ def run_trial(
     reference: a model to time interleaved with `model` (e.g. the same backbone without attention); adds
     latency_rel (and latency_b{N}_rel): `model`'s median latency / the reference's, which repeats far better than
     milliseconds on a machine with other load. Moved to the device; never trained.
+    probe_lock: the lock file of the search's exclusive probe slot (`trials.slot.ProbeSlot`; created with its folder
+    if missing). The latency probe then holds the slot exclusively, and training holds it shared (paused before every
+    step), so while any trial of the search times its model, no other trial that uses the same file trains or
+    probes. None (the default): no locking, as for a trial run on its own.
     When the probe is over one of `constraints`, nothing is trained: the static metrics plus epoch 0 and
     rejected 1.0 are reported once and returned, with `rejection` saying why.
     Returns the last epoch's result (or only the static metrics when train.epochs == 0).
@@ -97,11 +104,21 @@ def run_trial(
         if on_cuda:
             reference.to(memory_format=torch.channels_last)
 
+    with ProbeSlot(probe_lock, device=device) as slot:
+        return _measure_and_train(model=model, data=data, train=train, probe=probe, constraints=constraints,
+                                  device=device, report=report, reference=reference, slot=slot)
+
+
+def _measure_and_train(*, model: nn.Module, data: TensorData, train: TrainConfig, probe: ProbeConfig,
+                       constraints: Constraints, device: torch.device, report: ReportFn | None,
+                       reference: nn.Module | None, slot: ProbeSlot) -> TrialResult:
+    """`run_trial` once the model, the reference and the data are on `device`."""
     input_shape = data.image_shape
     metrics: dict[str, float] = {}
-    for batch_size in probe.batch_sizes:
-        metrics.update(measure_latency(model, probe, input_shape=input_shape, device=device, batch_size=batch_size,
-                                       reference=reference))
+    with slot.exclusive():  # no other trial of the search computes while we time (a no-op without a lock file)
+        for batch_size in probe.batch_sizes:
+            metrics.update(measure_latency(model, probe, input_shape=input_shape, device=device,
+                                           batch_size=batch_size, reference=reference))
     metrics.update({
         "threads": float(torch.get_num_threads()),
         "params_m": count_params_m(model),
@@ -114,7 +131,7 @@ def run_trial(
             report(result, model)
         return result
 
-    for epoch_metrics in train_epochs(model, data, train, device=device):
+    for epoch_metrics in train_epochs(model, data, train, device=device, slot=slot):
         result = dataclasses.replace(result, metrics={**result.metrics, **epoch_metrics})
         if report is not None:
             report(result, model)

@@ -45,3 +45,25 @@ def test_orchestration_quick_run_goes_through_the_real_search(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "Marginal overhead per trial: **" in out.stdout and "| 2 |" in out.stdout
+
+
+def test_latency_in_search_quick_run_goes_through_a_real_concurrent_search():
+    """Ray Tune with the real trainable, 2 trials at once, with and without the probe slot; its own process."""
+    out = subprocess.run([sys.executable, "-m", "benchmarks.latency_in_search", "--quick"],
+                         cwd=Path(__file__).parents[2], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "| with slot | plain |" in out.stdout and "| without slot | cbam_r16_k7 |" in out.stdout
+    assert "median over all 3 pairs (latency_ms)" in out.stdout and "Date: " in out.stdout
+
+
+def test_pairwise_differences_are_relative_to_the_smaller():
+    from benchmarks.latency_in_search import pairwise
+
+    assert pairwise([2.0, 2.1, 4.0]) == pytest.approx([0.05, 1.0, 4.0 / 2.1 - 1])
+
+
+def test_trial_vs_bare_with_the_probe_slot_says_so(capsys):
+    from benchmarks.trial_vs_bare import main
+
+    main(["--quick", "--probe-slot"])
+    assert "holds an (uncontended) probe slot" in capsys.readouterr().out

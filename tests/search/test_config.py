@@ -69,4 +69,5 @@ def test_compose_then_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert plan.trial_settings.probe.precision == "bf16" and plan.trial_settings.probe.runs == 30
     assert (plan.faults.rate, plan.faults.kind) == (0.5, "nan")
     assert plan.storage == tmp_path / "runs" and plan.budget.train_size == 64
+    assert plan.trial_settings.probe_lock == tmp_path / "runs" / "composed" / ".probe.lock"  # made by the trials
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "prepare writes nothing"

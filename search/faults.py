@@ -4,8 +4,9 @@ A wrapper around the trainable (:func:`with_faults`), not code inside it: the ch
 the way real trials fail, through the real training loop:
 
 - ``nan``: a weight is set to NaN before training, so the loop sees a NaN loss and raises ``TrialDiverged``;
-- ``raise`` / ``oom``: the first training step after epoch 1's evaluation raises ``RuntimeError`` / what a CUDA
-  out-of-memory raises (``torch.OutOfMemoryError``; simulated, since a CPU machine cannot run out of GPU memory).
+- ``raise`` / ``oom``: epoch 1's evaluation (the first eval-mode forward after training steps) raises
+  ``RuntimeError`` / what a CUDA out-of-memory raises (``torch.OutOfMemoryError``; simulated, since a CPU machine
+  cannot run out of GPU memory).
 """
 
 from __future__ import annotations
@@ -53,16 +54,15 @@ class FaultInjection:
 
 
 def _fail_after_first_epoch(error: Callable[[str], BaseException]) -> Callable[[nn.Module, tuple], None]:
-    """A forward pre-hook that raises at the first training forward after an evaluation that followed training."""
-    state = {"trained": False, "evaluated": False}
+    """A forward pre-hook that raises at the first eval-mode forward after training steps (epoch 1's evaluation;
+    the latency probe's eval forwards come before any training step and pass)."""
+    state = {"trained": False}
 
     def hook(module: nn.Module, args: tuple) -> None:
-        if not module.training:
-            state["evaluated"] = state["evaluated"] or state["trained"]
-        elif state["evaluated"]:
-            raise error("injected failure, after epoch 1")
-        else:
+        if module.training:
             state["trained"] = True
+        elif state["trained"]:
+            raise error("injected failure, after epoch 1's training steps")
 
     return hook
 

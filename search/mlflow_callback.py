@@ -86,6 +86,8 @@ class MlflowTrialCallback(Callback):
         self.run_ids[trial.trial_id] = run_id
         self.open_runs.add(run_id)
         params = ArchConfig.from_dict(trial.config["arch"]).params()  # head, s{i}.attn, s{i}.reduction, ...
+        if trial.config.get("optuna_trial") is not None:  # the study trial it is (search.searcher), by number
+            params["optuna_trial"] = str(trial.config["optuna_trial"])
         self.client.log_batch(run_id, params=[Param(k, v) for k, v in sorted(params.items())])
         self.client.log_dict(run_id, trial.config["arch"], ARCH)
         return run_id

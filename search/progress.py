@@ -13,7 +13,7 @@ from ray.tune import Callback
 from backbones import ArchConfig
 
 from search.mlflow_callback import trial_error_line
-from search.outcomes import REJECTED, Outcome, trial_outcome
+from search.outcomes import LATENCY_OBJECTIVE, REJECTED, Outcome, trial_outcome
 from trials import Constraints
 
 
@@ -79,7 +79,7 @@ class ProgressPrinter(Callback):
         if trial.trial_id in self.ended_before or result.get(REJECTED):
             return
         self._say(f"  {trial.trial_id} epoch {int(result['epoch'])}/{self.full_epochs}  "
-                  f"val_acc={result['val_acc']:.4f}  latency_ms={result['latency_ms']:.2f}  "
+                  f"val_acc={result['val_acc']:.4f}  latency_norm_ms={result.get(LATENCY_OBJECTIVE, float('nan')):.2f}  "
                   f"train_loss={result.get('train_loss', float('nan')):.3f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

@@ -27,11 +27,12 @@ from dashboards.ui import ui_hint
 from search import cli
 from search.config import RunConfig
 from search.errors import exit_on_bad_input
-from search.confirmation import (measure_alone, pick_candidates, confirmation_seeds, run_confirmation,
+from search.confirmation import (Candidate, measure_alone, pick_candidates, confirmation_seeds, run_confirmation,
                                  summarise_confirmation)
 from search.confirmation_stats import Confirmed, confirmation_sentence, write_confirmed_csv
 from search.faults import with_faults
-from search.outcomes import CONFIRMED_CSV, PARETO_TAG, VERDICT_TAG, Outcome, trial_outcome
+from search.outcomes import (CONFIRMED_CSV, LATENCY_OBJECTIVE, PARETO_TAG, REFERENCE_LATENCY_TAG, VERDICT_TAG,
+                             Outcome, trial_outcome)
 from search.plan import SearchPlan, prepare
 from search.progress import ProgressPrinter, format_table, quiet_trial_failures, say
 from search.searcher import DUPLICATE_ATTR, RAY_TRIAL_ATTR, StudySearcher, open_study
@@ -89,8 +90,10 @@ def execute(plan: SearchPlan) -> SearchSummary:
                                  trials=plan.budget.trials, full_epochs=plan.budget.epochs,
                                  constraints=plan.constraints, controls=controls, announce=say)
         search_data = dataclasses.replace(plan.data, test_x=None, test_y=None)  # the search never sees the test split
+        settings = dataclasses.replace(plan.trial_settings,
+                                       reference_latency_ms=_reference_latency(plan, search, controls["plain"]))
         trainable = tune.with_parameters(with_faults(train_architecture, faults=plan.faults), data=search_data,
-                                         settings=plan.trial_settings, latency_reference=plan.latency_reference)
+                                         settings=settings, latency_reference=plan.latency_reference)
         per_trial = {"cpu": plan.budget.cpu_per_trial,
                      "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
         with ray_runtime(num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial)):
@@ -137,6 +140,23 @@ def execute(plan: SearchPlan) -> SearchSummary:
         search.log_metrics({"wall_s": summary.wall_s})
     _print_summary(summary, plan=plan)
     return summary
+
+
+def _reference_latency(plan: SearchPlan, search: SearchRun, plain: ArchConfig) -> float | None:
+    """The plain backbone's batch-1 latency (ms) measured alone at search start, before Ray starts (kept on the
+    parent run, so a resumed search ranks with the same scale); None with latency.reference=false."""
+    if not plan.latency_reference:
+        return None
+    tags = search.client.get_run(search.run_id).data.tags
+    if REFERENCE_LATENCY_TAG in tags:
+        return float(tags[REFERENCE_LATENCY_TAG])
+    ms = measure_alone([Candidate(name="plain", arch=plain, control=True)], probe=plan.trial_settings.probe,
+                       input_shape=plan.data.image_shape, device=plan.hardware,
+                       threads=plan.budget.cpu_per_trial)["plain"]
+    search.client.set_tag(search.run_id, REFERENCE_LATENCY_TAG, f"{ms:.6f}")
+    print(f"Plain backbone alone: {ms:.3f} ms at batch 1; the search ranks latency_norm_ms = latency_rel x {ms:.3f}",
+          flush=True)
+    return ms
 
 
 def _record_confirmation(summary: SearchSummary, *, search: SearchRun, rows: list[Confirmed]) -> SearchSummary:
@@ -200,6 +220,7 @@ def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTri
             rows.append({"trial_id": trial_id, "run_id": tracker.run_ids.get(trial_id, ""),
                          "control": result.config.get("control") or "", "arch_json": result.config["arch"],
                          "val_acc": float(metrics["val_acc"]), "latency_ms": float(metrics["latency_ms"]),
+                         LATENCY_OBJECTIVE: float(metrics[LATENCY_OBJECTIVE]),
                          "params_m": float(metrics["params_m"]), "flops_g": float(metrics["flops_g"]),
                          "arch": str(ArchConfig.from_dict(result.config["arch"]))})
     study = open_study(storage=plan.study_storage, name=plan.name)
@@ -210,14 +231,14 @@ def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTri
         if row["run_id"]:
             search.set_trial_tag(row["run_id"], PARETO_TAG, "true" if row["pareto"] else "false")
     with tempfile.TemporaryDirectory() as folder:
-        title = f"{plan.name}: val_acc vs latency_ms ({plan.budget.backbone}, {plan.space.dataset})"
+        title = f"{plan.name}: val_acc vs {LATENCY_OBJECTIVE} ({plan.budget.backbone}, {plan.space.dataset})"
         search.log_artifacts(write_pareto_report(rows, folder=folder, title=title), folder="pareto")
     wall_s = time.monotonic() - t0
     summary = SearchSummary(
         name=plan.name, parent_run_id=search.run_id, trials=len(results), completed=len(rows),
         early_stopped=counts[Outcome.EARLY_STOPPED], failed=counts[Outcome.FAILED],
         rejected=counts[Outcome.REJECTED], duplicates=duplicates,
-        front=sorted((r for r in rows if r["pareto"]), key=lambda r: r["latency_ms"]), wall_s=wall_s)
+        front=sorted((r for r in rows if r["pareto"]), key=lambda r: r[LATENCY_OBJECTIVE]), wall_s=wall_s)
     search.log_metrics({"trials": summary.trials, "trials_completed": summary.completed,
                         "trials_early_stopped": summary.early_stopped, "trials_failed": summary.failed,
                         "trials_rejected": summary.rejected, "proposals_duplicate": duplicates,
@@ -234,7 +255,8 @@ def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     if summary.front:
         print(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
         print(format_table(summary.front, [("trial_id", "trial", "s"), ("val_acc", "val_acc", ".4f"),
-                                           ("latency_ms", "latency_ms", ".2f"), ("params_m", "params_m", ".3f"),
+                                           (LATENCY_OBJECTIVE, LATENCY_OBJECTIVE, ".2f"), ("latency_ms", "latency_ms", ".2f"),
+                                           ("params_m", "params_m", ".3f"),
                                            ("flops_g", "flops_g", ".3f"), ("control", "control", "s"),
                                            ("arch", f"stages 0..{plan.space.num_stages - 1}", "s")]))
     else:

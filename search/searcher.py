@@ -11,7 +11,7 @@ changing that meant reading its private ``_ot_trials`` / ``_ot_study``. This cla
 
 What Optuna is told (only trials that ran their full epoch budget count as finished):
 
-- full budget: COMPLETE with (val_acc, latency_ms);
+- full budget: COMPLETE with (val_acc, latency_norm_ms) (``OBJECTIVES``);
 - stopped early by ASHA: PRUNED, never COMPLETE with a partial accuracy;
 - raised (including NaN loss, OOM): FAIL;
 - rejected by a hard budget before training: COMPLETE with val_acc 0 and its measured latency, and a positive
@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from backbones import ArchConfig
-from search.outcomes import OBJECTIVES, Outcome, trial_outcome
+from search.outcomes import LATENCY_OBJECTIVE, OBJECTIVES, Outcome, trial_outcome
 from search.samplers import SAMPLERS
 from spaces import SearchSpace
 from trials import Constraints
@@ -153,7 +153,7 @@ class StudySearcher(Searcher):
         if outcome is Outcome.FAILED:
             self.study.tell(number, state=TrialState.FAIL)
         elif outcome is Outcome.REJECTED:
-            self.study.tell(number, [0.0, float(result["latency_ms"])])  # OBJECTIVES order; never trained
+            self.study.tell(number, [0.0, float(result[LATENCY_OBJECTIVE])])  # OBJECTIVES order; never trained
         elif outcome is Outcome.EARLY_STOPPED:
             self.study.tell(number, state=TrialState.PRUNED)
         else:

@@ -24,7 +24,7 @@ from torch import nn
 
 from backbones import ArchConfig, build
 from search.artifacts import load_metrics, save_checkpoint
-from search.outcomes import EPOCH, PROBE_PREFIX
+from search.outcomes import EPOCH, LATENCY_OBJECTIVE, PROBE_PREFIX
 from search.ray_adapter import set_callbacks_of_restored_tuner
 from trials import Constraints, ProbeConfig, TensorData, TrainConfig, TrialResult, evaluate, run_trial
 
@@ -69,6 +69,8 @@ class TrialSettings:
     constraints: Constraints  # hard budgets, checked after the probe
     device: str  # "cpu" | "cuda" | "auto"
     threads: int | None  # torch intra-op threads per trial; None = leave as is
+    # the plain backbone's batch-1 latency (ms) measured alone at search start: latency_norm_ms = latency_rel x this
+    reference_latency_ms: float | None = None
     probe_lock: Path | None = None  # the exclusive probe slot's lock file (trials.ProbeSlot), runs/NAME/.probe.lock:
     # while a trial times its latency no other trial of the search computes; None = trials time alongside each other
 
@@ -105,6 +107,9 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     def report(result: TrialResult, trained: Any) -> None:
         # what the latency was measured on rides along in every report; the MLflow callback logs it as params
         metrics = {**result.metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in result.device_info.items()}}
+        metrics[LATENCY_OBJECTIVE] = (metrics["latency_rel"] * settings.reference_latency_ms
+                                      if "latency_rel" in metrics and settings.reference_latency_ms
+                                      else metrics["latency_ms"])
         if int(metrics[EPOCH]) < epochs:
             tune.report(metrics)
             return

@@ -103,8 +103,12 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(search: tuple[Path, st
     front = [r for r in children if r.data.tags.get("pareto") == "true"]
     assert front and all(r in completed for r in front)
     for run in front:  # nothing in the completed set beats a front member on both objectives
-        acc, ms = run.data.metrics["val_acc"], run.data.metrics["latency_ms"]
-        assert not any(o.data.metrics["val_acc"] > acc and o.data.metrics["latency_ms"] < ms for o in completed)
+        acc, ms = run.data.metrics["val_acc"], run.data.metrics["latency_norm_ms"]
+        assert not any(o.data.metrics["val_acc"] > acc and o.data.metrics["latency_norm_ms"] < ms for o in completed)
+    # the ranked latency is latency_rel times the plain backbone's latency measured alone at search start
+    reference = float(parent.data.tags["attnas.reference_latency_ms"])
+    for run in completed:
+        assert abs(run.data.metrics["latency_norm_ms"] - run.data.metrics["latency_rel"] * reference) < 1e-6
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")} == {
         "pareto/pareto.csv", "pareto/pareto.png", "pareto/pareto.html"}
     csv_path = Path(client.download_artifacts(parent.info.run_id, "pareto/pareto.csv", str(folder)))

@@ -38,7 +38,7 @@ def test_sampler_proposes_archs_and_learns_only_from_full_budget_trials(tmp_path
         if i == 0:
             build(arch)  # the ArchConfig the searcher hands to trials is buildable
         epoch = FULL if i % 2 == 0 else 1  # odd trials: stopped by ASHA after one epoch
-        searcher.on_trial_complete(f"t{i}", result={"val_acc": 0.5 + i / 100, "latency_ms": 1.0 + i, "epoch": epoch})
+        searcher.on_trial_complete(f"t{i}", result={"val_acc": 0.5 + i / 100, "latency_ms": 1.0 + i, "latency_norm_ms": 1.0 + i, "epoch": epoch})
     study = open_study(storage=searcher.storage, name="s")  # the study is in the RDB storage, not in memory
     trained = [t for t in study.trials if RAY_TRIAL_ATTR in t.user_attrs]
     assert [t.state for t in trained].count(optuna.trial.TrialState.COMPLETE) == 4
@@ -55,10 +55,10 @@ def test_failed_trials_are_told_fail_and_rejected_ones_infeasible(tmp_path, samp
     constraint violation, so the sampler ranks it infeasible and it is never on the front."""
     searcher = _searcher(tmp_path, sampler, trials=6, constraints=Constraints(max_latency_ms=5.0))
     results = [
-        ({"val_acc": 0.7, "latency_ms": 4.0, "params_m": 1.0, "epoch": FULL}, False),  # completed, feasible
-        ({"val_acc": 0.4, "latency_ms": 3.0, "params_m": 1.0, "epoch": 1}, True),  # raised after epoch 1
+        ({"val_acc": 0.7, "latency_ms": 4.0, "latency_norm_ms": 4.0, "params_m": 1.0, "epoch": FULL}, False),  # completed, feasible
+        ({"val_acc": 0.4, "latency_ms": 3.0, "latency_norm_ms": 3.0, "params_m": 1.0, "epoch": 1}, True),  # raised after epoch 1
         (None, True),  # raised before reporting anything
-        ({"latency_ms": 9.0, "params_m": 1.0, "epoch": 0, "rejected": 1.0}, False),  # over max_latency_ms
+        ({"latency_ms": 9.0, "latency_norm_ms": 9.0, "params_m": 1.0, "epoch": 0, "rejected": 1.0}, False),  # over max_latency_ms
     ]
     for i, (result, error) in enumerate(results):
         searcher.suggest(f"t{i}")
@@ -88,7 +88,7 @@ def test_a_repeated_architecture_is_never_trained_twice(tmp_path) -> None:
         if config is None or config == "FINISHED":
             break
         archs.append(config["arch"])
-        searcher.on_trial_complete(f"t{i}", result={"val_acc": 0.5 + i / 100, "latency_ms": 1.0 + i, "epoch": FULL})
+        searcher.on_trial_complete(f"t{i}", result={"val_acc": 0.5 + i / 100, "latency_ms": 1.0 + i, "latency_norm_ms": 1.0 + i, "epoch": FULL})
     assert len({str(a) for a in archs}) == len(archs) == 16  # every Ray trial is a new architecture
     duplicates = [t for t in searcher.study.trials if DUPLICATE_ATTR in t.user_attrs]
     assert duplicates and said and "reusing its result" in said[0]
@@ -103,7 +103,7 @@ def test_searcher_pickles_and_resumes_from_the_study(tmp_path) -> None:
     asked after the last snapshot (never recorded by Ray) are closed as FAIL."""
     searcher = _searcher(tmp_path, "tpe")
     searcher.suggest("t0")
-    searcher.on_trial_complete("t0", result={"val_acc": 0.6, "latency_ms": 2.0, "epoch": FULL})
+    searcher.on_trial_complete("t0", result={"val_acc": 0.6, "latency_ms": 2.0, "latency_norm_ms": 2.0, "epoch": FULL})
     searcher.suggest("t1")  # running at the snapshot
     searcher.save(str(tmp_path / "state.pkl"))
     searcher.suggest("t2")  # asked after the snapshot: Ray never recorded it
@@ -111,5 +111,5 @@ def test_searcher_pickles_and_resumes_from_the_study(tmp_path) -> None:
     restored.restore(str(tmp_path / "state.pkl"))
     states = {t.user_attrs[RAY_TRIAL_ATTR]: t.state.name for t in restored.study.trials}
     assert states == {"t0": "COMPLETE", "t1": "RUNNING", "t2": "FAIL"}
-    restored.on_trial_complete("t1", result={"val_acc": 0.7, "latency_ms": 3.0, "epoch": FULL})
+    restored.on_trial_complete("t1", result={"val_acc": 0.7, "latency_ms": 3.0, "latency_norm_ms": 3.0, "epoch": FULL})
     assert restored.study.trials[1].state.name == "COMPLETE"

@@ -153,7 +153,7 @@ def _reference_latency(plan: SearchPlan, search: SearchRun, plain: ArchConfig) -
     ms = measure_alone([Candidate(name="plain", arch=plain, control=True)], probe=plan.trial_settings.probe,
                        input_shape=plan.data.image_shape, device=plan.hardware,
                        threads=plan.budget.cpu_per_trial)["plain"]
-    search.client.set_tag(search.run_id, REFERENCE_LATENCY_TAG, f"{ms:.6f}")
+    search.client.set_tag(search.run_id, REFERENCE_LATENCY_TAG, repr(ms))  # full precision: resume reads it back
     print(f"Plain backbone alone: {ms:.3f} ms at batch 1; the search ranks latency_norm_ms = latency_rel x {ms:.3f}",
           flush=True)
     return ms

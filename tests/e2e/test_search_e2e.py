@@ -108,7 +108,7 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(search: tuple[Path, st
     # the ranked latency is latency_rel times the plain backbone's latency measured alone at search start
     reference = float(parent.data.tags["attnas.reference_latency_ms"])
     for run in completed:
-        assert abs(run.data.metrics["latency_norm_ms"] - run.data.metrics["latency_rel"] * reference) < 1e-6
+        assert run.data.metrics["latency_norm_ms"] == pytest.approx(run.data.metrics["latency_rel"] * reference, rel=1e-9)
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")} == {
         "pareto/pareto.csv", "pareto/pareto.png", "pareto/pareto.html"}
     csv_path = Path(client.download_artifacts(parent.info.run_id, "pareto/pareto.csv", str(folder)))

@@ -108,25 +108,10 @@ def execute(plan: SearchPlan) -> SearchSummary:
             print("Computing the Pareto front over the full-budget trials and writing the reports ...", flush=True)
             _stall_for_tests()
             summary = _summarise(plan, results, tracker=tracker, search=search, t0=t0)
-            if plan.confirm_top_k and summary.front:
-                candidates = pick_candidates(front=summary.front, controls=controls, top_k=plan.confirm_top_k)
-                seeds = confirmation_seeds(search_seed=plan.seed, count=plan.confirm_seeds)
-                print(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
-                      f"{len(candidates) - len(controls)} from the front) x {len(seeds)} seeds "
-                      f"({', '.join(map(str, seeds))}), trained from scratch and scored on the official test split",
-                      flush=True)
-                confirm_tracker = MlflowTrialCallback(
-                    client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
-                    search_name=plan.name, full_epochs=plan.budget.epochs, existing=search.existing, role="confirm")
-                confirming = search.existing_runs(role="confirm")
-                confirm_printer = ProgressPrinter(total_trials=len(candidates) * len(seeds),
-                                                  full_epochs=plan.budget.epochs, seen=confirming.keys(),
-                                                  ended=ended_trials(confirming))
-                confirm_results = run_confirmation(
-                    candidates=candidates, seeds=seeds, data=plan.data, settings=plan.trial_settings,
-                    experiment_dir=plan.storage / plan.name / "confirm", resources=per_trial,
-                    concurrency=plan.concurrency, callbacks=[confirm_tracker, confirm_printer])
-        if summary.front and plan.confirm_top_k:
+            confirmed = (_confirm(plan, search=search, front=summary.front, controls=controls, resources=per_trial)
+                         if plan.confirm_top_k and summary.front else None)
+        if confirmed is not None:  # after Ray has shut down: nothing else runs while latency is measured
+            candidates, confirm_results = confirmed
             print("Measuring the latency of each confirmed architecture alone ...", flush=True)
             latency = measure_alone(candidates, probe=plan.trial_settings.probe, input_shape=plan.data.image_shape,
                                     device=plan.hardware, threads=plan.budget.cpu_per_trial)
@@ -140,6 +125,27 @@ def execute(plan: SearchPlan) -> SearchSummary:
         search.log_metrics({"wall_s": summary.wall_s})
     _print_summary(summary, plan=plan)
     return summary
+
+
+def _confirm(plan: SearchPlan, *, search: SearchRun, front: list[dict[str, Any]], controls: dict[str, ArchConfig],
+             resources: dict[str, float]) -> tuple[list[Candidate], tune.ResultGrid]:
+    """The confirmation runs (search.confirmation): every control and the top_k front architectures, each trained
+    from scratch on fresh seeds and scored on the test split; needs Ray running."""
+    candidates = pick_candidates(front=front, controls=controls, top_k=plan.confirm_top_k)
+    seeds = confirmation_seeds(search_seed=plan.seed, count=plan.confirm_seeds)
+    print(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
+          f"{len(candidates) - len(controls)} from the front) x {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
+          f"trained from scratch and scored on the official test split", flush=True)
+    tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
+                                  search_name=plan.name, full_epochs=plan.budget.epochs, existing=search.existing,
+                                  role="confirm")
+    confirming = search.existing_runs(role="confirm")
+    printer = ProgressPrinter(total_trials=len(candidates) * len(seeds), full_epochs=plan.budget.epochs,
+                              seen=confirming.keys(), ended=ended_trials(confirming))
+    results = run_confirmation(candidates=candidates, seeds=seeds, data=plan.data, settings=plan.trial_settings,
+                               experiment_dir=plan.storage / plan.name / "confirm", resources=resources,
+                               concurrency=plan.concurrency, callbacks=[tracker, printer])
+    return candidates, results
 
 
 def _reference_latency(plan: SearchPlan, search: SearchRun, plain: ArchConfig) -> float | None:

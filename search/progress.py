@@ -17,11 +17,6 @@ from search.outcomes import LATENCY_OBJECTIVE, REJECTED, Outcome, trial_outcome
 from trials import Constraints
 
 
-def arch_summary(arch: ArchConfig | Mapping[str, Any]) -> str:
-    """Short text for an ArchConfig (or its JSON form): ``se/r8 | - | eca/k5@last | cbam/r16/k7 +attn_pool``."""
-    return str(ArchConfig.from_dict(arch))
-
-
 def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
     """Plain-text table; ``columns`` are (key, header, format spec)."""
     cells = [[header for _, header, _ in columns]]
@@ -73,7 +68,7 @@ class ProgressPrinter(Callback):
         what = "restarts after the crash" if again else "start"
         if trial.config.get("label"):
             what += f" ({trial.config['label']})"
-        self._say(f"trial {self.started}/{self.total} {trial.trial_id} {what}  {arch_summary(trial.config['arch'])}")
+        self._say(f"trial {self.started}/{self.total} {trial.trial_id} {what}  {ArchConfig.from_dict(trial.config['arch'])}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if trial.trial_id in self.ended_before or result.get(REJECTED):

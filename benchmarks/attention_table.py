@@ -24,6 +24,7 @@ phase fills only architectures whose latency is still empty (it rewrites the CSV
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import datetime
@@ -218,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"])
     p.add_argument("--lr", type=float, default=DEFAULTS["lr"])
     p.add_argument("--seeds", default=DEFAULTS["seeds"], help="training seeds, comma-separated (default 0,1)")
-    p.add_argument("--workers", type=int, default=DEFAULTS["workers"], help="training processes, 1 thread each")
+    p.add_argument("--workers", type=int, default=DEFAULTS["workers"], help="training processes, 1 thread each (0: in this process, for tests)")
     p.add_argument("--archs", type=int, default=None, help="only the first N architectures (smoke runs)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency phase")
     args = p.parse_args(argv)
@@ -242,14 +243,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if jobs:
         new = not args.out.exists() or args.out.stat().st_size == 0
         data_kwargs = {"train_size": args.train_size, "val_size": args.val_size, "seed": args.data_seed}
-        ctx = multiprocessing.get_context("spawn")
         start = time.perf_counter()
-        with args.out.open("a", newline="") as f, ctx.Pool(args.workers, initializer=_init_worker,
-                                                           initargs=(data_kwargs, 1)) as pool:
+        with args.out.open("a", newline="") as f, contextlib.ExitStack() as stack:
+            if args.workers > 0:
+                pool = stack.enter_context(multiprocessing.get_context("spawn").Pool(
+                    args.workers, initializer=_init_worker, initargs=(data_kwargs, 1)))
+                finished = pool.imap_unordered(train_one, jobs)
+            else:  # in this process (tests): one at a time
+                _init_worker(data_kwargs, 1)
+                finished = map(train_one, jobs)
             writer = csv.DictWriter(f, fieldnames=columns(args.epochs))
             if new:
                 writer.writeheader()
-            for i, row in enumerate(pool.imap_unordered(train_one, jobs), 1):
+            for i, row in enumerate(finished, 1):
                 writer.writerow(row)
                 f.flush()
                 os.fsync(f.fileno())

@@ -69,9 +69,7 @@ def load_table(path: Path) -> tuple[dict[str, Arch], list[int], int]:
     for r in rows:
         by_key.setdefault(r["arch"], {})[int(r["seed"])] = r
     archs = {}
-    for key, runs in by_key.items():
-        if set(runs) != set(seeds):
-            continue  # incomplete (the builder has not trained every seed yet)
+    for key, runs in by_key.items():  # an unfinished table: the mean over the seeds trained so far
         archs[key] = Arch(key=key, test_acc=statistics.fmean(float(r["test_acc"]) for r in runs.values()),
                           latency_ms=float(next(iter(runs.values()))["latency_ms"]),
                           val_acc={s: [float(r[f"val_acc_e{e}"]) for e in range(1, epochs + 1)]
@@ -109,7 +107,7 @@ def replay(sampler: str, *, seed: int, trials: int, archs: dict[str, Arch], seed
     from backbones import ArchConfig
     from search.searcher import StudySearcher
 
-    table_seed = seeds[seed % len(seeds)]
+    table_seed = seeds[seed % len(seeds)]  # falls back to an arch's first seed where the table lacks this one
     searcher = StudySearcher(space=space, base=base, storage=optuna.storages.InMemoryStorage(),
                              study_name=f"replay-{sampler}-{seed}", sampler=sampler, seed=seed, trials=trials,
                              full_epochs=epochs, controls=space.control_archs(base=base), announce=lambda _: None)
@@ -121,7 +119,7 @@ def replay(sampler: str, *, seed: int, trials: int, archs: dict[str, Arch], seed
         key = "-".join(stage.attn for stage in ArchConfig.from_dict(config["arch"]).stages)
         arch = archs[key]
         evaluated.append(key)
-        searcher.on_trial_complete(f"t{n}", {"val_acc": arch.val_acc[table_seed][-1], "latency_norm_ms":
+        searcher.on_trial_complete(f"t{n}", {"val_acc": curve(arch, table_seed)[-1], "latency_norm_ms":
                                              arch.latency_ms, "latency_ms": arch.latency_ms, "epoch": epochs})
     front = []
     for t in searcher.study.best_trials:
@@ -242,14 +240,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                  f"export beats plain, {trials}"]
 
     # -- ASHA
+    complete = sum(len(a.val_acc) == len(seeds) for a in archs.values())
     rank = sorted(archs, key=lambda k: -archs[k].test_acc)
     top = set(rank[:TOP])
     keys = list(archs)
     truth_acc = [archs[k].test_acc for k in keys]
     corr_rows = []
     for e in range(1, epochs + 1):
-        per_seed = [spearman([archs[k].val_acc[s][e - 1] for k in keys], truth_acc) for s in seeds]
-        mean_val = spearman([statistics.fmean(archs[k].val_acc[s][e - 1] for s in seeds) for k in keys], truth_acc)
+        per_seed = [spearman([archs[k].val_acc[s][e - 1] for k in keys if s in archs[k].val_acc],
+                             [archs[k].test_acc for k in keys if s in archs[k].val_acc]) for s in seeds]
+        mean_val = spearman([statistics.fmean(v[e - 1] for v in archs[k].val_acc.values()) for k in keys],
+                            truth_acc)
         figures[f"spearman_val_e{e}"] = statistics.fmean(per_seed)
         corr_rows.append([f"val_acc after epoch {e}" + (" (final)" if e == epochs else ""),
                           " / ".join(f"{c:.3f}" for c in per_seed), f"{mean_val:.3f}"])
@@ -258,20 +259,22 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         for r in csv.DictReader(f):
             if r["arch"] in archs:
                 test_of.setdefault(int(r["seed"]), {})[r["arch"]] = float(r["test_acc"])
-    if len(seeds) >= 2:
-        noise = spearman([test_of[seeds[0]][k] for k in keys], [test_of[seeds[1]][k] for k in keys])
+    both = [k for k in keys if all(s in archs[k].val_acc for s in seeds[:2])]
+    if len(seeds) >= 2 and len(both) > 2:
+        keys_both = both
+        noise = spearman([test_of[seeds[0]][k] for k in keys_both], [test_of[seeds[1]][k] for k in keys_both])
         figures["spearman_test_seed_vs_seed"] = noise
-        corr_rows.append([f"test_acc seed {seeds[0]} vs seed {seeds[1]} (the table's own noise)", f"{noise:.3f}",
+        corr_rows.append([f"test_acc seed {seeds[0]} vs seed {seeds[1]} over {len(both)} archs (the table's own noise)", f"{noise:.3f}",
                           "–"])
     rng = random.Random(0)
     asha_rows = []
     for grace, rf in ASHA_SETTINGS:
         top_stopped, all_stopped, saved = [], [], []
         for i in range(args.orders):
-            order = list(controls & set(keys)) + rng.sample([k for k in keys if k not in controls],
+            order = sorted(controls & set(keys)) + rng.sample([k for k in keys if k not in controls],
                                                            len(keys) - len(controls & set(keys)))
             seed = seeds[i % len(seeds)]
-            stopped, spent = simulate_asha(order, curves={k: archs[k].val_acc[seed] for k in keys},
+            stopped, spent = simulate_asha(order, curves={k: curve(archs[k], seed) for k in keys},
                                            controls=controls, grace=grace, rf=rf, max_t=epochs)
             top_stopped.append(len(stopped & top))
             all_stopped.append(len(stopped) / len(keys))
@@ -288,7 +291,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     meta_path = args.table.with_suffix(".json")
     budget = json.loads(meta_path.read_text()).get("budget", {}) if meta_path.exists() else {}
     body = (
-        f"Table `{args.table.name}`: {len(archs)} architectures × {len(seeds)} seeds, {epochs} epochs on "
+        f"Table `{args.table.name}`: {len(archs)} architectures × {len(seeds)} seeds ({complete} with every seed), "
+        f"{epochs} epochs on "
         f"{budget.get('train_size', '?')} Fashion-MNIST training images (val {budget.get('val_size', '?')}, batch "
         f"{budget.get('batch_size', '?')}, lr {budget.get('lr', '?')}); test_acc on the official 10,000-image test "
         f"split, mean over seeds; latency_ms batch 1, measured alone. True front: {len(true_front)} architectures; "
@@ -309,6 +313,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     )
     emit("Search quality on the attention-placement ground truth", device_line, body)
     return figures
+
+
+def curve(arch: Arch, seed: int) -> list[float]:
+    """val_acc after each epoch of ``seed`` (of the arch's first seed when the table lacks that one)."""
+    return arch.val_acc.get(seed) or next(iter(arch.val_acc.values()))
 
 
 def truth_of(archs: dict[str, Arch], key: str) -> tuple[float, float]:

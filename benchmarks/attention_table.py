@@ -223,13 +223,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=DEFAULTS["workers"], help="training processes, 1 thread each (0: in this process, for tests)")
     p.add_argument("--archs", type=int, default=None, help="only the first N architectures (smoke runs)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency phase")
+    p.add_argument("--latency-only", action="store_true",
+                   help="train nothing: only measure the latency of archs in the CSV that lack it (a stopped table)")
     args = p.parse_args(argv)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     meta_path = args.out.with_suffix(".json")
     meta = environment(args, argv)
-    if meta_path.exists():  # a resumed table keeps its first start date
-        meta["started"] = json.loads(meta_path.read_text()).get("started")
+    meta["invocations"] = [meta["command"]]
+    if meta_path.exists():  # a resumed table keeps its first start date and command; later ones are listed
+        old = json.loads(meta_path.read_text())
+        meta["started"], meta["command"] = old.get("started"), old.get("command", meta["command"])
+        meta["invocations"] = old.get("invocations", [meta["command"]]) + meta["invocations"]
+        if "measured" in old.get("latency", {}):
+            meta["latency"] = old["latency"]
     meta.setdefault("started", None)
     meta["started"] = meta["started"] or datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
@@ -239,7 +246,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     jobs = [{"types": t, "seed": s, "epochs": args.epochs, "train_size": args.train_size, "val_size": args.val_size,
              "batch_size": args.batch_size, "lr": args.lr, "threads": 1}
-            for s in seeds for t in types_list if (arch_key(t), s) not in done]  # seed 0 of every arch first
+            for s in seeds for t in types_list if (arch_key(t), s) not in done  # seed 0 of every arch first
+            and not args.latency_only]
     print(f"{len(done)} rows already in {args.out}; {len(jobs)} to train", flush=True)
     if jobs:
         new = not args.out.exists() or args.out.stat().st_size == 0

@@ -67,3 +67,56 @@ def test_trial_vs_bare_with_the_probe_slot_says_so(capsys):
 
     main(["--quick", "--probe-slot"])
     assert "holds an (uncontended) probe slot" in capsys.readouterr().out
+
+
+# ---- issue 11: the attention-placement ground-truth table and the replay on it ------------------------------------
+def test_search_quality_quick_replay_on_the_committed_table(capsys):
+    """The replay through StudySearcher on the committed table: 3 seeds, budgets of 10% and 25% (seconds)."""
+    from benchmarks.search_quality import main
+
+    figures = main(["--quick"])
+    out = capsys.readouterr().out
+    assert "----- markdown for BENCHMARKS.md -----" in out and "Command: `python -m benchmarks.search_quality --quick`" in out
+    for sampler in ("tpe", "nsga2", "random"):
+        assert f"| {sampler} | " in out
+        ratios = [v for k, v in figures.items() if k.startswith(f"hv_{sampler}_")]
+        assert ratios and all(0.0 < r <= 1.0 + 1e-9 for r in ratios)
+    assert "grace 1, rf 2 (shipped)" in out and -1.0 <= figures["spearman_val_e1"] <= 1.0
+
+
+def test_hypervolume_and_front_by_hand():
+    from benchmarks.search_quality import hypervolume, pareto
+
+    points = [(0.9, 2.0), (0.8, 1.0), (0.7, 1.5), (0.85, 3.0)]  # (acc ↑, latency ↓): the last two are dominated
+    assert pareto(points) == [(0.8, 1.0), (0.9, 2.0)]
+    # ref (0.5, 4.0): (0.8 - 0.5) * (4 - 1) + (0.9 - 0.8) * (4 - 2)
+    assert hypervolume(points, (0.5, 4.0)) == pytest.approx(0.9 + 0.2)
+    assert hypervolume([(0.4, 1.0)], (0.5, 4.0)) == 0.0  # outside the reference box
+
+
+def test_asha_simulation_follows_rays_rungs():
+    from benchmarks.search_quality import rungs, simulate_asha
+
+    assert rungs(grace=1, rf=2.0, max_t=2) == [1, 2] and rungs(grace=1, rf=2.0, max_t=8) == [1, 2, 4, 8]
+    curves = {"c": [0.5, 0.6], "a": [0.4, 0.5], "b": [0.7, 0.8], "d": [0.55, 0.6]}
+    # rung at epoch 1, rf 2: stop when below the median of the values recorded before; the control c never stops
+    stopped, spent = simulate_asha(["c", "a", "b", "d"], curves=curves, controls={"c"}, grace=1, rf=2.0, max_t=2)
+    assert stopped == {"a"} and spent == 2 + 1 + 2 + 2  # d: 0.55 >= median(0.5, 0.4, 0.7) = 0.5
+
+
+def test_attention_table_builder_trains_one_arch_and_resumes(tmp_path):
+    """One architecture, one seed, a tiny budget, in this process; a second call trains nothing (resume)."""
+    import csv
+
+    from benchmarks.attention_table import main
+
+    out = tmp_path / "t.csv"
+    args = ["--out", str(out), "--archs", "1", "--seeds", "0", "--workers", "0", "--epochs", "1",
+            "--train-size", "64", "--val-size", "64", "--batch-size", "32"]
+    assert main(args) == 1
+    row = next(csv.DictReader(out.open()))
+    assert row["arch"] == "none-none-none-none" and row["seed"] == "0"
+    assert 0.0 <= float(row["test_acc"]) <= 1.0 and float(row["val_acc_e1"]) == float(row["val_acc"])
+    assert float(row["latency_ms"]) > 0 and float(row["latency_rel"]) > 0 and float(row["params_m"]) > 0
+    assert (tmp_path / "t.json").exists()
+    assert main(args) == 1  # resumed: nothing to train, nothing to measure

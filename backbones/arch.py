@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .attention import ATTENTION, check_attention
+from .attention import check_attention
 from .head import check_head
 from .placement import BLOCKS, POSITIONS
 

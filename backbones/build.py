@@ -7,7 +7,7 @@ its stage count, the positions its blocks support, and every knob against the ch
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 

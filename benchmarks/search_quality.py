@@ -201,7 +201,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     torch.set_num_threads(1)  # nothing here is torch work; the header then states the trials' setting
     from benchmarks.attention_table import base_arch, table_space
     from search.samplers import SAMPLERS
-    from spaces import PLAIN_CONTROL
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)
@@ -325,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         + table(["signal", "per seed", "mean over seeds"], corr_rows) + "\n\n"
         f"ASHA simulated ({args.orders} random trial orders, controls first and never stopped, val_acc of one seed "
         f"per order, max_t = {epochs} epochs):\n\n"
-        + table(["setting", f"true top-{TOP} stopped (mean ± std)", f"expected if stops were random",
+        + table(["setting", f"true top-{TOP} stopped (mean ± std)", "expected if stops were random",
                  "all archs stopped", "epochs saved"], asha_rows)
     )
     emit("Search quality on the attention-placement ground truth", device_line, body)

@@ -24,7 +24,6 @@ no Ray trial is started for it, and the sampler is asked again.
 
 from __future__ import annotations
 
-import json
 import pickle
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -204,8 +203,3 @@ class StudySearcher(Searcher):
         trial_id = storage.get_trial_id_from_study_id_trial_number(storage.get_study_id_from_name(self.study_name),
                                                                    number)
         return optuna.Trial(self.study, trial_id)
-
-
-def canonical_arch(trial: optuna.trial.FrozenTrial) -> ArchConfig:
-    """The ArchConfig a study trial proposed (its JSON user attribute)."""
-    return ArchConfig.from_dict(json.loads(trial.user_attrs[ARCH_ATTR]))

@@ -70,6 +70,12 @@ def choice(noun: str) -> dict[str, str]:
 
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a search name becomes a folder (runs/NAME) and an MLflow run name
 FOLDER = text("a folder path")
+# Ray Tune's storage: a folder, or a URI of a file system Ray reaches through pyarrow (s3://, gs://, ...)
+STORAGE = text("a folder path or a storage URI such as s3://BUCKET/attnas")
+# ray.address: 'auto' (RAY_ADDRESS, else the cluster 'ray start' last started on this machine) or the head's GCS
+# HOST:PORT (Ray Client's ray:// is not supported: the search's driver must run on a node of the cluster)
+RAY_ADDRESS = text("'auto' or the Ray head's HOST:PORT (e.g. 10.0.0.5:6379)",
+                   pattern=r"auto|[A-Za-z0-9_.-]+:[0-9]{1,5}")
 
 
 @dataclass
@@ -135,6 +141,26 @@ class MlflowConfig:
 
 
 @dataclass
+class RayConfig:
+    """Where trials run (search.cluster): a local Ray started for the search, or an existing cluster it joins."""
+
+    # null: start a local Ray and shut it down after the search; 'auto' or HOST:PORT: join that cluster (its nodes'
+    # CPUs/GPUs run the trials; it is left running). Checked for reachability before anything is written.
+    address: Optional[str] = field(default=None, metadata=RAY_ADDRESS)
+
+
+@dataclass
+class StudyConfig:
+    """The Optuna study's RDB storage (search.plan.study_storage_url)."""
+
+    # an Optuna RDB URL (sqlite:///FILE, postgresql://..., mysql://...); null: optuna.db beside a sqlite MLflow store,
+    # else in the storage folder, else (storage is a URI) in the current folder. Resuming from another machine needs
+    # it shared (a database server, or a file on a shared folder).
+    storage: Optional[str] = field(default=None, metadata=text(
+        "an Optuna RDB URL such as sqlite:///optuna.db or postgresql://HOST/DB", pattern=r"[a-z0-9+]+://.+"))
+
+
+@dataclass
 class FaultsConfig:
     """For testing failure handling only: make some trials fail on purpose."""
 
@@ -179,7 +205,11 @@ class RunConfig:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
-    storage: str = field(default="runs", metadata=FOLDER)  # Ray Tune experiment folders and checkpoints (runs/NAME/...)
+    # Ray Tune experiment folders and checkpoints (runs/NAME/...): a folder or a URI (s3://BUCKET/attnas); on a
+    # cluster every node must reach it (a shared folder at the same path, or a URI; checked before any trial)
+    storage: str = field(default="runs", metadata=STORAGE)
+    ray: RayConfig = field(default_factory=RayConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
     def __post_init__(self) -> None:
         check(self)

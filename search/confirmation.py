@@ -66,7 +66,7 @@ def confirmation_seeds(*, search_seed: int, count: int) -> list[int]:
 
 
 def run_confirmation(*, candidates: Sequence[Candidate], seeds: Sequence[int], data: TensorData,
-                     settings: TrialSettings, experiment_dir: Path, resources: Mapping[str, float],
+                     settings: TrialSettings, experiment_dir: str, resources: Mapping[str, float],
                      concurrency: int, callbacks: Sequence[tune.Callback]) -> tune.ResultGrid:
     """Train every (candidate, seed) for the full budget and score it on the test split (a Ray Tune experiment in
     ``experiment_dir``; a rerun after a crash resumes it, finished runs are not trained again). Needs Ray running."""

@@ -20,7 +20,8 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from backbones import ArchConfig
 from search.artifacts import ARCH, REFERENCE, WEIGHTS
-from search.outcomes import CONTROL_TAG, OUTCOME_TAG, PROBE_PREFIX, ROLE_TAG, SEARCH_TAG, TRIAL_TAG, Outcome, trial_outcome
+from search.outcomes import (CONTROL_TAG, NODE_ID, NODE_ID_TAG, NODE_IP_TAG, OUTCOME_TAG, PROBE_PREFIX, ROLE_TAG,
+                             SEARCH_TAG, TRIAL_TAG, Outcome, trial_outcome)
 from search.tracking import ended_trials, param_value
 from trials import Constraints
 
@@ -32,7 +33,7 @@ class MlflowTrialCallback(Callback):
     """Ray Tune callback: a nested MLflow run per trial with its architecture, per-epoch metrics and weights.
 
     ``on_trial_start`` creates the run (params = the sampled architecture), ``on_trial_result`` logs every epoch's
-    metrics with ``step=epoch``, ``on_trial_complete`` uploads the final checkpoint (weights, reference I/O, arch)
+    metrics with ``step=epoch`` (the first result also tags the Ray node it runs on: ``attnas.node_id``/``node_ip``), ``on_trial_complete`` uploads the final checkpoint (weights, reference I/O, arch)
     and tags the outcome (``completed`` when the trial ran ``full_epochs``, else ``early_stopped``), and
     ``on_trial_error`` marks the run FAILED with the error.
 
@@ -96,8 +97,9 @@ class MlflowTrialCallback(Callback):
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None or run_id in self.finished_before:
             return
-        if run_id not in self.probed:  # the first result carries what the latency was measured on
+        if run_id not in self.probed:  # the first result carries what the latency was measured on, and where
             self.probed.add(run_id)
+            self._tag_node(run_id, result)
             probe = {k: v for k, v in result.items() if k.startswith(PROBE_PREFIX)}
             try:
                 self.client.log_batch(run_id, params=[Param(k, param_value(v)) for k, v in sorted(probe.items())])
@@ -108,6 +110,13 @@ class MlflowTrialCallback(Callback):
         metrics = [Metric(k, float(v), now, step) for k, v in result.items()
                    if k not in _NOT_METRICS and not k.startswith(PROBE_PREFIX) and _is_number(v)]
         self.client.log_batch(run_id, metrics=metrics)
+
+    def _tag_node(self, run_id: str, result: dict) -> None:
+        """Tag the run with the Ray node the trial trains on (id and IP; on one machine all nodes share an IP)."""
+        tags = {NODE_ID_TAG: result.get(NODE_ID), NODE_IP_TAG: result.get("node_ip")}
+        for key, value in tags.items():
+            if value:
+                self.client.set_tag(run_id, key, str(value))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.run_ids.get(trial.trial_id)
@@ -120,10 +129,11 @@ class MlflowTrialCallback(Callback):
             self.client.set_tag(run_id, "attnas.rejected_because", self.constraints.reason(last) or "over budget")
         checkpoint = trial.checkpoint
         if outcome is Outcome.COMPLETED and checkpoint is not None:
-            folder = Path(checkpoint.path)
-            for name in CHECKPOINT_FILES:
-                if (folder / name).is_file():
-                    self.client.log_artifact(run_id, str(folder / name), artifact_path="model")
+            with checkpoint.as_directory() as where:  # in storage: a folder, or fetched from a URI (s3://...)
+                folder = Path(where)
+                for name in CHECKPOINT_FILES:
+                    if (folder / name).is_file():
+                        self.client.log_artifact(run_id, str(folder / name), artifact_path="model")
         self.client.set_tag(run_id, OUTCOME_TAG, str(outcome))
         self.client.set_tag(run_id, "attnas.epochs_run", str(epochs))
         self._terminate(run_id, "FINISHED")

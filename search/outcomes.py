@@ -23,6 +23,11 @@ REFERENCE_LATENCY_TAG = "attnas.reference_latency_ms"  # on the parent run: the 
 EPOCH = "epoch"  # epochs trained so far (0 before training)
 REJECTED = "rejected"  # 1.0 when a hard budget rejected the candidate after its probe, before training
 PROBE_PREFIX = "probe."  # result keys carrying what the latency was measured on (trials.device_info)
+NODE_ID = "ray_node_id"  # the Ray node id (hex) a trial trains on; Tune's own node_ip is in every result too
+
+# MLflow tags of where a trial ran (on its run; a trial restarted after a crash gets its latest node's).
+NODE_ID_TAG = "attnas.node_id"
+NODE_IP_TAG = "attnas.node_ip"
 
 # MLflow tags.
 ROLE_TAG = "attnas.role"  # "search" on parent runs, "trial" on nested runs

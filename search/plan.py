@@ -12,6 +12,9 @@ from omegaconf import DictConfig
 
 from search.config import Device, RunConfig, check_setting, run_settings
 from search.errors import UserError
+from search.cluster import Node, reachable_address, trial_slots
+from search.ray_adapter import find_cluster_address
+from search.storage import is_uri, probe_lock_path, resolve as resolve_storage
 from search.tracking import check_tracking_uri
 from backbones import ArchConfig, build
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
@@ -25,9 +28,6 @@ from trials import DATASETS, Constraints, DatasetMissingError, ProbeConfig, Tens
 # CPU one front architecture (besides the 3 controls): 12 confirmation runs, so that the default command (search,
 # controls and confirmation) ends within 10 minutes on 2 cores (measured: README, "Run a search").
 CONFIRM_DEFAULTS: dict[str, tuple[int, int]] = {"cuda": (3, 3), "cpu": (1, 3)}
-# The exclusive probe slot's lock file, in the search's folder (storage/NAME/): while one trial of the search times
-# its latency, the others wait between training steps (trials.ProbeSlot; BENCHMARKS.md section 6).
-PROBE_LOCK = ".probe.lock"
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,12 @@ class SearchPlan:
     latency_reference: bool  # time the plain backbone interleaved with each trial's model (latency_rel)
     tracking_uri: str
     experiment: str
-    storage: Path  # Ray Tune storage folder (absolute)
+    storage: str  # Ray Tune storage: an absolute folder path or a URI (s3://...; search.storage)
     study_storage: str  # Optuna RDB storage URL of the search's study (named like the search)
     confirm_top_k: int  # front architectures retrained in the confirmation phase (0: phase off)
     confirm_seeds: int  # training seeds per confirmed architecture
+    ray_address: str | None = None  # HOST:PORT of the Ray cluster to join (checked reachable); None: a local Ray
+    concurrency_given: bool = False  # concurrency= was set (else on a cluster it is recounted over the nodes)
 
     @property
     def base_arch(self) -> ArchConfig:
@@ -79,6 +81,8 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     name = settings.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_setting(RunConfig, "name", name)  # the default name too (it comes from the space)
     check_tracking_uri(settings.mlflow.tracking_uri)
+    ray_address = (reachable_address(settings.ray.address, find_auto=find_cluster_address)
+                   if settings.ray.address else None)
     try:
         data = load_dataset(space.dataset, root=settings.data.root, train_size=budget.train_size,
                             val_size=budget.val_size, seed=settings.seed, download=settings.data.download,
@@ -101,7 +105,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     latency = settings.latency
     constraints = Constraints(max_latency_ms=settings.constraints.max_latency_ms,
                               max_params_m=settings.constraints.max_params_m)
-    storage = Path(settings.storage).expanduser().resolve()
+    storage = resolve_storage(settings.storage)
     return SearchPlan(
         name=name,
         space=space,
@@ -113,7 +117,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
             probe=ProbeConfig(runs=latency.runs, warmup=latency.warmup, batch=latency.batch,
                               precision=latency.precision.value, channels_last=latency.channels_last),
             constraints=constraints, threads=budget.cpu_per_trial, device=hardware,
-            probe_lock=storage / name / PROBE_LOCK,  # the folder is made by the first trial that takes the slot
+            probe_lock=probe_lock_path(storage, name=name),  # node-local; made by the first trial that takes it
         ),
         concurrency=_concurrency(settings.concurrency, hardware=hardware, budget=budget),
         sampler=settings.sampler.value,
@@ -127,24 +131,35 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         tracking_uri=settings.mlflow.tracking_uri,
         experiment=settings.mlflow.experiment,
         storage=storage,
-        study_storage=study_storage_url(settings.mlflow.tracking_uri, storage=Path(settings.storage)),
+        study_storage=study_storage_url(settings.mlflow.tracking_uri, storage=storage, given=settings.study.storage),
+        ray_address=ray_address,
+        concurrency_given=settings.concurrency is not None,
         confirm_top_k=(settings.confirm.top_k or CONFIRM_DEFAULTS[hardware][0]) if settings.confirm.enabled else 0,
         confirm_seeds=settings.confirm.seeds or CONFIRM_DEFAULTS[hardware][1],
     )
 
 
-def study_storage_url(tracking_uri: str, *, storage: Path) -> str:
-    """Where the Optuna study lives: ``optuna.db`` beside a SQLite MLflow store, else in the Ray storage folder."""
+def study_storage_url(tracking_uri: str, *, storage: str, given: str | None = None) -> str:
+    """Where the Optuna study lives: ``given`` (``study.storage=``, an RDB URL) when set; else ``optuna.db`` beside a
+    SQLite MLflow store, else in the Ray storage folder (``storage``: a folder or URI), else, when that is a URI
+    (Optuna cannot keep SQLite in s3://), in the current folder."""
+    if given:
+        return given
     if tracking_uri.startswith("sqlite:///"):
         folder = Path(tracking_uri[len("sqlite:///"):]).expanduser().resolve().parent
+    elif not is_uri(storage):
+        folder = Path(storage).expanduser().resolve()
     else:
-        folder = storage.expanduser().resolve()
+        folder = Path.cwd()
     return f"sqlite:///{folder / 'optuna.db'}"
 
 
 def _concurrency(requested: int | None, *, hardware: str, budget: Budget) -> int:
+    """``concurrency=`` or, by default, the trials that fit on this machine (on a cluster ``search.run`` recounts
+    over its nodes once joined: :func:`search.cluster.trial_slots`)."""
     if requested is not None:
         return requested
-    if hardware == "cuda":
-        return max(1, int(torch.cuda.device_count() / budget.gpu_per_trial))
-    return max(1, (os.cpu_count() or 1) // budget.cpu_per_trial)
+    here = Node(node_id="local", ip="127.0.0.1", cpus=float(os.cpu_count() or 1),
+                gpus=float(torch.cuda.device_count()) if hardware == "cuda" else 0.0)
+    return trial_slots([here], cpu_per_trial=0 if hardware == "cuda" else budget.cpu_per_trial,
+                       gpu_per_trial=budget.gpu_per_trial if hardware == "cuda" else 0)

@@ -6,6 +6,7 @@ MLflow run per trial -> Pareto front over full-budget trials -> reports on the p
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -24,9 +25,10 @@ from backbones import ArchConfig
 
 from dashboards import write_pareto_report
 from dashboards.ui import ui_hint
-from search import cli
+from search import cli, storage
+from search.cluster import alive_nodes, check_storage_shared, trial_nodes, trial_slots
 from search.config import RunConfig
-from search.errors import exit_on_bad_input
+from search.errors import UserError, exit_on_bad_input
 from search.confirmation import (Candidate, measure_alone, pick_candidates, confirmation_seeds, run_confirmation,
                                  summarise_confirmation)
 from search.confirmation_stats import Confirmed, confirmation_sentence, write_confirmed_csv
@@ -67,8 +69,43 @@ def run(cfg: DictConfig | RunConfig) -> SearchSummary:
 
 
 def execute(plan: SearchPlan) -> SearchSummary:
-    """Run a checked plan: MLflow parent run, Ray Tune search over the Optuna study, Pareto reports."""
+    """Run a checked plan: MLflow parent run, Ray Tune search over the Optuna study, Pareto reports.
+
+    With ``ray.address`` the driver joins the cluster first (its nodes size the search and must all reach the
+    storage: checked before anything is written to MLflow) and only disconnects at the end."""
     t0 = time.monotonic()
+    with contextlib.ExitStack() as joined:
+        if plan.ray_address:
+            joined.enter_context(ray_runtime(address=plan.ray_address))
+            plan = _join_cluster(plan)
+        return _execute(plan, t0=t0)
+
+
+def _join_cluster(plan: SearchPlan) -> SearchPlan:
+    """The plan on the cluster Ray is connected to: storage checked on each node that can run a trial, concurrency
+    counted over those nodes unless ``concurrency=`` was given. Raises :class:`UserError` before any trial."""
+    per_trial = _per_trial(plan)
+    nodes = alive_nodes()
+    runners = trial_nodes(nodes, cpu_per_trial=per_trial["cpu"], gpu_per_trial=per_trial["gpu"])
+    if not runners:
+        raise UserError(f"ray.address={plan.ray_address}: no node of the cluster has the {per_trial['cpu']:g} CPU(s) "
+                        f"and {per_trial['gpu']:g} GPU(s) a trial takes (budget.cpu_per_trial, budget.gpu_per_trial); "
+                        f"nodes: " + ", ".join(f"{n.ip} {n.cpus:g} CPU {n.gpus:g} GPU" for n in nodes))
+    check_storage_shared(plan.storage, runners)
+    concurrency = plan.concurrency if plan.concurrency_given else trial_slots(
+        runners, cpu_per_trial=per_trial["cpu"], gpu_per_trial=per_trial["gpu"])
+    print(f"Ray cluster {plan.ray_address}: {len(nodes)} nodes, {len(runners)} run trials "
+          f"({sum(n.cpus for n in runners):g} CPUs, {sum(n.gpus for n in runners):g} GPUs); storage {plan.storage}",
+          flush=True)
+    return dataclasses.replace(plan, concurrency=concurrency)
+
+
+def _per_trial(plan: SearchPlan) -> dict[str, float]:
+    """The Ray resources one trial takes."""
+    return {"cpu": plan.budget.cpu_per_trial, "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
+
+
+def _execute(plan: SearchPlan, *, t0: float) -> SearchSummary:
     _announce(plan)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("mlflow").setLevel(logging.WARNING)
@@ -94,12 +131,13 @@ def execute(plan: SearchPlan) -> SearchSummary:
                                        reference_latency_ms=_reference_latency(plan, search, controls["plain"]))
         trainable = tune.with_parameters(with_faults(train_architecture, faults=plan.faults), data=search_data,
                                          settings=settings, latency_reference=plan.latency_reference)
-        per_trial = {"cpu": plan.budget.cpu_per_trial,
-                     "gpu": plan.budget.gpu_per_trial if plan.hardware == "cuda" else 0}
-        with ray_runtime(num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial)):
+        per_trial = _per_trial(plan)
+        local_ray = (contextlib.nullcontext() if plan.ray_address else  # on a cluster: joined already (execute)
+                     ray_runtime(num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial)))
+        with local_ray:
             quiet_trial_failures()
             results = run_tuner(
-                trainable=trainable, resources=per_trial, experiment_dir=plan.storage / plan.name,
+                trainable=trainable, resources=per_trial, experiment_dir=storage.join(plan.storage, plan.name),
                 searcher=searcher,
                 scheduler=make_scheduler(full_epochs=plan.budget.epochs, grace_period=plan.asha_grace_period,
                                          reduction_factor=plan.asha_reduction_factor),
@@ -110,7 +148,7 @@ def execute(plan: SearchPlan) -> SearchSummary:
             summary = _summarise(plan, results, tracker=tracker, search=search, t0=t0)
             confirmed = (_confirm(plan, search=search, front=summary.front, controls=controls, resources=per_trial)
                          if plan.confirm_top_k and summary.front else None)
-        if confirmed is not None:  # after Ray has shut down: nothing else runs while latency is measured
+        if confirmed is not None:  # after Ray has shut down (or, on a cluster, its trials ended): nothing else runs
             candidates, confirm_results = confirmed
             print("Measuring the latency of each confirmed architecture alone ...", flush=True)
             latency = measure_alone(candidates, probe=plan.trial_settings.probe, input_shape=plan.data.image_shape,
@@ -143,7 +181,7 @@ def _confirm(plan: SearchPlan, *, search: SearchRun, front: list[dict[str, Any]]
     printer = ProgressPrinter(total_trials=len(candidates) * len(seeds), full_epochs=plan.budget.epochs,
                               seen=confirming.keys(), ended=ended_trials(confirming))
     results = run_confirmation(candidates=candidates, seeds=seeds, data=plan.data, settings=plan.trial_settings,
-                               experiment_dir=plan.storage / plan.name / "confirm", resources=resources,
+                               experiment_dir=storage.join(plan.storage, plan.name, "confirm"), resources=resources,
                                concurrency=plan.concurrency, callbacks=[tracker, printer])
     return candidates, results
 

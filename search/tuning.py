@@ -24,8 +24,9 @@ from torch import nn
 
 from backbones import ArchConfig, build
 from search.artifacts import load_metrics, save_checkpoint
-from search.outcomes import EPOCH, LATENCY_OBJECTIVE, PROBE_PREFIX
+from search.outcomes import EPOCH, LATENCY_OBJECTIVE, NODE_ID, PROBE_PREFIX
 from search.ray_adapter import set_callbacks_of_restored_tuner
+from search.storage import split
 from trials import Constraints, ProbeConfig, TensorData, TrainConfig, TrialResult, evaluate, run_trial
 
 
@@ -71,8 +72,9 @@ class TrialSettings:
     threads: int | None  # torch intra-op threads per trial; None = leave as is
     # the plain backbone's batch-1 latency (ms) measured alone at search start: latency_norm_ms = latency_rel x this
     reference_latency_ms: float | None = None
-    probe_lock: Path | None = None  # the exclusive probe slot's lock file (trials.ProbeSlot), runs/NAME/.probe.lock:
-    # while a trial times its latency no other trial of the search computes; None = trials time alongside each other
+    # the exclusive probe slot's lock file (trials.ProbeSlot), in the node's temp folder (search.storage.probe_lock_path):
+    # while a trial times its latency no other trial of the search on that node computes; None = no slot
+    probe_lock: Path | None = None
 
 
 def train_architecture(config: dict[str, Any], *, data: TensorData, settings: TrialSettings,
@@ -103,10 +105,12 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
             return
     torch.manual_seed(train.seed)  # the same ArchConfig and seed give the same initial weights
     model = build_model(arch)
+    node_id = ray.get_runtime_context().get_node_id()  # the Ray node it trains on (Tune adds node_ip, hostname)
 
     def report(result: TrialResult, trained: Any) -> None:
         # what the latency was measured on rides along in every report; the MLflow callback logs it as params
-        metrics = {**result.metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in result.device_info.items()}}
+        metrics = {**result.metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in result.device_info.items()},
+                   NODE_ID: node_id}
         metrics[LATENCY_OBJECTIVE] = (metrics["latency_rel"] * settings.reference_latency_ms
                                       if "latency_rel" in metrics and settings.reference_latency_ms
                                       else metrics["latency_ms"])
@@ -127,8 +131,9 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
 
 
 @contextlib.contextmanager
-def ray_runtime(*, num_cpus: int) -> Iterator[None]:
-    """A local Ray for the search, quiet, shut down afterwards."""
+def ray_runtime(*, num_cpus: int | None = None, address: str | None = None) -> Iterator[None]:
+    """Ray for the search, quiet: with ``address`` (HOST:PORT of a running cluster) join it and only disconnect
+    afterwards, never stopping it; without, start a local Ray with ``num_cpus`` and shut it down afterwards."""
     # One checkpoint per trial (its last epoch) makes Tune's "snapshotting too often" warning noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0 Ray prints nothing; ProgressPrinter talks
@@ -138,9 +143,9 @@ def ray_runtime(*, num_cpus: int) -> Iterator[None]:
     # A candidate rejected by constraints.* reports its probe but no val_acc (it never trained); ASHA then leaves it
     # alone and the searcher tells it infeasible. Ray's strict check would instead end the whole search.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
     ray.init(
-        num_cpus=num_cpus,
-        include_dashboard=False,
+        **where,
         log_to_driver=False,  # trial workers' stdout stays in Ray's logs; the driver prints ProgressPrinter lines
         logging_level=logging.WARNING,
         configure_logging=True,
@@ -148,20 +153,21 @@ def ray_runtime(*, num_cpus: int) -> Iterator[None]:
     try:
         yield
     finally:
-        ray.shutdown()
+        ray.shutdown()  # a driver joined to a cluster only disconnects: the cluster's processes are not its own
 
 
-def run_tuner(*, trainable: Callable[..., Any], resources: dict[str, float], experiment_dir: Path,
+def run_tuner(*, trainable: Callable[..., Any], resources: dict[str, float], experiment_dir: str,
               searcher: Searcher, scheduler: ASHAScheduler | None, num_samples: int, concurrency: int,
               callbacks: Sequence[tune.Callback]) -> tune.ResultGrid:
-    """Run the search in ``experiment_dir``; if it holds an earlier, interrupted run of it, resume that instead.
+    """Run the search in ``experiment_dir`` (a folder or a URI, ``search.storage.join``); if it holds an earlier,
+    interrupted run of it, resume that instead.
 
     Resuming restores the trials and the searcher; unfinished trials are restarted, finished and failed ones kept.
     Callbacks are this process's, not the pickled ones.
     """
     trainable = tune.with_resources(trainable, resources)
-    if tune.Tuner.can_restore(str(experiment_dir)):
-        tuner = tune.Tuner.restore(str(experiment_dir), trainable=trainable, resume_unfinished=True,
+    if tune.Tuner.can_restore(experiment_dir):
+        tuner = tune.Tuner.restore(experiment_dir, trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=False)
         set_callbacks_of_restored_tuner(tuner, list(callbacks))
         return tuner.fit()
@@ -175,7 +181,7 @@ def run_tuner(*, trainable: Callable[..., Any], resources: dict[str, float], exp
             reuse_actors=True,  # one worker process per slot for the whole search: no per-trial process start
             trial_dirname_creator=_trial_dirname,
         ),
-        run_config=tune.RunConfig(name=experiment_dir.name, storage_path=str(experiment_dir.parent),
+        run_config=tune.RunConfig(name=split(experiment_dir)[1], storage_path=split(experiment_dir)[0],
                                   callbacks=list(callbacks), verbose=0),
     )
     return tuner.fit()

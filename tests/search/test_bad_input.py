@@ -53,7 +53,7 @@ CASES = {
     # Hydra-level: unknown keys and malformed overrides.
     "unknown key": Case(("foo=1",), ("'foo'", "valid settings: space, name, sampler, seed, device, concurrency, "
                                           "budget.*, constraints.*, asha.*, data.*, latency.*, compile, mlflow.*, "
-                                          "faults.*, confirm.*, storage")),
+                                          "faults.*, confirm.*, storage, ray.*, study.*")),
     "unknown budget key": Case(("budget.epoch=3",), ("'budget.epoch'", "valid settings under budget: backbone, "
                                                      "backbone_kwargs, epochs, trials, batch_size")),
     "added unknown key": Case(("+colour=red",), ("'colour'", "valid settings: space")),
@@ -88,6 +88,14 @@ CASES = {
     "unknown sampler": Case(("sampler=grid",), ("'grid'", "valid samplers: tpe, nsga2, random")),
     "name with a slash": Case(("name=bad/name",), ("name='bad/name'", "letters, digits, '.', '_' and '-'")),
     "empty storage": Case(("storage=",), ("storage=''", "folder path")),
+    # Ray cluster (ray.address): malformed, nothing listening, no cluster to find for auto.
+    "ray address without a port": Case(("ray.address=headnode",), ("ray.address='headnode'", "'auto' or the Ray "
+                                                                   "head's HOST:PORT")),
+    "ray client address": Case(("ray.address=ray://10.0.0.5:10001",), ("ray://10.0.0.5:10001", "HOST:PORT")),
+    "unreachable ray cluster": Case(("ray.address=127.0.0.1:{port}",), ("ray.address=127.0.0.1:{port}",
+                                                                         "no Ray cluster answers there",
+                                                                         "ray start --head")),
+    "study storage not a URL": Case(("study.storage=optuna.db",), ("study.storage='optuna.db'", "Optuna RDB URL")),
     # Tracking store.
     "unreachable tracking URI": Case(("mlflow.tracking_uri=http://127.0.0.1:{port}",),
                                      ("http://127.0.0.1:{port}", "unreachable", "sqlite:///mlflow.db")),

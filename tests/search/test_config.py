@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import hydra
@@ -68,6 +69,8 @@ def test_compose_then_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert (plan.name, plan.sampler, plan.hardware, plan.concurrency) == ("composed", "random", "cpu", 1)
     assert plan.trial_settings.probe.precision == "bf16" and plan.trial_settings.probe.runs == 30
     assert (plan.faults.rate, plan.faults.kind) == (0.5, "nan")
-    assert plan.storage == tmp_path / "runs" and plan.budget.train_size == 64
-    assert plan.trial_settings.probe_lock == tmp_path / "runs" / "composed" / ".probe.lock"  # made by the trials
+    assert plan.storage == str(tmp_path / "runs") and plan.budget.train_size == 64
+    lock = plan.trial_settings.probe_lock  # node-local (the node's temp folder), made by the trials
+    assert lock.parent == Path(tempfile.gettempdir()) / "attnas-probe" and lock.name.startswith("composed-")
+    assert plan.ray_address is None and plan.study_storage == f"sqlite:///{tmp_path / 'optuna.db'}"
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "prepare writes nothing"

@@ -25,6 +25,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from pathlib import Path
 
 import mlflow
@@ -156,7 +157,9 @@ def sessions(cluster, server, tmp_path_factory: pytest.TempPathFactory):
                f"ray.address={started.address}", f"mlflow.tracking_uri={uri}", f"storage={folder / 'shared'}"]
     first, wall_1 = _run_until(command, folder, rf"\(2/{TOTAL} finished\)")
     second, wall_2 = _run_until(command, folder, None)
-    print(f"\ncluster search: killed after {wall_1:.0f}s, rerun to the end in {wall_2:.0f}s")
+    restarted = sum("restarts after the crash" in line for line in second)
+    print(f"\ncluster search: killed after {wall_1:.0f}s, rerun to the end in {wall_2:.0f}s; "
+          f"{restarted} trial(s) cut off by the kill restarted from scratch")
     return folder, [first, second]
 
 
@@ -204,6 +207,9 @@ def test_runs_nested_runs_and_nodes_on_the_server(runs, cluster) -> None:
     assert len(archs) == len(set(archs)), "an architecture was trained twice"
     nodes = {r.data.tags.get("attnas.node_id") for r in nested if r.info.status == "FINISHED"}
     assert nodes == workers, f"trials ran on {nodes}, the workers are {workers}"
+    per_node = Counter((r.data.tags["attnas.role"], r.data.tags["attnas.node_id"][:8]) for r in nested
+                       if r.info.status == "FINISHED")
+    print(f"\nfinished runs per (role, node): {dict(sorted(per_node.items()))}")
     assert all(r.data.tags.get("attnas.node_ip") == "127.0.0.1" for r in ended)
 
 

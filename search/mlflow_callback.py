@@ -33,7 +33,8 @@ class MlflowTrialCallback(Callback):
     """Ray Tune callback: a nested MLflow run per trial with its architecture, per-epoch metrics and weights.
 
     ``on_trial_start`` creates the run (params = the sampled architecture), ``on_trial_result`` logs every epoch's
-    metrics with ``step=epoch`` (the first result also tags the Ray node it runs on: ``attnas.node_id``/``node_ip``), ``on_trial_complete`` uploads the final checkpoint (weights, reference I/O, arch)
+    metrics with ``step=epoch`` (the first result also tags the Ray node it runs on: ``attnas.node_id``/``node_ip``),
+    ``on_trial_complete`` uploads the final checkpoint (weights, reference I/O, arch)
     and tags the outcome (``completed`` when the trial ran ``full_epochs``, else ``early_stopped``), and
     ``on_trial_error`` marks the run FAILED with the error.
 

@@ -72,8 +72,9 @@ class TrialSettings:
     threads: int | None  # torch intra-op threads per trial; None = leave as is
     # the plain backbone's batch-1 latency (ms) measured alone at search start: latency_norm_ms = latency_rel x this
     reference_latency_ms: float | None = None
-    # the exclusive probe slot's lock file (trials.ProbeSlot), in the node's temp folder (search.storage.probe_lock_path):
-    # while a trial times its latency no other trial of the search on that node computes; None = no slot
+    # the exclusive probe slot's lock file (trials.ProbeSlot), in the node's temp folder
+    # (search.storage.probe_lock_path): while a trial times its latency no other trial of the search on that node
+    # computes; None = no slot
     probe_lock: Path | None = None
 
 
@@ -143,7 +144,9 @@ def ray_runtime(*, num_cpus: int | None = None, address: str | None = None) -> I
     # A candidate rejected by constraints.* reports its probe but no val_acc (it never trained); ASHA then leaves it
     # alone and the searcher tells it infeasible. Ray's strict check would instead end the whole search.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
-    where = {"address": address} if address else {"num_cpus": num_cpus, "include_dashboard": False}
+    # address="local": a new Ray even when one runs here (ray.init() alone would join a cluster `ray start` made)
+    where = ({"address": address} if address else
+             {"address": "local", "num_cpus": num_cpus, "include_dashboard": False})
     ray.init(
         **where,
         log_to_driver=False,  # trial workers' stdout stays in Ray's logs; the driver prints ProgressPrinter lines

@@ -245,3 +245,15 @@ def test_export_against_the_server(sessions, server, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     assert "output matches the trial's reference output" in result.stdout
     assert (tmp_path / "attnas_on_cluster.py").is_file() and (tmp_path / "attnas_on_cluster.safetensors").is_file()
+
+
+def test_without_ray_address_a_local_ray_starts_even_beside_a_cluster(cluster) -> None:
+    """The cluster's current-cluster file is where ``ray.init()`` would look (this module's RAY_TMPDIR): the local
+    default must still start its own Ray, not join (or fail on) the cluster."""
+    code = ("import ray; from search.tuning import ray_runtime\n"
+            "with ray_runtime(num_cpus=1):\n"
+            "    print(len(ray.nodes()), ray.cluster_resources().get('CPU'))")
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["1", "1.0"]

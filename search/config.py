@@ -194,7 +194,8 @@ class RunConfig:
     seed: int = field(default=0, metadata=integer(minimum=0))  # sampler and training seed
     # auto | cpu | cuda   (auto: cuda when available; picks the gpu or cpu budget)
     device: Device = field(default=Device["auto"], metadata=choice("device"))
-    # trials at once; default: CPU cores / cpu_per_trial (CPU) or 1 / gpu_per_trial (GPU)
+    # trials at once; default: CPU cores / cpu_per_trial (CPU) or GPUs / gpu_per_trial (GPU), summed over the
+    # nodes on a Ray cluster (ray.address; search.cluster.trial_slots)
     concurrency: Optional[int] = field(default=None, metadata=integer(minimum=1))
     budget: BudgetOverrides = field(default_factory=BudgetOverrides)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)

@@ -28,6 +28,7 @@ from search.outcomes import LATENCY_OBJECTIVE, Outcome
 from search.report_data import NONE, PlacementEffects, ReportData, TrialPoint
 
 REPORT_HTML = "report.html"
+_MAX_BARS = 12  # knobs shown per importance chart: the most important ones
 _GREY, _ORANGE, _BLUE, _LIGHT = "#868e96", "#d9480f", "#1c7ed6", "#ced4da"
 _VERDICT_COLOURS = {Verdict.REFERENCE: _BLUE, Verdict.BETTER: "#2b8a3e", Verdict.WORSE: "#c92a2a",
                     Verdict.WITHIN_NOISE: _GREY}
@@ -67,7 +68,7 @@ def trials_figure(data: ReportData) -> go.Figure:
     figure = make_subplots(rows=1, cols=2 if confirmed else 1, horizontal_spacing=0.1, column_widths=(
         [0.62, 0.38] if confirmed else None), subplot_titles=[
         f"Search: val_acc vs {LATENCY_OBJECTIVE} (one training seed)",
-        *(["Confirmation: test_acc mean, 95% interval, vs latency_ms alone"] if confirmed else [])])
+        *(["Confirmation: test_acc mean ± 95% CI"] if confirmed else [])])
     points = [p for p in data.points if p.val_acc is not None and p.latency_norm_ms is not None
               and p.outcome in (Outcome.COMPLETED, Outcome.EARLY_STOPPED)]
     stopped = [p for p in points if p.outcome is Outcome.EARLY_STOPPED]
@@ -153,19 +154,19 @@ def _heatmap(effects: PlacementEffects, *, colorscale: str, fmt: str, colorbar_x
 
 
 def importance_figure(data: ReportData) -> go.Figure | None:
-    """One horizontal bar chart per objective: each knob's importance (None when there are none)."""
+    """One horizontal bar chart per objective: the _MAX_BARS most important knobs (None when there are none)."""
     if not data.importances:
         return None
     metrics = list(data.importances)
     figure = make_subplots(rows=1, cols=len(metrics), horizontal_spacing=0.2,
                            subplot_titles=[f"importance for {metric}" for metric in metrics])
     for col, metric in enumerate(metrics, start=1):
-        weights = sorted(data.importances[metric].items(), key=lambda kv: kv[1])
+        weights = sorted(data.importances[metric].items(), key=lambda kv: kv[1])[-_MAX_BARS:]
         figure.add_trace(go.Bar(x=[v for _, v in weights], y=[k for k, _ in weights], orientation="h",
                                 marker_color=_ORANGE if col == 1 else _BLUE, name=metric, showlegend=False,
                                 hovertemplate="%{y}: %{x:.3f}<extra></extra>"), row=1, col=col)
         figure.update_xaxes(title_text="importance (sums to 1)", row=1, col=col)
-    height = 160 + 22 * max(len(v) for v in data.importances.values())
+    height = 160 + 22 * min(_MAX_BARS, max(len(v) for v in data.importances.values()))
     figure.update_layout(height=height, template="plotly_white", margin=dict(t=60, l=120, r=20))
     return figure
 

@@ -193,6 +193,8 @@ def test_optuna_dashboard_shows_the_study(browser, e2e_search) -> None:
         browser.find_element("partial link text", e2e_search.name).click()
         _wait_for(browser, "return document.querySelectorAll('.js-plotly-plot .scatterlayer .point').length > 0",
                   what="the study's plots with trials")
+        _wait_for(browser, "return document.body.innerText.includes('latency_norm_ms')",
+                  what="the objectives by name (search.searcher.open_study names them)")
         assert _console_errors(browser) == []
         _screenshot(browser, "optuna-dashboard.png")
     finally:

@@ -196,8 +196,10 @@ def _page(data: ReportData, parts: dict[str, str]) -> str:
                + (f"; {data.duplicates} repeated proposals reused an earlier result" if data.duplicates else "") + ".")
     mlflow_link = (f' <a href="{html.escape(data.experiment_url)}">Open the runs in MLflow</a>.'
                    if data.experiment_url else "")
-    noise = (f"The plain backbone's test_acc varies by ±{data.noise:.3f} (std) between confirmation seeds alone"
-             if data.noise is not None else "Seed noise alone moves accuracy by about a percentage point")
+    noise = (f"The plain backbone's test_acc varies by ±{data.noise:.3f} (std) between confirmation seeds alone; "
+             f"differences in val_acc below that are noise" if data.noise is not None else
+             "The seed-to-seed spread was not measured (no confirmation phase with 2 or more seeds); differences in "
+             "val_acc smaller than it are noise")
     sections = [
         f"<h1>{html.escape(data.title)}</h1>",
         f"<p>{html.escape(summary)}{mlflow_link} Hover a point for its architecture; click it to open its MLflow "
@@ -206,8 +208,7 @@ def _page(data: ReportData, parts: dict[str, str]) -> str:
         "<h2>Where attention goes, and what it costs</h2>",
         f"<p>Each cell: the mean over the trials with that attention type at that stage, minus the mean over the "
         f"trials with none there (n = trials in the cell). These are marginal means over few trials whose other "
-        f"stages differ too: with this many trials they are hints, not significant effects. {html.escape(noise)}; "
-        f"differences in val_acc below that are noise.</p>",
+        f"stages differ too: with this many trials they are hints, not significant effects. {html.escape(noise)}.</p>",
         parts.get("placement", ""),
         f"<p>Knob importances: {html.escape(data.importance_note)}.</p>",
         parts.get("importance", ""),

@@ -247,7 +247,8 @@ def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTri
             search.set_trial_tag(row["run_id"], PARETO_TAG, "true" if row["pareto"] else "false")
     wall_s = time.monotonic() - t0
     summary = SearchSummary(
-        name=plan.name, parent_run_id=search.run_id, experiment_id=search.experiment_id, trials=len(results), completed=len(rows), rows=rows,
+        name=plan.name, parent_run_id=search.run_id, experiment_id=search.experiment_id, trials=len(results),
+        completed=len(rows), rows=rows,
         early_stopped=counts[Outcome.EARLY_STOPPED], failed=counts[Outcome.FAILED],
         rejected=counts[Outcome.REJECTED], duplicates=duplicates,
         front=sorted((r for r in rows if r["pareto"]), key=lambda r: r[LATENCY_OBJECTIVE]), wall_s=wall_s)

@@ -88,11 +88,12 @@ def trials_figure(data: ReportData) -> go.Figure:
                                     name="front (step)", hoverinfo="skip"), row=1, col=1)
     for name, group, marker in groups:
         if group:
+            labelled = name.startswith("controls")
             figure.add_trace(go.Scatter(
-                x=[p.latency_norm_ms for p in group], y=[p.val_acc for p in group], mode="markers+text" if name.startswith(
-                "controls") else "markers", text=[p.control for p in group], textposition="top center",
-                textfont=dict(color=_BLUE, size=10), marker=marker, name=name, customdata=[_custom(p) for p in group],
-                hovertemplate=_HOVER), row=1, col=1)
+                x=[p.latency_norm_ms for p in group], y=[p.val_acc for p in group],
+                mode="markers+text" if labelled else "markers", text=[p.control for p in group],
+                textposition="top center", textfont=dict(color=_BLUE, size=10), marker=marker, name=name,
+                customdata=[_custom(p) for p in group], hovertemplate=_HOVER), row=1, col=1)
     figure.update_xaxes(title_text=f"{LATENCY_OBJECTIVE} (ms, batch 1; lower is better)", row=1, col=1)
     figure.update_yaxes(title_text="val_acc (validation split, fraction)", row=1, col=1)
     if confirmed:

@@ -195,9 +195,10 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, dict[str, float]],
             importances[metric] = dict(optuna.importance.get_param_importances(
                 distinct, target=lambda t, i=index: t.values[i]))
     sparse = sorted({str(w.message).split("`")[1] for w in caught if str(w.message).count("`") >= 2})
+    rough = (f"; Optuna warns that {len(sparse)} knobs have values tried by fewer than 2 of them, so their importance "
+             f"is rough" if sparse else "")
     return importances, (f"optuna.importance.get_param_importances (PED-ANOVA) over {len(trials)} distinct feasible "
-                         f"full-budget trials" + (f"; Optuna warns that {len(sparse)} knobs have values tried by "
-                                                  f"fewer than 2 of them, so their importance is rough" if sparse else ""))
+                         f"full-budget trials{rough}")
 
 
 def _reference_point(study: optuna.Study) -> tuple[float, float]:

@@ -88,7 +88,8 @@ def experiment_id(client: mlflow.MlflowClient, *, name: str, tracking_uri: str) 
 
 
 def show_training_runs(client: mlflow.MlflowClient, *, experiment_id: str) -> None:
-    """Tag the experiment as training runs (not GenAI) and save the runs view (:func:`runs_view_state`): val_acc, latency_norm_ms, latency_ms, params_m, flops_g, test_acc and the outcome, pareto, control and
+    """Tag the experiment as training runs (not GenAI) and save the runs view (:func:`runs_view_state`): val_acc,
+    latency_norm_ms, latency_ms, params_m, flops_g, test_acc and the outcome, pareto, control and
     confirmation tags as columns. An existing experiment is tagged too."""
     now = int(time.time() * 1000)
     envelope = {"name": RUNS_VIEW_NAME, "createdAt": now, "updatedAt": now,

@@ -39,4 +39,5 @@ def e2e_search(tmp_path_factory: pytest.TempPathFactory) -> E2ESearch:
     result = subprocess.run([sys.executable, "-m", *args], cwd=folder, env={**os.environ, "PYTHONPATH": str(REPO)},
                             capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return E2ESearch(name="e2e", folder=folder, stdout=result.stdout, trials=E2E_TRIALS, epochs=E2E_EPOCHS, seeds=E2E_SEEDS)
+    return E2ESearch(name="e2e", folder=folder, stdout=result.stdout, trials=E2E_TRIALS, epochs=E2E_EPOCHS,
+                     seeds=E2E_SEEDS)

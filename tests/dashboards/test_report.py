@@ -152,7 +152,8 @@ def test_collect_reads_every_trial_run_with_its_outcome_and_last_values(stores) 
     data = _report_data(stores)
     assert len(data.points) == 9 and data.duplicates == 1
     by_id = {p.trial_id: p for p in data.points}
-    assert by_id["ray6"].outcome is Outcome.EARLY_STOPPED and by_id["ray6"].val_acc == 0.42 and by_id["ray6"].epochs == 1
+    stopped = by_id["ray6"]
+    assert stopped.outcome is Outcome.EARLY_STOPPED and stopped.val_acc == 0.42 and stopped.epochs == 1
     assert by_id["ray8"].outcome is Outcome.REJECTED and by_id["ray8"].val_acc is None
     assert by_id["ray8"].note.startswith("latency 9.0 ms") and by_id["ray7"].note.startswith("TrialDiverged")
     assert by_id["ray0"].control == "plain"

@@ -10,8 +10,12 @@ import argparse
 import os
 import shlex
 import sys
+import urllib.parse
+
+from search.tracking import RUNS_VIEW_KEY
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where ``python -m dashboards.ui`` serves a local store
 
 
 def ui_command(*, tracking_uri: str = DEFAULT_TRACKING_URI, host: str = "127.0.0.1", port: int = 5000) -> list[str]:
@@ -24,6 +28,22 @@ def ui_hint(*, tracking_uri: str) -> str:
     if tracking_uri.startswith(("http://", "https://")):
         return f"open {tracking_uri} in a browser (the tracking server is the UI)"
     return f"{shlex.join(ui_command(tracking_uri=tracking_uri))}   then open http://127.0.0.1:5000"
+
+
+def ui_address(*, tracking_uri: str) -> str:
+    """The MLflow UI's address for ``tracking_uri``: the server itself, or the one ``python -m dashboards.ui`` starts."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else DEFAULT_UI
+
+
+def experiment_url(*, tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's training-runs view with the search's columns (``search.tracking.RUNS_VIEW``)."""
+    query = urllib.parse.urlencode({"workflowType": "machine_learning", "viewStateShareKey": RUNS_VIEW_KEY})
+    return f"{ui_address(tracking_uri=tracking_uri)}/#/experiments/{experiment_id}/runs?{query}"
+
+
+def run_url(*, tracking_uri: str, experiment_id: str, run_id: str) -> str:
+    """One run's page in the MLflow UI."""
+    return f"{ui_address(tracking_uri=tracking_uri)}/#/experiments/{experiment_id}/runs/{run_id}"
 
 
 def main(argv: list[str] | None = None) -> None:

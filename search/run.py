@@ -1,7 +1,8 @@
 """``python -m search.run space=NAME [key=value ...]``: a multi-objective attention-placement search.
 
 Flow: check everything (:func:`search.plan.prepare`) -> MLflow parent run -> Ray Tune (Optuna + ASHA), one nested
-MLflow run per trial -> Pareto front over full-budget trials -> reports on the parent run -> summary table.
+MLflow run per trial -> Pareto front over full-budget trials -> confirmation -> reports on the parent run (pareto.csv,
+pareto.png, the interactive report.html) -> summary table and the placement insight in words.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from ray import tune
 
 from backbones import ArchConfig
 
-from dashboards import write_pareto_report
-from dashboards.ui import ui_hint
+from dashboards import write_pareto_report, write_report
+from dashboards.study import study_hint
+from dashboards.ui import experiment_url, run_url, ui_hint
 from search import cli, storage
 from search.cluster import alive_nodes, check_storage_shared, trial_nodes, trial_slots
 from search.config import RunConfig
@@ -36,6 +38,7 @@ from search.faults import with_faults
 from search.outcomes import (CONFIRMED_CSV, LATENCY_OBJECTIVE, PARETO_TAG, REFERENCE_LATENCY_TAG, VERDICT_TAG,
                              Outcome, trial_outcome)
 from search.plan import SearchPlan, prepare
+from search.report_data import collect_report_data, insight_lines
 from search.progress import ProgressPrinter, format_table, quiet_trial_failures, say
 from search.searcher import DUPLICATE_ATTR, RAY_TRIAL_ATTR, StudySearcher, open_study
 from search.mlflow_callback import MlflowTrialCallback
@@ -49,6 +52,7 @@ class SearchSummary:
 
     name: str
     parent_run_id: str
+    experiment_id: str
     trials: int
     completed: int  # ran the full epoch budget
     early_stopped: int  # stopped by ASHA
@@ -57,8 +61,11 @@ class SearchSummary:
     duplicates: int  # proposals of an architecture already trained: its result reused, nothing trained
     front: list[dict[str, Any]]  # Pareto-optimal full-budget trials, latency ascending
     wall_s: float  # the whole command: search, reports and confirmation
+    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every full-budget trial (pareto.csv)
     confirmed: list[Confirmed] = dataclasses.field(default_factory=list)  # the confirmation table (plain first)
     verdict: str = ""  # the one sentence that says whether any placement beats the plain backbone
+    insight: list[str] = dataclasses.field(default_factory=list)  # the report's placement insight, in words
+    report: str = ""  # where report.html is (a local path when the artifact store is local, else its artifact URI)
 
 
 def run(cfg: DictConfig | RunConfig) -> SearchSummary:
@@ -143,7 +150,7 @@ def _execute(plan: SearchPlan, *, t0: float) -> SearchSummary:
                                          reduction_factor=plan.asha_reduction_factor),
                 num_samples=plan.budget.trials + len(controls), concurrency=plan.concurrency,
                 callbacks=[tracker, printer])
-            print("Computing the Pareto front over the full-budget trials and writing the reports ...", flush=True)
+            print("Computing the Pareto front over the full-budget trials ...", flush=True)
             _stall_for_tests()
             summary = _summarise(plan, results, tracker=tracker, search=search, t0=t0)
             confirmed = (_confirm(plan, search=search, front=summary.front, controls=controls, resources=per_trial)
@@ -156,6 +163,7 @@ def _execute(plan: SearchPlan, *, t0: float) -> SearchSummary:
             summary = _record_confirmation(
                 summary, search=search, rows=summarise_confirmation(confirm_results, candidates=candidates,
                                                                     latency_ms=latency))
+        summary = _write_reports(plan, search=search, summary=summary)
         if search.resumed and (stale := close_stale_trial_runs(search.client, experiment=search.experiment_id,
                                                                 parent_run_id=search.run_id)):
             print(f"Closed {stale} trial run(s) the crash cut off before Ray recorded them (status KILLED).")
@@ -250,6 +258,7 @@ def _announce(plan: SearchPlan) -> None:
     print(f"Search {plan.name}: space {plan.space.name} on {plan.space.dataset}, sampler {plan.sampler}", flush=True)
     print(f"{where} ({b.backbone}, {size} train / {b.val_size} val images, {b.epochs} epochs, {b.trials} trials, "
           f"{plan.concurrency} at once)", flush=True)
+    print(f"Watch the study live:  {study_hint(storage=plan.study_storage)}", flush=True)
 
 
 def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTrialCallback, search: SearchRun,
@@ -274,12 +283,10 @@ def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTri
         row["pareto"] = row["trial_id"] in front_ids
         if row["run_id"]:
             search.set_trial_tag(row["run_id"], PARETO_TAG, "true" if row["pareto"] else "false")
-    with tempfile.TemporaryDirectory() as folder:
-        title = f"{plan.name}: val_acc vs {LATENCY_OBJECTIVE} ({plan.budget.backbone}, {plan.space.dataset})"
-        search.log_artifacts(write_pareto_report(rows, folder=folder, title=title), folder="pareto")
     wall_s = time.monotonic() - t0
     summary = SearchSummary(
-        name=plan.name, parent_run_id=search.run_id, trials=len(results), completed=len(rows),
+        name=plan.name, parent_run_id=search.run_id, experiment_id=search.experiment_id, trials=len(results),
+        completed=len(rows), rows=rows,
         early_stopped=counts[Outcome.EARLY_STOPPED], failed=counts[Outcome.FAILED],
         rejected=counts[Outcome.REJECTED], duplicates=duplicates,
         front=sorted((r for r in rows if r["pareto"]), key=lambda r: r[LATENCY_OBJECTIVE]), wall_s=wall_s)
@@ -288,6 +295,28 @@ def _summarise(plan: SearchPlan, results: tune.ResultGrid, *, tracker: MlflowTri
                         "trials_rejected": summary.rejected, "proposals_duplicate": duplicates,
                         "front_size": len(summary.front), "wall_s": wall_s})
     return summary
+
+
+def _write_reports(plan: SearchPlan, *, search: SearchRun, summary: SearchSummary) -> SearchSummary:
+    """After the search and its confirmation: pareto.csv and pareto.png under pareto/ and the interactive report.html
+    at the top of the parent run's artifacts (dashboards.write_report, from the study, the trial runs and the
+    confirmed table); returns the summary with the placement insight in words and where the report is."""
+    print("Writing the search report ...", flush=True)
+    title = f"{plan.name}: val_acc vs {LATENCY_OBJECTIVE} ({plan.budget.backbone}, {plan.space.dataset})"
+    data = collect_report_data(
+        study=open_study(storage=plan.study_storage, name=plan.name), client=search.client,
+        experiment_id=search.experiment_id, parent_run_id=search.run_id, num_stages=plan.space.num_stages,
+        types=[kind for stage in plan.space.stages for kind in stage.types], title=title,
+        run_url=lambda run_id: run_url(tracking_uri=plan.tracking_uri, experiment_id=search.experiment_id,
+                                       run_id=run_id),
+        experiment_url=experiment_url(tracking_uri=plan.tracking_uri, experiment_id=search.experiment_id),
+        confirmed=summary.confirmed, verdict=summary.verdict)
+    with tempfile.TemporaryDirectory() as folder:
+        search.log_artifacts(write_pareto_report(summary.rows, folder=folder, title=title), folder="pareto")
+        search.log_artifacts([write_report(data, folder=folder)], folder="")
+    where = search.client.get_run(search.run_id).info.artifact_uri.rstrip("/") + "/report.html"
+    where = where[len("file://"):] if where.startswith("file://") else where
+    return dataclasses.replace(summary, insight=insight_lines(data), report=where)
 
 
 def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
@@ -313,7 +342,15 @@ def _print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
             ("diff", "diff vs plain [95% CI]", "s"), ("verdict", "verdict", "s"), ("latency_ms", "latency_ms", ".2f"),
             ("arch", f"stages 0..{plan.space.num_stages - 1}", "s")]))
         print(f"\n{summary.verdict}")
-    print(f"\nMLflow UI:  {ui_hint(tracking_uri=plan.tracking_uri)}")
+    if summary.insight:
+        print("\nPlacement insight (hints from few trials, not significant effects; the report has the heatmaps):")
+        print("\n".join(f"  {line}" for line in summary.insight))
+    if summary.report:
+        print(f"\nSearch report (opens offline): {summary.report}")
+    print(f"MLflow UI:  {ui_hint(tracking_uri=plan.tracking_uri)}")
+    print(f"  the runs table with the search's columns: "
+          f"{experiment_url(tracking_uri=plan.tracking_uri, experiment_id=summary.experiment_id)}")
+    print(f"Optuna study:  {study_hint(storage=plan.study_storage)}")
     if summary.front:
         what = "the confirmed pick" if summary.confirmed else "the most accurate front model"
         print(f"Export {what}:  python -m search.export", flush=True)

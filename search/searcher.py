@@ -25,6 +25,7 @@ no Ray trial is started for it, and the sampler is asked again.
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -53,9 +54,15 @@ def study_directions() -> list[str]:
 
 
 def open_study(*, storage: str | optuna.storages.BaseStorage, name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
-    """Load (or create) the search's study in ``storage`` (an RDB URL such as ``sqlite:///optuna.db``)."""
-    return optuna.create_study(storage=storage, study_name=name, sampler=sampler, directions=study_directions(),
-                               load_if_exists=True)
+    """Load (or create) the search's study in ``storage`` (an RDB URL such as ``sqlite:///optuna.db``), its objectives
+    named after ``OBJECTIVES`` (so optuna-dashboard labels its axes val_acc and latency_norm_ms, not 0 and 1)."""
+    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, directions=study_directions(),
+                                load_if_exists=True)
+    if study.metric_names != list(OBJECTIVES):
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(list(OBJECTIVES))
+    return study
 
 
 class StudySearcher(Searcher):

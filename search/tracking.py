@@ -22,7 +22,8 @@ from mlflow.entities import Metric, Param, Run
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from search.errors import UserError
-from search.outcomes import OUTCOME_TAG, ROLE_TAG, SEARCH_TAG, TRIAL_TAG, Outcome
+from search.outcomes import (CONFIRM_TAG, CONTROL_TAG, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEARCH_TAG, SEED_TAG,
+                             TRIAL_TAG, Outcome)
 
 ENDED_STATUSES = ("FINISHED", "FAILED")  # MLflow statuses of a trial run that was fully written
 
@@ -47,15 +48,54 @@ def check_tracking_uri(uri: str) -> None:
         raise UserError(f"mlflow.tracking_uri={uri}: unsupported scheme; use sqlite:///FILE, file:DIR or http://HOST:PORT")
 
 
+# What the MLflow UI shows first. MLflow 3 opens an experiment on its GenAI overview unless told otherwise: the
+# experiment tag below says "machine learning" (MLflow's own kind for training runs), and the URL parameter
+# workflowType=machine_learning picks the training-runs view in MLflow 3.17, whose UI follows that switch (kept in the
+# browser) before the tag. Which columns the runs table shows is a saved view ("Views" above the runs table), which
+# MLflow keeps as an experiment tag mlflow.sharedViewState.<id> holding {name, createdAt, updatedAt, state: JSON text}
+# (read from MLflow 3.17's UI code) and opens with the URL parameter viewStateShareKey=<id>.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+TRAINING_KIND = "custom_model_development"  # MLflow's ExperimentKind for "Machine learning" (vs genai_development)
+RUNS_VIEW_KEY = "attnas-runs"  # the saved view's id: the URL parameter viewStateShareKey=attnas-runs
+RUNS_VIEW_NAME = "attnas: runs with objectives and outcomes"
+RUNS_VIEW_COLUMNS = (  # MLflow's column ids: metrics.`name`, params.`name`, tags.`name`
+    *(f"metrics.`{m}`" for m in ("val_acc", "latency_norm_ms", "latency_ms", "params_m", "flops_g", "test_acc")),
+    *(f"tags.`{t}`" for t in (OUTCOME_TAG, PARETO_TAG, CONTROL_TAG, CONFIRM_TAG, SEED_TAG)),
+)
+
+
+
+
+def runs_view_state() -> dict[str, Any]:
+    """The saved view's state: our columns, newest first. (Which parent runs are unfolded is not part of a saved
+    view in MLflow 3.17: a search's trials are one click away, on the + beside its run.)"""
+    return {"selectedColumns": list(RUNS_VIEW_COLUMNS), "orderByKey": "attributes.start_time", "orderByAsc": False}
+
+
 def experiment_id(client: mlflow.MlflowClient, *, name: str, tracking_uri: str) -> str:
-    """Get or create the experiment. With a local store, artifacts go to ./mlartifacts (absolute path)."""
+    """Get or create the experiment (with a local store, artifacts go to ./mlartifacts, absolute path), and make the
+    MLflow UI open it on its training runs with our columns (:func:`show_training_runs`)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
-        return experiment.experiment_id
-    location = None
-    if not tracking_uri.startswith(("http://", "https://")):
-        location = (Path.cwd() / "mlartifacts").resolve().as_uri()
-    return client.create_experiment(name, artifact_location=location)
+        found = experiment.experiment_id
+    else:
+        location = None
+        if not tracking_uri.startswith(("http://", "https://")):
+            location = (Path.cwd() / "mlartifacts").resolve().as_uri()
+        found = client.create_experiment(name, artifact_location=location)
+    show_training_runs(client, experiment_id=found)
+    return found
+
+
+def show_training_runs(client: mlflow.MlflowClient, *, experiment_id: str) -> None:
+    """Tag the experiment as training runs (not GenAI) and save the runs view (:func:`runs_view_state`): val_acc,
+    latency_norm_ms, latency_ms, params_m, flops_g, test_acc and the outcome, pareto, control and
+    confirmation tags as columns. An existing experiment is tagged too."""
+    now = int(time.time() * 1000)
+    envelope = {"name": RUNS_VIEW_NAME, "createdAt": now, "updatedAt": now,
+                "state": json.dumps(runs_view_state())}
+    client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
+    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW_KEY}", json.dumps(envelope))
 
 
 class SearchRun:
@@ -102,7 +142,7 @@ class SearchRun:
     def log_artifacts(self, paths: Any, *, folder: str) -> None:
         """Upload files to ``folder/`` of the parent run."""
         for path in paths:
-            self.client.log_artifact(self.run_id, str(path), artifact_path=folder)
+            self.client.log_artifact(self.run_id, str(path), artifact_path=folder or None)
 
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
         now = int(time.time() * 1000)

@@ -36,21 +36,20 @@ def run_cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.Comple
 
 
 @pytest.fixture(scope="module")
-def search(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    folder = tmp_path_factory.mktemp("search")
-    result = run_cli(["search.run", "space=fashion_attention", "name=e2e", f"budget.trials={TRIALS}",
-                      f"budget.epochs={EPOCHS}", "budget.train_size=768", "budget.val_size=512",
-                      "budget.batch_size=64", "latency.runs=10", "sampler=random", "confirm.top_k=1",
-                      f"confirm.seeds={len(SEEDS)}"], cwd=folder)
-    return folder, result.stdout
+def search(e2e_search) -> tuple[Path, str]:
+    """The session's real search (tests/conftest.py, shared with the browser test), with the sizes assumed here."""
+    assert (e2e_search.trials, e2e_search.epochs, e2e_search.seeds) == (TRIALS, EPOCHS, SEEDS)
+    return e2e_search.folder, e2e_search.stdout
 
 
 def test_search_prints_progress_and_the_front(search: tuple[Path, str]) -> None:
-    _, stdout = search
+    folder, stdout = search
     assert "No CUDA device: using the CPU budget" in stdout
     total = TRIALS + len(CONTROLS)
     assert f"trial {total}/{total}" in stdout and f"epoch 1/{EPOCHS}" in stdout
     assert "Pareto front (" in stdout and "mlflow ui --backend-store-uri sqlite:///mlflow.db --host 127.0.0.1" in stdout
+    assert f"optuna-dashboard sqlite:///{folder / 'optuna.db'}" in stdout  # at start and at the end
+    assert "Placement insight" in stdout and "most important knobs for val_acc" in stdout
     for control in CONTROLS:  # controls run first, through the same trial path
         assert re.search(rf"trial [123]/{total} \w+ start \(control {control}\)", stdout), control
     assert f"{total} distinct architectures trained" in stdout
@@ -110,7 +109,8 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(search: tuple[Path, st
     for run in completed:
         assert run.data.metrics["latency_norm_ms"] == pytest.approx(run.data.metrics["latency_rel"] * reference, rel=1e-9)
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")} == {
-        "pareto/pareto.csv", "pareto/pareto.png", "pareto/pareto.html"}
+        "pareto/pareto.csv", "pareto/pareto.png"}
+    assert "report.html" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     csv_path = Path(client.download_artifacts(parent.info.run_id, "pareto/pareto.csv", str(folder)))
     assert csv_path.read_text().count("\n") == len(completed) + 1
 

@@ -1,0 +1,230 @@
+"""What the search report shows, gathered from the search's stores: the Optuna study, the MLflow runs, the confirmation.
+
+:func:`collect_report_data` reads everything once into a :class:`ReportData`; ``dashboards.write_report`` only plots
+it. The sums here are the ones no library does for us:
+
+- **placement effects** (:func:`placement_effects`): for each stage and attention type, the mean of a metric over the
+  trials with that type at that stage, minus the mean over the trials with no attention there (``none``). A marginal
+  mean over few trials, confounded by what the other stages hold: a hint where to look, not a measured effect.
+- **importances** (:func:`param_importances`): Optuna's own evaluator (``optuna.importance``, PED-ANOVA by default,
+  which also weighs conditional knobs such as ``s2.reduction``) over the distinct feasible full-budget trials.
+
+Hypervolume and the Pareto front come from Optuna as well (``dashboards.report`` plots
+``optuna.visualization.plot_hypervolume_history`` over the study; the front is ``Study.best_trials``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import mlflow
+import optuna
+from optuna.trial import TrialState
+
+from backbones import ArchConfig
+from search.confirmation_stats import Confirmed, Verdict
+from search.outcomes import (CONTROL_TAG, LATENCY_OBJECTIVE, OBJECTIVES, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, TRIAL_TAG,
+                             Outcome)
+from search.searcher import ARCH_ATTR, CUT_OFF_ATTR, DUPLICATE_ATTR
+from search.tracking import trial_runs
+
+NONE = "none"  # the attention type of a stage without attention (spaces: 'none')
+HYPERVOLUME_MARGIN = 1.1  # the hypervolume's reference latency: this times the slowest feasible full-budget trial
+MIN_TRIALS_FOR_IMPORTANCE = 3  # fewer distinct full-budget trials: no importances (nothing to compare)
+
+
+@dataclass(frozen=True)
+class TrialPoint:
+    """One trial of the search (a Ray trial with its MLflow run). Metrics are the last reported: the final epoch's
+    for a completed trial, the epoch ASHA stopped it after for an early-stopped one, the probe's for a rejected one."""
+
+    trial_id: str  # Ray trial id (the MLflow run name)
+    number: int | None  # its Optuna trial number
+    run_id: str
+    run_url: str  # the run in the MLflow UI ("" when the UI address is not known)
+    outcome: Outcome
+    arch: str  # ArchConfig string form, e.g. "se/r8 | - | - | -"
+    stages: tuple[str, ...]  # the attention type at each stage ("none" where there is none)
+    control: str = ""  # the control's name (plain, se_r16, ...), "" for a searched trial
+    pareto: bool = False  # on the constraint-aware front of the full-budget trials (Study.best_trials)
+    epochs: int = 0  # epochs trained
+    val_acc: float | None = None  # fraction 0-1
+    latency_norm_ms: float | None = None  # the latency the search ranks (ms, batch 1)
+    latency_ms: float | None = None  # median raw latency (ms, batch 1)
+    params_m: float | None = None  # millions of parameters
+    flops_g: float | None = None  # GFLOPs per image
+    note: str = ""  # why a trial was rejected or how it failed
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One stage x type cell of a placement-effect table."""
+
+    n: int  # trials with this type at this stage
+    mean: float | None  # their mean metric (None when n == 0)
+    effect: float | None  # mean minus the mean of the trials with 'none' at this stage (None when either is empty)
+
+
+@dataclass(frozen=True)
+class PlacementEffects:
+    """Per stage (rows, 0 = first) and attention type (columns): the metric's mean difference to 'none' there."""
+
+    metric: str  # val_acc (fraction) or latency_norm_ms (ms)
+    trials: str  # which trials were averaged, in words
+    types: tuple[str, ...]  # column order, 'none' first
+    cells: tuple[tuple[Cell, ...], ...]  # [stage][type]
+
+    def ranked(self, *, largest_first: bool = True) -> list[tuple[int, str, Cell]]:
+        """(stage, type, cell) of every cell with an effect, by effect (largest first unless told otherwise)."""
+        found = [(stage, kind, cell) for stage, row in enumerate(self.cells) for kind, cell in zip(self.types, row)
+                 if kind != NONE and cell.effect is not None]
+        return sorted(found, key=lambda item: item[2].effect, reverse=largest_first)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the search report shows (see ``dashboards.write_report``)."""
+
+    title: str
+    search: str  # the search's name
+    study: optuna.Study  # the search's study: hypervolume history (optuna.visualization)
+    points: tuple[TrialPoint, ...]  # every Ray trial of the search, in start order
+    duplicates: int  # proposals that repeated an architecture (told its result, never trained: no point here)
+    accuracy_effects: PlacementEffects
+    latency_effects: PlacementEffects
+    importances: Mapping[str, Mapping[str, float]]  # objective -> knob -> importance (sums to 1 per objective)
+    importance_note: str  # how they were computed, or why there are none
+    reference_point: tuple[float, float]  # hypervolume reference, in OBJECTIVES order (val_acc, latency_norm_ms)
+    confirmed: tuple[Confirmed, ...] = ()  # the confirmation table (plain first); empty without confirmation
+    verdict: str = ""  # the confirmation's one-sentence answer
+    noise: float | None = None  # the plain backbone's test_acc std over the confirmation seeds (fraction)
+    experiment_url: str = ""  # the experiment in the MLflow UI, on its training-runs view
+
+
+def collect_report_data(*, study: optuna.Study, client: mlflow.MlflowClient, experiment_id: str, parent_run_id: str,
+                        num_stages: int, types: Sequence[str], title: str, run_url: Callable[[str], str] = lambda _: "",
+                        experiment_url: str = "", confirmed: Sequence[Confirmed] = (), verdict: str = "") -> ReportData:
+    """Read the study and the search's MLflow trial runs into a :class:`ReportData`.
+
+    ``types``: the attention types the space offers (heatmap columns); ``run_url``: MLflow run id -> its UI address.
+    """
+    by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+    runs = [run for run in trial_runs(client, experiment=experiment_id, parent_run_id=parent_run_id).values()
+            if run.data.tags.get(ROLE_TAG) == "trial"]
+    points = [_point(run, by_number, num_stages=num_stages, run_url=run_url)
+              for run in sorted(runs, key=lambda r: r.info.start_time)]
+    reference = _reference_point(study)
+    importances, note = param_importances(study)
+    plain = next((row for row in confirmed if row.verdict is Verdict.REFERENCE), None)
+    columns = tuple(dict.fromkeys([NONE, *types]))
+    full = [p for p in points if p.outcome is Outcome.COMPLETED]
+    timed = [p for p in points if p.latency_norm_ms is not None]
+    return ReportData(
+        title=title, search=study.study_name, study=study, points=tuple(points),
+        duplicates=sum(DUPLICATE_ATTR in t.user_attrs for t in by_number.values()),
+        accuracy_effects=placement_effects(full, metric="val_acc", types=columns, num_stages=num_stages,
+                                           trials=f"{len(full)} full-budget trials"),
+        latency_effects=placement_effects(timed, metric=LATENCY_OBJECTIVE, types=columns, num_stages=num_stages,
+                                          trials=f"{len(timed)} trials with a latency (early-stopped included)"),
+        importances=importances, importance_note=note, reference_point=reference, confirmed=tuple(confirmed),
+        verdict=verdict, noise=plain.std if plain else None, experiment_url=experiment_url)
+
+
+def _point(run: mlflow.entities.Run, trials: Mapping[int, optuna.trial.FrozenTrial], *, num_stages: int,
+           run_url: Callable[[str], str]) -> TrialPoint:
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+    number = int(params["optuna_trial"]) if "optuna_trial" in params else None
+    trial = trials.get(number) if number is not None else None
+    if trial is not None and ARCH_ATTR in trial.user_attrs:
+        arch = ArchConfig.from_dict(json.loads(trial.user_attrs[ARCH_ATTR]))
+        stages = tuple(s.attn or NONE for s in arch.stages)
+        text = str(arch)
+    else:  # not in the study (should not happen): the params the run was logged with
+        stages = tuple(params.get(f"s{i}.attn", NONE) or NONE for i in range(num_stages))
+        text = " | ".join("-" if s == NONE else s for s in stages)
+    try:
+        outcome = Outcome(tags.get(OUTCOME_TAG, Outcome.INTERRUPTED.value))
+    except ValueError:
+        outcome = Outcome.INTERRUPTED
+    return TrialPoint(
+        trial_id=tags.get(TRIAL_TAG, run.info.run_name), number=number, run_id=run.info.run_id,
+        run_url=run_url(run.info.run_id), outcome=outcome, arch=text, stages=stages,
+        control=tags.get(CONTROL_TAG, ""), pareto=tags.get(PARETO_TAG) == "true",
+        epochs=int(tags.get("attnas.epochs_run", 0) or 0),
+        **{key: metrics.get(key) for key in ("val_acc", LATENCY_OBJECTIVE, "latency_ms", "params_m", "flops_g")},
+        note=tags.get("attnas.rejected_because") or tags.get("attnas.error") or "")
+
+
+def placement_effects(points: Sequence[TrialPoint], *, metric: str, types: Sequence[str], num_stages: int,
+                      trials: str) -> PlacementEffects:
+    """The :class:`PlacementEffects` of ``metric`` over ``points`` (those with a value for it)."""
+    values = [(p.stages, getattr(p, metric)) for p in points if getattr(p, metric) is not None]
+    rows = []
+    for stage in range(num_stages):
+        means = {}
+        for kind in types:
+            group = [v for stages, v in values if stage < len(stages) and stages[stage] == kind]
+            means[kind] = (len(group), statistics.fmean(group) if group else None)
+        base = means[NONE][1] if NONE in means else None
+        rows.append(tuple(Cell(n=n, mean=mean, effect=None if mean is None or base is None else mean - base)
+                          for n, mean in means.values()))
+    return PlacementEffects(metric=metric, trials=trials, types=tuple(types), cells=tuple(rows))
+
+
+def param_importances(study: optuna.Study) -> tuple[dict[str, dict[str, float]], str]:
+    """Each objective's knob importances (Optuna's default evaluator, PED-ANOVA) over the study's distinct, feasible,
+    full-budget trials that the sampler drew (controls enqueued with the space's parameters count; repeated
+    proposals, rejected and cut-off trials do not); and a note saying so, or why there are none."""
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.params and DUPLICATE_ATTR not in t.user_attrs and CUT_OFF_ATTR not in t.user_attrs
+              and not any(v > 0 for v in t.constraints.values())]
+    if len(trials) < MIN_TRIALS_FOR_IMPORTANCE:
+        return {}, (f"no importances: {len(trials)} distinct feasible full-budget trials with parameters "
+                    f"(needs {MIN_TRIALS_FOR_IMPORTANCE})")
+    distinct = optuna.create_study(directions=study.directions)  # in memory: the trials to weigh, nothing else
+    distinct.add_trials(trials)
+    importances = {}
+    with warnings.catch_warnings(record=True) as caught:  # "regimes with fewer than 2 trials": said in the note
+        warnings.simplefilter("always", UserWarning)
+        for index, metric in enumerate(OBJECTIVES):
+            importances[metric] = dict(optuna.importance.get_param_importances(
+                distinct, target=lambda t, i=index: t.values[i]))
+    sparse = sorted({str(w.message).split("`")[1] for w in caught if str(w.message).count("`") >= 2})
+    rough = (f"; Optuna warns that {len(sparse)} knobs have values tried by fewer than 2 of them, so their importance "
+             f"is rough" if sparse else "")
+    return importances, (f"optuna.importance.get_param_importances (PED-ANOVA) over {len(trials)} distinct feasible "
+                         f"full-budget trials{rough}")
+
+
+def _reference_point(study: optuna.Study) -> tuple[float, float]:
+    """Hypervolume reference (val_acc, latency_norm_ms): accuracy 0 and HYPERVOLUME_MARGIN x the slowest feasible
+    full-budget trial, so every feasible full-budget trial adds to the hypervolume."""
+    latencies = [t.values[1] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                 if not any(v > 0 for v in t.constraints.values()) and math.isfinite(t.values[1])]
+    return 0.0, HYPERVOLUME_MARGIN * max(latencies, default=1.0)
+
+
+def insight_lines(data: ReportData, *, top: int = 3) -> list[str]:
+    """The placement insight in words (printed at the end of a search): the largest accuracy effects, the costliest
+    placements and the most important knob per objective."""
+    lines = []
+    acc = data.accuracy_effects.ranked()[:top]
+    if acc:
+        lines.append(f"val_acc vs no attention at the same stage ({data.accuracy_effects.trials}): "
+                     + ", ".join(f"s{stage}={kind} {cell.effect:+.3f} (n={cell.n})" for stage, kind, cell in acc))
+    cost = data.latency_effects.ranked()[:top]
+    if cost:
+        lines.append(f"{LATENCY_OBJECTIVE} vs no attention at the same stage ({data.latency_effects.trials}): "
+                     + ", ".join(f"s{stage}={kind} {cell.effect:+.2f} ms (n={cell.n})" for stage, kind, cell in cost))
+    for metric, weights in data.importances.items():
+        best = list(weights.items())[:top]
+        if best:
+            lines.append(f"most important knobs for {metric}: " + ", ".join(f"{k} {v:.2f}" for k, v in best))
+    if not data.importances:
+        lines.append(data.importance_note)
+    return lines

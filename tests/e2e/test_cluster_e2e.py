@@ -219,6 +219,7 @@ def test_reports_and_weights_reach_the_server_artifact_store(runs, server) -> No
     assert experiment.artifact_location.startswith("mlflow-artifacts:")  # proxied: the driver uploads over HTTP
     parent = next(r for r in all_runs if r.data.tags.get("attnas.role") == "search")
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "pareto")} >= {"pareto/pareto.csv"}
+    assert "report.html" in {a.path for a in client.list_artifacts(parent.info.run_id)}
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "confirmation")} == {
         "confirmation/confirmed.csv"}
     completed = [r for r in all_runs if r.data.tags.get("attnas.outcome") == "completed"]
@@ -226,7 +227,7 @@ def test_reports_and_weights_reach_the_server_artifact_store(runs, server) -> No
     for run in completed:
         assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} >= {"model/weights.safetensors"}
     on_server = {p.name for p in artifacts.rglob("*") if p.is_file()}
-    assert {"pareto.csv", "confirmed.csv", "weights.safetensors"} <= on_server
+    assert {"pareto.csv", "report.html", "confirmed.csv", "weights.safetensors"} <= on_server
 
 
 def test_the_cluster_outlived_the_driver(cluster, sessions) -> None:

@@ -16,6 +16,7 @@ from search.tracking import check_tracking_uri
 from backbones import ArchConfig, build
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
 from search.faults import FaultInjection
+from search.progress import say
 from search.tuning import TrialSettings
 from trials import DATASETS, Constraints, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset
 
@@ -82,8 +83,9 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     try:
         data = load_dataset(space.dataset, root=settings.data.root, train_size=budget.train_size,
                             val_size=budget.val_size, seed=settings.seed, download=settings.data.download,
-                            test=settings.confirm.enabled)
-    except (DatasetMissingError, ValueError) as exc:  # ValueError: sizes the dataset cannot supply
+                            test=settings.confirm.enabled, image_size=settings.data.image_size,
+                            cache=settings.data.cache, log=say)
+    except (DatasetMissingError, ValueError) as exc:  # ValueError: sizes or data the dataset cannot supply
         raise UserError(str(exc)) from None
     try:
         check_space_fits(space, backbone=budget.backbone, in_chans=data.in_chans,

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from trials import DATASETS
+from trials import DATASETS, TensorData, load_dataset
 
 FASHION_CLASSES = ("tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot")
 SIDES = (28, 36, 48)  # px: the PNGs come in several sizes
@@ -20,25 +21,26 @@ def write_fashion_pngs(root: Path, *, per_class: int, classes: int = 10, offset:
     `offset` skips that many images per class first (disjoint sets for train/ and test/ folders)."""
     from PIL import Image
 
-    data = DATASETS["fashion_mnist"].load  # the real files, through the registry's own loader
-    from trials.source import LoadRequest
-
-    source = data(LoadRequest(root=None, cache=root / ".unused", download=False, seed=0, val_size=1, test=False,
-                              image_size=None, pool_size=0))
+    source = _fashion_train()
     written = []
     for label in range(classes):
-        picks = np.flatnonzero(source.train_y == label)[offset:offset + per_class]
+        picks = np.flatnonzero(source.train_y.numpy() == label)[offset:offset + per_class]
         folder = root / FASHION_CLASSES[label]
         folder.mkdir(parents=True, exist_ok=True)
         for i, index in enumerate(picks):
             side = SIDES[i % len(SIDES)]
-            image = Image.fromarray(source.train_x[index, 0]).resize((side, side), Image.Resampling.BILINEAR)
+            image = Image.fromarray(source.train_x[index, 0].numpy()).resize((side, side), Image.Resampling.BILINEAR)
             if i % 3 == 2:
                 image = Image.merge("RGB", (image, image.point(lambda v: v * 0.9), image.point(lambda v: v * 0.8)))
             path = folder / f"{offset + i:04d}.png"
             image.save(path)
             written.append(path)
     return written
+
+
+@functools.cache
+def _fashion_train() -> TensorData:
+    return load_dataset("fashion_mnist", train_size=5000, val_size=1, seed=0)
 
 
 @pytest.fixture

@@ -126,13 +126,13 @@ class _Files:
     how: str  # how to get it, for the one-line error
 
 
-def _published(name: str, files: _Files, known: Known, *, system_root: str = "") -> LoadFn:
-    """A loader of a published dataset: the folder data.root, else system_root then data.cache; with
+def _published(name: str, files: _Files, known: Known) -> LoadFn:
+    """A loader of a published dataset: the folder data.root, else the spec's system_root then data.cache; with
     data.download, torchvision downloads what is missing into data.root or data.cache."""
 
     def load(request: LoadRequest) -> Source:
         folders = ([request.root] if request.root is not None
-                   else [Path(f) for f in (system_root, request.cache.expanduser()) if f])
+                   else [f for f in (request.system_root, request.cache) if f is not None])
         folder = next((f for f in folders if not files.missing(f, "train")), None)
         failure = ""
         if folder is None and request.download:
@@ -376,7 +376,7 @@ _STL_KNOWN = Known(num_classes=10, mean=(0.4467, 0.4398, 0.4066), std=(0.2603, 0
 DATASETS: dict[str, DatasetSpec] = {
     "fashion_mnist": DatasetSpec(
         name="fashion_mnist", known=_FASHION_KNOWN, system_root=FASHION_DEBIAN_ROOT,
-        load=_published("fashion_mnist", _FASHION, _FASHION_KNOWN, system_root=FASHION_DEBIAN_ROOT),
+        load=_published("fashion_mnist", _FASHION, _FASHION_KNOWN),
     ),
     "cifar10": DatasetSpec(name="cifar10", known=_CIFAR10,
                            load=_published("cifar10", _cifar_files("cifar10", "cifar-10-batches-py"), _CIFAR10)),
@@ -431,6 +431,7 @@ def load_dataset(
     pool_size = val_size + (train_size if train_size is not None else _SYNTHETIC_DEFAULT_TRAIN)
     source = spec.load(LoadRequest(
         root=None if root is None else Path(root).expanduser(), cache=Path(cache or DEFAULT_CACHE_ROOT).expanduser(),
+        system_root=Path(spec.system_root) if spec.system_root else None,
         download=download, seed=seed, val_size=val_size, test=test, image_size=image_size, pool_size=pool_size,
         log=log))
     if image_size is not None:

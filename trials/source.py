@@ -28,7 +28,8 @@ class DatasetError(ValueError):
 class LoadRequest:
     """What `load_dataset` asks of a loader."""
 
-    root: Path | None  # data.root, or None = the dataset's default folders
+    root: Path | None  # data.root, or None = the dataset's default folders (system_root, then cache)
+    system_root: Path | None  # a read-only folder the dataset may be installed in (Debian's Fashion-MNIST)
     cache: Path  # downloads and image-folder tensor caches go under here (data.cache)
     download: bool  # may torchvision download missing files (short timeout)
     seed: int  # the search seed: the validation split (and generated data) depend on it

@@ -44,6 +44,7 @@ class SearchPlan:
     sampler: str
     seed: int
     data: TensorData
+    data_root: str  # data.root as an absolute path ("" when not set: the dataset's default folders)
     asha_grace_period: int  # epochs
     asha_reduction_factor: float
     constraints: Constraints  # hard budgets, checked in each trial after its probe
@@ -121,6 +122,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         sampler=settings.sampler.value,
         seed=settings.seed,
         data=data,
+        data_root=str(Path(settings.data.root).expanduser().resolve()) if settings.data.root else "",
         asha_grace_period=settings.asha.grace_period,
         asha_reduction_factor=settings.asha.reduction_factor,
         constraints=constraints,

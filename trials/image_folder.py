@@ -176,12 +176,7 @@ def _decode(root: Path, files: list[_File], classes: list[str], *, image_size: i
     images = np.empty((len(files), meta["channels"], size, size), dtype=np.uint8)
     last = time.monotonic()
     for i, f in enumerate(files):
-        try:
-            with Image.open(f.path) as im:
-                pixels = np.asarray(im.convert("L" if gray else "RGB").resize((size, size), Image.Resampling.BILINEAR))
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
-            raise DatasetError(f"cannot read image {f.path} ({_reason(err)}); fix or remove the file") from None
-        images[i] = pixels[None] if gray else pixels.transpose(2, 0, 1)
+        images[i] = decode_image(f.path, channels=meta["channels"], size=size)
         if time.monotonic() - last > _PROGRESS_EVERY_S:
             log(f"  decoded {i + 1}/{len(files)} images")
             last = time.monotonic()
@@ -201,6 +196,21 @@ def _decode(root: Path, files: list[_File], classes: list[str], *, image_size: i
     tmp.write_text(json.dumps(meta, indent=1))
     os.replace(tmp, folder / f"{key}.json")  # written last: its presence means the .pt is complete
     return images, labels, splits, meta
+
+
+def decode_image(path: str | Path, *, channels: int, size: int) -> np.ndarray:
+    """One image file as uint8 channels×size×size: converted to L (channels=1) or RGB (3), resized bilinearly
+    (antialiased, aspect ratio not kept). How every image of a folder is decoded, and what an exported model's
+    ``load_image`` does. Raises DatasetError naming the file when it cannot be decoded."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            pixels = np.asarray(im.convert("L" if channels == 1 else "RGB").resize((size, size),
+                                                                                     Image.Resampling.BILINEAR))
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DatasetError(f"cannot read image {path} ({_reason(err)}); fix or remove the file") from None
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
 def _reason(err: BaseException) -> str:

@@ -206,7 +206,7 @@ def decode_image(path: str | Path, *, channels: int, size: int) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            pixels = np.asarray(im.convert("L" if channels == 1 else "RGB").resize((size, size),
+            pixels = np.array(im.convert("L" if channels == 1 else "RGB").resize((size, size),
                                                                                      Image.Resampling.BILINEAR))
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DatasetError(f"cannot read image {path} ({_reason(err)}); fix or remove the file") from None

@@ -10,8 +10,6 @@ BIN := $(VENV)/bin
 FASHION_DEBIAN := /usr/share/datasets/fashion-mnist
 # the README's test command: its first line that starts with "python -m pytest" (.ci/run runs it through make test)
 TEST_CMD := $(shell grep -m1 '^python -m pytest' README.md)
-FETCH_FASHION := from trials import load_dataset; d = load_dataset('fashion_mnist', download=True, val_size=1); \
-	print('Fashion-MNIST:', len(d.train_y) + 1, 'train images')
 
 # apt_install PKG...: install Debian packages when apt-get is usable (as root without sudo, else with passwordless
 # sudo), after apt-get update; returns non-zero when apt-get is not usable or the install fails.
@@ -37,7 +35,8 @@ test: setup data browser
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	@[ -x $(BIN)/pip ] || $(PYTHON) -m venv $(VENV) || { $(APT); rm -rf $(VENV); \
+		apt_install python3-venv && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	@touch $@
@@ -49,7 +48,7 @@ data: setup
 	if [ -d $(FASHION_DEBIAN) ]; then echo "Fashion-MNIST: $(FASHION_DEBIAN)"; \
 	elif apt_install dataset-fashion-mnist; then echo "Fashion-MNIST: installed dataset-fashion-mnist"; \
 	else echo "Fashion-MNIST: apt-get not usable here; torchvision downloads it into ~/.cache/attnas/data"; \
-		$(BIN)/python -c "$(FETCH_FASHION)"; fi
+		$(BIN)/python -m trials fashion_mnist; fi
 
 # chromium + chromedriver for the browser test; not fatal when apt-get is not usable (that test then says why)
 browser:

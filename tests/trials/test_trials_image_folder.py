@@ -164,6 +164,11 @@ def test_svhn_reads_its_mat_files_and_maps_label_10_to_0(tmp_path: Path) -> None
     assert data.test_y.tolist()[:10] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
     x = scipy.io.loadmat(tmp_path / "test_32x32.mat")["X"]
     assert torch.equal(data.test_x[3], torch.from_numpy(x[..., 3].transpose(2, 0, 1).copy()))
+    # python -m trials DATASET ROOT: the same files, one line, exit 0; a missing dataset is one error line, exit 2
+    from trials.__main__ import main
+
+    assert main(["svhn", str(tmp_path)]) == 0
+    assert main(["svhn", str(tmp_path / "empty")]) == 2 and main(["imagenet"]) == 2
 
 
 def test_stl10_reads_its_binaries_and_resizes_on_request(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@ the working folder (no Ray experiment folder ``runs/``, no ``mlflow.db``, no ``m
 
 The table runs in-process through ``search.run.main(argv)`` / ``search.export.main(argv)``, the very functions
 ``python -m search.run`` / ``python -m search.export`` call (Hydra composes the structured config, then the task);
-three cases also run as real subprocesses to prove the entry point itself.
+four cases also run as real subprocesses to prove the entry point itself.
 """
 
 from __future__ import annotations
@@ -241,7 +241,8 @@ def test_every_setting_has_a_value_check(schema: type, checked_elsewhere: set[st
     assert unchecked == []
 
 
-@pytest.mark.parametrize("name", ["unknown budget key", "unknown sampler", "unreachable tracking URI"])
+@pytest.mark.parametrize("name", ["unknown budget key", "unknown sampler", "unreachable tracking URI",
+                                  "image folder with a corrupt image"])
 def test_bad_input_through_the_real_command(name: str, tmp_path: Path) -> None:
     args, expect = _fill(CASES[name], tmp_path)
     result = subprocess.run([sys.executable, "-m", "search.run", *args], cwd=tmp_path, capture_output=True,

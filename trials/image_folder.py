@@ -15,6 +15,7 @@ aspect ratio is not kept: no crop, nothing cut off). Modes: when every image is 
 data has one channel; otherwise every image is converted to RGB (three channels; alpha dropped, palettes expanded).
 Files are images by extension (`IMAGE_EXTENSIONS`, any case); other files and hidden entries are ignored. An image
 that cannot be decoded stops the load with its path (nothing is skipped silently: a corrupt file is something to fix).
+Training augmentation: random crop with ceil(image_size / 8) px padding and a random horizontal flip.
 
 The decoded tensors, labels, splits and the per-channel mean/std (computed over the images outside the test split)
 go to ``CACHE/image_folder/KEY.pt`` (+ ``KEY.json``); KEY hashes every file's relative path, size and mtime and the
@@ -88,7 +89,7 @@ def _scan(root: Path) -> tuple[list[_File], list[str]]:
                  if (root / name).is_dir()]
     else:
         parts = [(root, _TRAIN)]
-    classes = _class_folders(parts[0][0], root=root)
+    classes = _class_folders(parts[0][0])
     where = parts[0][0]
     if not classes:
         raise DatasetError(f"data.root={root} has no class folders under {where}: put each class's images in its "
@@ -99,7 +100,7 @@ def _scan(root: Path) -> tuple[list[_File], list[str]]:
     index = {name: i for i, name in enumerate(classes)}
     files: list[_File] = []
     for part, code in parts:
-        for name in _class_folders(part, root=root):
+        for name in _class_folders(part):
             if name not in index:
                 raise DatasetError(f"class folder {part / name} has no counterpart in {parts[0][0]}; classes there: "
                                    f"{', '.join(classes)}")
@@ -111,9 +112,8 @@ def _scan(root: Path) -> tuple[list[_File], list[str]]:
     return files, classes
 
 
-def _class_folders(folder: Path, *, root: Path) -> list[str]:
-    skip = set(SPLIT_FOLDERS) if folder == root and (root / "train").is_dir() else set()
-    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name not in skip)
+def _class_folders(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def _images_in(folder: Path) -> list[Path]:

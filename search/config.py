@@ -30,7 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from search.errors import UserError
 from search.faults import KINDS as FAULTS, MIXED
 from search.samplers import SAMPLERS
-from trials import PRECISIONS
+from trials import DEFAULT_CACHE_ROOT, PRECISIONS
 
 # Choices: OmegaConf accepts a member's name (sampler=tpe) and lists the names when given another value.
 Sampler = enum.Enum("Sampler", {name: name for name in SAMPLERS}, module=__name__)
@@ -115,9 +115,17 @@ class AshaConfig:
 
 @dataclass
 class DataConfig:
-    # dataset folder; default per dataset (Fashion-MNIST: /usr/share/datasets/fashion-mnist)
+    """Where the space's dataset comes from (trials.DATASETS; the space names it)."""
+
+    # dataset folder; default per dataset (Fashion-MNIST: /usr/share/datasets/fashion-mnist, then data.cache);
+    # image_folder: your images, one subfolder per class (README, "Search your own images")
     root: Optional[str] = field(default=None, metadata=FOLDER)
-    download: bool = True  # let torchvision download CIFAR when it is missing (needs internet)
+    download: bool = True  # let torchvision download a missing published dataset into data.cache (needs internet)
+    # square side in px every image is resized to; null: native size (image_folder: 32 when the median image side
+    # is <= 40 px, else 64; trials.image_folder.default_image_size)
+    image_size: Optional[int] = field(default=None, metadata=integer(minimum=1))
+    # downloads and the image-folder tensor cache (image_folder/KEY.pt, reused while the folder is unchanged)
+    cache: str = field(default=str(DEFAULT_CACHE_ROOT), metadata=FOLDER)
 
 
 @dataclass

@@ -32,21 +32,24 @@ from search import cli
 from search.config import ExportConfig, export_settings
 from search.errors import UserError, exit_on_bad_input
 from search.confirmation_stats import Confirmed, Verdict, read_confirmed_csv
-from search.outcomes import CONFIRM_TAG, CONFIRMED_CSV, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEED_TAG
+from search.outcomes import CONFIRM_TAG, CONFIRMED_CSV, DATA_JSON, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEED_TAG
 from search.tracking import check_tracking_uri
 
 _TEMPLATE = '''"""{title}
 
 Exported by attnas (python -m search.export) from search {search!r}, trial {trial_id} (MLflow run {run_id}).
 {confirmed}Metrics of this run: {metrics}.
-Input: float tensor of shape (N, {shape}), normalised with the dataset's mean/std ({dataset}).
+Input: float tensor of shape (N, {shape}), normalised with the dataset's mean/std ({dataset}; DATA below).
 
-    from {module} import build_model
+    from {module} import build_model, load_image, DATA
     model = build_model()          # eval mode, trained weights from {module}.safetensors beside this file
+    scores = model(load_image("photo.jpg"))          # an image file, decoded and normalised as in training
+    label = int(scores.argmax())                     # DATA["classes"][label] names it (when the data has names)
 """
 
 from pathlib import Path
 
+import torch
 from safetensors.torch import load_model
 from torch import nn
 
@@ -54,6 +57,8 @@ from backbones import build
 
 ARCH = {arch}
 METRICS = {metrics_literal}
+# The training data: image_shape (C, H, W), per-channel mean/std on the 0-1 scale, class names by label.
+DATA = {data_literal}
 WEIGHTS = Path(__file__).with_name("{module}.safetensors")
 
 
@@ -63,6 +68,19 @@ def build_model(*, pretrained: bool = True) -> nn.Module:
     if pretrained:
         load_model(model, str(WEIGHTS))
     return model.eval()
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """An image file as this model's input (1, C, H, W): converted to DATA's channels, resized to its size and
+    normalised with its mean/std, as the training images were (trials.image_folder.decode_image)."""
+    from trials.augment import normalize
+    from trials.image_folder import decode_image
+
+    if DATA is None:
+        raise RuntimeError("this export predates DATA: normalise the input by hand (see the module docstring)")
+    channels, side, _ = DATA["image_shape"]
+    pixels = torch.from_numpy(decode_image(path, channels=channels, size=side))[None]
+    return normalize(pixels, mean=tuple(DATA["mean"]), std=tuple(DATA["std"]))
 '''
 
 
@@ -113,10 +131,20 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
         title=f"Attention-placement architecture {module}", search=search_name, trial_id=run.info.run_name,
         run_id=run.info.run_id, confirmed=note, metrics=", ".join(f"{k}={v}" for k, v in metrics.items()),
         shape=", ".join(str(d) for d in reference_input.shape[1:]), dataset=parent.data.params.get("dataset", "?"),
-        module=module, arch=pprint.pformat(arch, indent=4, sort_dicts=True), metrics_literal=repr(metrics)))
+        module=module, arch=pprint.pformat(arch, indent=4, sort_dicts=True), metrics_literal=repr(metrics),
+        data_literal=pprint.pformat(_data_info(client, parent), indent=4, sort_dicts=True, compact=True)))
     diff = _verify(module_path, reference_input, reference_output)
     return Exported(module_path=module_path, weights_path=weights_path, run_id=run.info.run_id, max_abs_diff=diff,
                     note=note)
+
+
+def _data_info(client: mlflow.MlflowClient, parent: Any) -> dict[str, Any] | None:
+    """The search's data description (search.outcomes.DATA_JSON on the parent run), or None for older searches."""
+    folder = DATA_JSON.rsplit("/", 1)[0]
+    if not any(a.path == DATA_JSON for a in client.list_artifacts(parent.info.run_id, folder)):
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        return json.loads(Path(client.download_artifacts(parent.info.run_id, DATA_JSON, tmp)).read_text())
 
 
 def _confirmed_table(client: mlflow.MlflowClient, parent: Any) -> list[Confirmed] | None:

@@ -37,6 +37,9 @@ OUTCOME_TAG = "attnas.outcome"  # an Outcome value
 PARETO_TAG = "pareto"  # "true" / "false" on full-budget trial runs
 VERDICT_TAG = "attnas.verdict"  # on the parent run: the confirmation's one-sentence answer
 CONFIRMED_CSV = "confirmed.csv"  # the confirmed table, under confirmation/ on the parent run
+# On the parent run: what the model's input is (dataset, data.root, image_shape C,H,W, per-channel mean/std on the
+# 0-1 scale, class names by label); search.export writes it into the exported module (DATA, load_image).
+DATA_JSON = "data/data.json"
 CONFIRM_TAG = "attnas.confirm_of"  # on a confirmation run: the name of the architecture it confirms
 SEED_TAG = "attnas.seed"  # on a confirmation run: its training seed
 CONTROL_TAG = "attnas.control"  # on a control's trial run: its name (plain, se_r16, cbam_r16_k7, ...)

@@ -19,6 +19,7 @@ from search.tracking import check_tracking_uri
 from backbones import ArchConfig, build
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
 from search.faults import FaultInjection
+from search.progress import say
 from search.tuning import TrialSettings
 from trials import DATASETS, Constraints, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset
 
@@ -43,6 +44,7 @@ class SearchPlan:
     sampler: str
     seed: int
     data: TensorData
+    data_root: str  # data.root as an absolute path ("" when not set: the dataset's default folders)
     asha_grace_period: int  # epochs
     asha_reduction_factor: float
     constraints: Constraints  # hard budgets, checked in each trial after its probe
@@ -86,8 +88,9 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     try:
         data = load_dataset(space.dataset, root=settings.data.root, train_size=budget.train_size,
                             val_size=budget.val_size, seed=settings.seed, download=settings.data.download,
-                            test=settings.confirm.enabled)
-    except (DatasetMissingError, ValueError) as exc:  # ValueError: sizes the dataset cannot supply
+                            test=settings.confirm.enabled, image_size=settings.data.image_size,
+                            cache=settings.data.cache, log=say)
+    except (DatasetMissingError, ValueError) as exc:  # ValueError: sizes or data the dataset cannot supply
         raise UserError(str(exc)) from None
     try:
         check_space_fits(space, backbone=budget.backbone, in_chans=data.in_chans,
@@ -123,6 +126,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         sampler=settings.sampler.value,
         seed=settings.seed,
         data=data,
+        data_root=str(Path(settings.data.root).expanduser().resolve()) if settings.data.root else "",
         asha_grace_period=settings.asha.grace_period,
         asha_reduction_factor=settings.asha.reduction_factor,
         constraints=constraints,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import tempfile
@@ -35,7 +36,7 @@ from search.confirmation import (Candidate, measure_alone, pick_candidates, conf
                                  summarise_confirmation)
 from search.confirmation_stats import Confirmed, confirmation_sentence, write_confirmed_csv
 from search.faults import with_faults
-from search.outcomes import (CONFIRMED_CSV, LATENCY_OBJECTIVE, PARETO_TAG, REFERENCE_LATENCY_TAG, VERDICT_TAG,
+from search.outcomes import (CONFIRMED_CSV, DATA_JSON, LATENCY_OBJECTIVE, PARETO_TAG, REFERENCE_LATENCY_TAG, VERDICT_TAG,
                              Outcome, trial_outcome)
 from search.plan import SearchPlan, prepare
 from search.report_data import collect_report_data, insight_lines
@@ -121,6 +122,7 @@ def _execute(plan: SearchPlan, *, t0: float) -> SearchSummary:
                    may_change=_MAY_CHANGE_ON_RESUME) as search:
         if search.resumed:
             _announce_resume(plan, search)
+        _record_data(plan, search=search)
         tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id,
                                       parent_run_id=search.run_id, search_name=plan.name,
                                       full_epochs=plan.budget.epochs, existing=search.existing,
@@ -211,6 +213,17 @@ def _reference_latency(plan: SearchPlan, search: SearchRun, plain: ArchConfig) -
     return ms
 
 
+def _record_data(plan: SearchPlan, *, search: SearchRun) -> None:
+    """What the models' input is (search.outcomes.DATA_JSON on the parent run): export hands it to the user."""
+    data = plan.data
+    info = {"dataset": plan.space.dataset, "root": plan.data_root, "image_shape": list(data.image_shape),
+            "mean": list(data.mean), "std": list(data.std), "classes": list(data.classes)}
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / Path(DATA_JSON).name
+        path.write_text(json.dumps(info, indent=1))
+        search.log_artifacts([path], folder=str(Path(DATA_JSON).parent))
+
+
 def _record_confirmation(summary: SearchSummary, *, search: SearchRun, rows: list[Confirmed]) -> SearchSummary:
     """Put the confirmed table on the parent run (confirmed.csv, verdict tags, metrics) and into the summary."""
     verdict = confirmation_sentence(rows)
@@ -229,6 +242,8 @@ def _parent_params(plan: SearchPlan) -> dict[str, Any]:
     return {"space": plan.space.name, "sampler": plan.sampler, "seed": plan.seed, "hardware": plan.hardware,
             "concurrency": plan.concurrency, "asha_grace_period": plan.asha_grace_period,
             "asha_reduction_factor": plan.asha_reduction_factor, "dataset": plan.space.dataset,
+            **({"data.root": plan.data_root} if plan.data_root else {}),
+            "data.image_shape": "x".join(str(d) for d in plan.data.image_shape),
             **{f"constraints.{k}": v for k, v in asdict(plan.constraints).items()},
             **({"faults.rate": plan.faults.rate, "faults.kind": plan.faults.kind} if plan.faults.rate else {}),
             "confirm.top_k": plan.confirm_top_k, "confirm.seeds": plan.confirm_seeds,

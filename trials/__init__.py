@@ -4,7 +4,8 @@ Plain functions only; no Ray or MLflow imports (the search layer wraps these).
 """
 
 from trials.constraints import Constraints
-from trials.data import DATASETS, DatasetMissingError, TensorData, load_dataset
+from trials.data import DATASETS, DEFAULT_CACHE_ROOT, TensorData, load_dataset
+from trials.source import DatasetError, DatasetMissingError
 from trials.probe import PRECISIONS, ProbeConfig, device_info, measure_latency
 from trials.slot import ProbeSlot
 from trials.train import TrainConfig, TrialDiverged, evaluate
@@ -13,6 +14,8 @@ from trials.trial import ReportFn, TrialResult, resolve_device, run_trial
 __all__ = [
     "Constraints",
     "DATASETS",
+    "DEFAULT_CACHE_ROOT",
+    "DatasetError",
     "DatasetMissingError",
     "PRECISIONS",
     "ProbeConfig",

@@ -4,7 +4,7 @@ the working folder (no Ray experiment folder ``runs/``, no ``mlflow.db``, no ``m
 
 The table runs in-process through ``search.run.main(argv)`` / ``search.export.main(argv)``, the very functions
 ``python -m search.run`` / ``python -m search.export`` call (Hydra composes the structured config, then the task);
-three cases also run as real subprocesses to prove the entry point itself.
+four cases also run as real subprocesses to prove the entry point itself.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ class Case:
     expect: tuple[str, ...]  # substrings of the error line: the bad value first, then the valid choices
     edit: tuple[str, str] | None = None  # replace this text of fashion_attention.yaml -> tmp_path/bad.yaml
     entry: str = "run"  # "run" or "export"
+    # files to write first, relative to tmp_path: "png" = a valid 8x8 image, "dir" = an empty folder, else the text
+    files: tuple[tuple[str, str], ...] = ()
 
 
 TYPES = "valid types: " + ", ".join(sorted(ATTENTION))
@@ -132,6 +134,31 @@ CASES = {
                                                   marks=needs_fashion),
     "missing dataset": Case(("data.root={tmp}/nowhere", "data.download=false"),
                             ("{tmp}/nowhere", "apt-get install dataset-fashion-mnist", "data.root=DIR")),
+    # The user's own images (space your_data, dataset image_folder); the tensor cache goes to {tmp}/cache.
+    "image folder without data.root": Case(("space=your_data", "data.cache={tmp}/cache"),
+                                           ("needs data.root=DIR", "one subfolder of images per class")),
+    "image folder that does not exist": Case(("space=your_data", "data.root={tmp}/nowhere", "data.cache={tmp}/cache"),
+                                             ("data.root={tmp}/nowhere is not a folder",)),
+    "image folder empty": Case(("space=your_data", "data.root={tmp}/imgs", "data.cache={tmp}/cache"),
+                               ("data.root={tmp}/imgs has no class folders", "{tmp}/imgs/CLASS/img.jpg"),
+                               files=(("imgs", "dir"),)),
+    "image folder with one class": Case(("space=your_data", "data.root={tmp}/imgs", "data.cache={tmp}/cache"),
+                                        ("one class folder ('cats'", "at least 2 classes"),
+                                        files=(("imgs/cats/a.png", "png"),)),
+    "image folder with an empty class": Case(
+        ("space=your_data", "data.root={tmp}/imgs", "data.cache={tmp}/cache"),
+        ("class folder {tmp}/imgs/dogs has no images", ".jpg"),
+        files=(("imgs/cats/a.png", "png"), ("imgs/dogs/notes.txt", "not an image"))),
+    "image folder with a corrupt image": Case(
+        ("space=your_data", "data.root={tmp}/imgs", "data.cache={tmp}/cache"),
+        ("cannot read image {tmp}/imgs/dogs/b.png", "fix or remove the file"),
+        files=(("imgs/cats/a.png", "png"), ("imgs/dogs/b.png", "not an image"))),
+    "image size 0": Case(("data.image_size=0",), ("data.image_size=0", "an integer >= 1")),
+    "image size negative": Case(("space=your_data", "data.image_size=-32"), ("data.image_size=-32", "an integer >= 1")),
+    "image folder smaller than val_size": Case(
+        ("space=your_data", "data.root={tmp}/imgs", "data.cache={tmp}/cache", "budget.val_size=50"),
+        ("val_size=50 must be in 1..4", "5 images outside the test split", "budget.val_size=N"),
+        files=tuple((f"imgs/{c}/{i}.png", "png") for c in ("cats", "dogs") for i in range(3))),
     # search.export.
     "export: unknown key": Case(("serach=x",), ("'serach'", "valid settings: search, max_latency_ms, out, "
                                                            "module_name, mlflow.*"), entry="export"),
@@ -146,6 +173,18 @@ CASES = {
 def _fill(case: Case, tmp_path: Path) -> tuple[list[str], list[str]]:
     """The case's arguments and expected substrings with {tmp}, {space} and {port} filled in."""
     values = {"tmp": tmp_path, "space": tmp_path / "bad.yaml", "port": _closed_port()}
+    for relative, content in case.files:
+        path = tmp_path / relative
+        if content == "dir":
+            path.mkdir(parents=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if content == "png":
+            from PIL import Image
+
+            Image.new("L", (8, 8), color=len(relative) * 7 % 256).save(path)
+        else:
+            path.write_text(content)
     if case.edit is not None:
         source = (REPO / "spaces" / "fashion_attention.yaml").read_text()
         old, new = case.edit
@@ -210,7 +249,8 @@ def test_every_setting_has_a_value_check(schema: type, checked_elsewhere: set[st
     assert unchecked == []
 
 
-@pytest.mark.parametrize("name", ["unknown budget key", "unknown sampler", "unreachable tracking URI"])
+@pytest.mark.parametrize("name", ["unknown budget key", "unknown sampler", "unreachable tracking URI",
+                                  "image folder with a corrupt image"])
 def test_bad_input_through_the_real_command(name: str, tmp_path: Path) -> None:
     args, expect = _fill(CASES[name], tmp_path)
     result = subprocess.run([sys.executable, "-m", "search.run", *args], cwd=tmp_path, capture_output=True,

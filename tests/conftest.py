@@ -28,6 +28,21 @@ E2E_EPOCHS = 2
 E2E_SEEDS = (1, 2)  # confirmation seeds: the search's seed is 0
 
 
+def cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run ``python -m ARGS`` in ``cwd`` with this checkout first on the path; assert it exits 0 (else show its
+    output tail)."""
+    result = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO)},
+                            capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return result
+
+
+@pytest.fixture(scope="session")
+def run_cli() -> Callable[..., subprocess.CompletedProcess]:
+    """:func:`cli`: run a module of this project as a user would, asserting success."""
+    return cli
+
+
 class E2ESearch(NamedTuple):
     name: str  # the search's name (its MLflow parent run and its Optuna study)
     folder: Path  # where it ran: mlflow.db, optuna.db, mlartifacts/, runs/
@@ -43,9 +58,7 @@ def e2e_search(tmp_path_factory: pytest.TempPathFactory) -> E2ESearch:
     args = ["search.run", "space=fashion_attention", "name=e2e", f"budget.trials={E2E_TRIALS}",
             f"budget.epochs={E2E_EPOCHS}", "budget.train_size=768", "budget.val_size=512", "budget.batch_size=64",
             "latency.runs=10", "sampler=random", "confirm.top_k=1", f"confirm.seeds={len(E2E_SEEDS)}"]
-    result = subprocess.run([sys.executable, "-m", *args], cwd=folder, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    result = cli(args, cwd=folder)
     return E2ESearch(name="e2e", folder=folder, stdout=result.stdout, trials=E2E_TRIALS, epochs=E2E_EPOCHS,
                      seeds=E2E_SEEDS)
 

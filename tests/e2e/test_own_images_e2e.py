@@ -23,15 +23,8 @@ EPOCHS = 2
 pytestmark = pytest.mark.e2e
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=timeout)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
 
-
-def test_search_and_export_on_a_folder_of_pngs(tmp_path: Path, fashion_pngs) -> None:
+def test_search_and_export_on_a_folder_of_pngs(tmp_path: Path, fashion_pngs, run_cli) -> None:
     images = tmp_path / "my_images"
     files = fashion_pngs(images, per_class=PER_CLASS)
     search = ["search.run", "space=your_data", f"data.root={images}", f"data.cache={tmp_path / 'cache'}",

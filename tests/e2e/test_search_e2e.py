@@ -27,13 +27,6 @@ SEEDS = (1, 2)  # confirmation seeds: the search's seed is 0
 pytestmark = pytest.mark.e2e
 
 
-def run_cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=timeout)
-    assert result.returncode == 0, f"{args} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return result
-
 
 @pytest.fixture(scope="module")
 def search(e2e_search) -> tuple[Path, str]:
@@ -137,7 +130,7 @@ def test_confirmation_runs_and_the_confirmed_table_are_in_mlflow(search: tuple[P
     assert "plain backbone" in parent.data.tags["attnas.verdict"]
 
 
-def test_export_rebuilds_the_confirmed_pick_in_a_new_process(search: tuple[Path, str]) -> None:
+def test_export_rebuilds_the_confirmed_pick_in_a_new_process(search: tuple[Path, str], run_cli) -> None:
     folder, _ = search
     result = run_cli(["search.export", "out=exported", "module_name=best_arch"], cwd=folder)
     assert "best_arch.py" in result.stdout
@@ -175,7 +168,7 @@ def test_export_rebuilds_the_confirmed_pick_in_a_new_process(search: tuple[Path,
     assert b"pickle" not in (folder / "exported" / "best_arch.py").read_bytes()
 
 
-def test_failing_trials_are_recorded_and_the_search_finishes(tmp_path: Path) -> None:
+def test_failing_trials_are_recorded_and_the_search_finishes(tmp_path: Path, run_cli) -> None:
     # only the plain control (CBAM r16/k7 survives lr=1e9 with a finite, huge loss)
     space = (REPO / "spaces" / "fashion_attention.yaml").read_text() + "\ncontrols: {}\n"
     (tmp_path / "plain_only.yaml").write_text(space.replace("name: fashion_attention", "name: plain_only"))

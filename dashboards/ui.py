@@ -25,14 +25,19 @@ def ui_command(*, tracking_uri: str = DEFAULT_TRACKING_URI, host: str = "127.0.0
 
 def ui_hint(*, tracking_uri: str) -> str:
     """The line a person copies to open the UI (printed at the end of every search)."""
-    if tracking_uri.startswith(("http://", "https://")):
+    if _is_server(tracking_uri):
         return f"open {tracking_uri} in a browser (the tracking server is the UI)"
-    return f"{shlex.join(ui_command(tracking_uri=tracking_uri))}   then open http://127.0.0.1:5000"
+    return f"{shlex.join(ui_command(tracking_uri=tracking_uri))}   then open {DEFAULT_UI}"
 
 
 def ui_address(*, tracking_uri: str) -> str:
     """The MLflow UI's address for ``tracking_uri``: the server itself, or the one ``python -m dashboards.ui`` starts."""
-    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else DEFAULT_UI
+    return tracking_uri.rstrip("/") if _is_server(tracking_uri) else DEFAULT_UI
+
+
+def _is_server(tracking_uri: str) -> bool:
+    """Whether ``tracking_uri`` is an MLflow tracking server (which is its own UI) rather than a store on disk."""
+    return tracking_uri.startswith(("http://", "https://"))
 
 
 def experiment_url(*, tracking_uri: str, experiment_id: str) -> str:

@@ -25,15 +25,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .attention import check_attention
+from .attention import KNOB_ORDER, check_attention
 from .head import check_head
-from .placement import BLOCKS, POSITIONS
+from .placement import BLOCKS, POSITIONS, takes_blocks
 
 NONE = "none"  # the attention type "no attention here"
 DEFAULT_POSITION = "after_block"
 DEFAULT_BLOCKS = BLOCKS[0]  # "every"
 DEFAULT_HEAD = "avg"
-_KNOBS = ("reduction", "kernel_size")  # StageConfig fields that are attention knobs (backbones.attention.KNOBS)
 _CHANNELS_UNKNOWN = 1 << 30  # check names and knob values before the real widths are known (build checks those)
 
 
@@ -57,7 +56,7 @@ class StageConfig:
     @property
     def knobs(self) -> dict[str, int]:
         """The knobs that are set, as ``make_attention`` keyword arguments."""
-        return {name: getattr(self, name) for name in _KNOBS if getattr(self, name) is not None}
+        return {name: getattr(self, name) for name in KNOB_ORDER if getattr(self, name) is not None}
 
     @property
     def is_none(self) -> bool:
@@ -86,7 +85,7 @@ class StageConfig:
         if self.is_none:
             return StageConfig()
         stage = self
-        if stage.position == "stage_end" or (depth == 1 and stage.position == "in_block"):
+        if not takes_blocks(stage.position) or (depth == 1 and stage.position == "in_block"):
             stage = dataclasses.replace(stage, blocks=DEFAULT_BLOCKS)
         if stage.position == "after_block" and (stage.blocks == "last" or depth == 1) and depth is not None:
             stage = dataclasses.replace(stage, position="stage_end", blocks=DEFAULT_BLOCKS)
@@ -99,7 +98,7 @@ class StageConfig:
         text = self.attn + (f"/r{self.reduction}" if self.reduction is not None else "")
         text += f"/k{self.kernel_size}" if self.kernel_size is not None else ""
         text += f"@{self.position}" if self.position != DEFAULT_POSITION else ""
-        text += f"@{self.blocks}" if self.blocks != DEFAULT_BLOCKS and self.position != "stage_end" else ""
+        text += f"@{self.blocks}" if self.blocks != DEFAULT_BLOCKS and takes_blocks(self.position) else ""
         return text
 
 
@@ -108,14 +107,14 @@ class ArchConfig:
     """One architecture: a timm backbone, its input/output sizes, the classifier head and one StageConfig per stage.
 
     Equal configs build the same model; :meth:`canonical` maps spellings of the same computation to one, so
-    ``a.canonical() == b.canonical()`` (and their hashes) tell that two sampled architectures are the same.
+    ``canonical(a) == canonical(b)`` (``backbones.canonical``; and their hashes) tell that two sampled architectures are the same.
     """
 
     backbone: str  # timm model name
     in_chans: int  # image channels (1 Fashion-MNIST, 3 CIFAR)
     num_classes: int
     stages: tuple[StageConfig, ...]  # one per backbone stage, in feature_info order
-    small_input: bool = False  # stem stride 1 and no stem max-pool, for 28x28 / 32x32 images
+    small_input: bool = True  # stem stride 1 and no stem max-pool, for 28x28 / 32x32 images (spaces default to it)
     head: str = DEFAULT_HEAD  # classifier pooling (backbones.HEADS)
     backbone_kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)  # extra timm.create_model args
 
@@ -192,11 +191,10 @@ class ArchConfig:
     def is_plain(self) -> bool:
         return self.head == DEFAULT_HEAD and all(stage.is_none for stage in self.stages)
 
-    def canonical(self) -> ArchConfig:
-        """One spelling per computation (see :meth:`StageConfig.canonical`); uses the backbone's block counts."""
-        from .build import stage_depths  # builds the backbone once per (backbone, kwargs); cached
-
-        depths = stage_depths(backbone=self.backbone, backbone_kwargs=self.backbone_kwargs)
+    def canonical(self, *, depths: Sequence[int | None]) -> ArchConfig:
+        """One spelling per computation (see :meth:`StageConfig.canonical`), given the backbone's blocks per stage
+        (``backbones.canonical(arch)`` looks them up; a value type builds no model). ``depths`` of another length
+        than ``stages`` are ignored."""
         depths = depths if len(depths) == len(self.stages) else [None] * len(self.stages)
         return dataclasses.replace(self, stages=tuple(s.canonical(depth=d) for s, d in zip(self.stages, depths)))
 

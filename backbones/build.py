@@ -102,8 +102,14 @@ def _stage_depths(backbone: str, kwargs_json: str) -> tuple[int, ...]:
     return tuple(len(list(model.get_submodule(name).children())) for name in stages)
 
 
+def canonical(arch: ArchConfig) -> ArchConfig:
+    """``arch`` in its canonical form (``ArchConfig.canonical``) with its backbone's blocks per stage: two
+    architectures are the same computation iff their canonical forms are equal."""
+    return arch.canonical(depths=stage_depths(backbone=arch.backbone, backbone_kwargs=arch.backbone_kwargs))
+
+
 def stage_depths(*, backbone: str, backbone_kwargs: Mapping[str, Any] | None = None) -> list[int]:
-    """Blocks per stage of ``backbone`` (cached); ``ArchConfig.canonical`` uses it (one block: every == last)."""
+    """Blocks per stage of ``backbone`` (cached); :func:`canonical` uses it (one block: every == last)."""
     kwargs_json = json.dumps(dict(backbone_kwargs or {}), sort_keys=True)
     return list(_stage_depths(_check_backbone(backbone), kwargs_json))
 

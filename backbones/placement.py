@@ -94,6 +94,7 @@ class Position:
     name: str
     install: Callable[[nn.Module, str], list[Slot]]
     unsupported: Callable[[nn.Module, str], list[str]]  # names of the stage's block classes that lack the slot
+    takes_blocks: bool = True  # whether ``blocks`` (every | last) means anything here (stage_end places one module)
 
 
 def _targets(stage: nn.Module, blocks: str) -> list[tuple[str, nn.Module]]:
@@ -133,7 +134,7 @@ def _blocks_without_se_slot(stage: nn.Module, blocks: str) -> list[str]:
 
 POSITIONS: dict[str, Position] = {p.name: p for p in (
     Position("after_block", _install_after_block, _no_block_lacks_slot),
-    Position("stage_end", _install_stage_end, _no_block_lacks_slot),
+    Position("stage_end", _install_stage_end, _no_block_lacks_slot, takes_blocks=False),
     Position("in_block", _install_in_block, _blocks_without_se_slot),
 )}
 
@@ -241,3 +242,8 @@ def apply_small_input(model: nn.Module, *, stages: Sequence[str]) -> None:
         for name, m in list(child.named_modules(prefix=top)):
             if isinstance(m, nn.MaxPool2d):
                 _set_submodule(model, name, nn.Identity())
+
+
+def takes_blocks(position: str) -> bool:
+    """Whether ``blocks`` applies at ``position`` (the one home of "stage_end takes no blocks")."""
+    return POSITIONS[position].takes_blocks

@@ -123,3 +123,13 @@ def fill_defaults(args: argparse.Namespace, *, device: torch.device, defaults: d
     for key, value in chosen.items():
         if getattr(args, key, None) is None:
             setattr(args, key, value)
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (``scipy.stats.spearmanr``; ties get their average rank); nan when one side is
+    constant."""
+    from scipy import stats
+
+    if len(set(a)) == 1 or len(set(b)) == 1:
+        return float("nan")
+    return float(stats.spearmanr(a, b).statistic)

@@ -2,7 +2,7 @@
 
 Issue 10's target: the same architecture probed twice in one real search (two trials training at once on a 2-core
 machine) gives ``latency_ms`` within 3% (median over pairs of repeats). This runs a real Ray Tune search: the
-project's trainable ``search.tuning.train_architecture`` with the ``TrialSettings`` that ``search.plan.prepare``
+project's trainable ``search.execution.trainable.train_architecture`` with the ``TrialSettings`` that ``search.settings.plan.prepare``
 builds from the composed ``run`` config (CPU budget of ``spaces/fashion_attention.yaml``: quarter-width resnet10t,
 1 thread and 1 CPU per trial, 2 trials at once), real Fashion-MNIST (a seeded subset via ``trials.load_dataset``),
 short training (2 epochs of 512 images) so that probes overlap the other trial's training. The architectures are
@@ -49,7 +49,7 @@ def _plan(folder: Path, args) -> object:
     """The checked SearchPlan that ``search.run`` would make, for the CPU budget with the benchmark's sizes."""
     from hydra import compose, initialize
 
-    from search.plan import prepare
+    from search.settings.plan import prepare
 
     overrides = ["name=latency", "space=fashion_attention", "device=cpu", "concurrency=2",
                  f"budget.train_size={args.train_size}", f"budget.val_size={args.val_size}",
@@ -57,7 +57,7 @@ def _plan(folder: Path, args) -> object:
                  "latency.batch=0", f"storage={folder / 'runs'}",
                  f"mlflow.tracking_uri=sqlite:///{folder / 'mlflow.db'}"]
     with initialize(version_base=None, config_path=None):
-        import search.config  # noqa: F401  registers the "run" config
+        import search.settings.config  # noqa: F401  registers the "run" config
         return prepare(compose(config_name="run", overrides=overrides))
 
 
@@ -66,11 +66,11 @@ def _search(plan, *, archs: dict, slot: bool, repeats: int, folder: Path,
     """One Ray Tune run of ``train_architecture`` over archs × repeats, 2 at a time; metrics per arch, wall s."""
     from ray import tune
 
-    from search.tuning import train_architecture
+    from search.execution.trainable import train_architecture
 
     name = f"{run}-slot-{'on' if slot else 'off'}"
     settings = plan.trial_settings
-    # as search.plan does, but in this run's own folder; None: no slot (trials time while others train)
+    # as search.settings.plan does, but in this run's own folder; None: no slot (trials time while others train)
     settings = dataclasses.replace(settings, probe_lock=(folder / "runs" / name / ".probe.lock") if slot else None)
     trainable = tune.with_resources(
         tune.with_parameters(train_architecture, data=plan.data, settings=settings,
@@ -115,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         p.error("--device: this benchmark runs the CPU budget (2 one-thread trials on a 2-core machine) only")
     device = setup(args)
 
-    from search.tuning import ray_runtime
+    from search.execution.tuner import ray_runtime
 
     try:
         modes = [{"on": True, "off": False}[mode] for mode in args.slot.split(",")]
@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                              "met" if figures[f"median_pair_{key}"] <= TARGET else "NOT met"])
     n = args.repeats
     body = (
-        f"Real Ray Tune search, `search.tuning.train_architecture` with the plan's `TrialSettings` (fashion_attention "
+        f"Real Ray Tune search, `search.execution.trainable.train_architecture` with the plan's `TrialSettings` (fashion_attention "
         f"CPU budget: resnet10t quarter width, 1 thread / 1 CPU per trial, {plan.concurrency} trials at once), "
         f"Fashion-MNIST {args.train_size} train / {args.val_size} val images, {args.epochs} epoch(s), probe "
         f"{args.warmup} warm-up + median of {args.runs} at batch 1 with the plain backbone interleaved; "

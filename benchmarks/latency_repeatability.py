@@ -20,7 +20,7 @@ import statistics
 import time
 from collections.abc import Sequence
 
-from benchmarks._common import emit, fill_defaults, header, parser, setup, table
+from benchmarks._common import emit, fill_defaults, header, parser, setup, spearman, table
 from benchmarks._loops import MODELS, make_model
 from trials import ProbeConfig, measure_latency
 from trials.probe import latency_keys, relative_latency_key
@@ -38,23 +38,6 @@ DEFAULTS = {
                  runs=ProbeConfig().runs, repeats=5),
 }
 QUICK = dict(batch=4, warmup=1, runs=3, repeats=2)
-
-
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    """Spearman rank correlation (Pearson correlation of the ranks; ties get their average rank)."""
-    def ranks(xs: Sequence[float]) -> list[float]:
-        order = sorted(range(len(xs)), key=lambda i: xs[i])
-        out = [0.0] * len(xs)
-        for _, group in itertools.groupby(enumerate(order), key=lambda pair: xs[pair[1]]):
-            members = list(group)
-            for position, i in members:
-                out[i] = statistics.mean(p for p, _ in members)
-        return out
-
-    ra, rb = ranks(a), ranks(b)
-    if len(set(ra)) == 1 or len(set(rb)) == 1:
-        return float("nan")
-    return statistics.correlation(ra, rb)
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, float]:

@@ -30,7 +30,7 @@ def _search(folder: Path, *, trials: int, name: str) -> tuple[float, list[dict]]
     from hydra import compose, initialize
     from ray.tune import ExperimentAnalysis
 
-    from search.run import run  # imports search.config, which registers the "run" config
+    from search.run import run  # imports search.settings.config, which registers the "run" config
 
     overrides = [f"name={name}", f"budget.trials={trials}", "budget.epochs=1", "budget.train_size=64",
                  "budget.val_size=64", "budget.batch_size=32", "latency.runs=1", "latency.warmup=0",

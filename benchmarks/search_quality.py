@@ -4,8 +4,8 @@ Issue 11. ``benchmarks/data/attention_table.csv`` (``python -m benchmarks.attent
 architecture of a 81-arch space (4 stages × {none, se r16, eca k3}) trained for real with several seeds. This replays
 searches against it instead of training:
 
-- **Samplers.** Each of ``search.samplers.SAMPLERS`` (tpe, nsga2, random) runs through the search's own suggest path,
-  ``search.searcher.StudySearcher`` (controls first: the plain backbone and SE r16 everywhere, as the table's
+- **Samplers.** Each of ``search.study.samplers.SAMPLERS`` (tpe, nsga2, random) runs through the search's own suggest path,
+  ``search.study.searcher.StudySearcher`` (controls first: the plain backbone and SE r16 everywhere, as the table's
   ``SearchSpace`` lists them; de-duplication by canonical architecture; an in-memory Optuna storage), with
   ``trials`` = N for N = 10%, 25% and 50% of the table's size. Each suggested architecture is looked up and told
   through ``on_trial_complete`` what a real trial would report at its full budget: ``val_acc`` of one training seed
@@ -18,7 +18,7 @@ searches against it instead of training:
 - **ASHA.** Spearman correlation between val_acc after epoch k (one seed) and the final mean test_acc; and
   asynchronous successive halving as Ray's ``ASHAScheduler`` does it (rungs at grace · rf^k below max_t; a trial
   reaching a rung stops when its val_acc is below the (1 − 1/rf) percentile of the values recorded there before it;
-  the controls are never stopped but enter the rungs, as ``search.tuning.ControlsRunFullASHA``), simulated over
+  the controls are never stopped but enter the rungs, as ``search.execution.scheduler.ControlsRunFullASHA``), simulated over
   random trial orders of the whole table: how many of the true top-10 architectures (by mean test_acc) it stops.
 
     python -m benchmarks.search_quality                 # 3 samplers × 20 seeds × 3 budgets, ~a few minutes
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._common import emit, table
+from benchmarks._common import emit, spearman, table
 
 TABLE = Path(__file__).parent / "data" / "attention_table.csv"
 FRACTIONS = (0.10, 0.25, 0.50)  # of the table's size, in trials
@@ -117,7 +117,7 @@ def replay(sampler: str, *, seed: int, trials: int, archs: dict[str, Arch], seed
     from ray.tune.search import Searcher
 
     from backbones import ArchConfig
-    from search.searcher import StudySearcher
+    from search.study.searcher import StudySearcher
 
     table_seed = seeds[seed % len(seeds)]  # falls back to an arch's first seed where the table lacks this one
     searcher = StudySearcher(space=space, base=base, storage=optuna.storages.InMemoryStorage(),
@@ -169,12 +169,6 @@ def simulate_asha(order: Sequence[str], *, curves: dict[str, list[float]], contr
     return stopped, spent
 
 
-def spearman(a: Sequence[float], b: Sequence[float]) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(a, b).statistic)
-
-
 def mean_std(values: Sequence[float], fmt: str = ".3f") -> str:
     values = list(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
@@ -186,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     p.add_argument("--table", type=Path, default=TABLE, help=f"the ground-truth CSV (default {TABLE})")
     p.add_argument("--seeds", type=int, default=None, help="replays per sampler and budget (default 20)")
     p.add_argument("--orders", type=int, default=None, help="random trial orders for ASHA (default 100)")
-    p.add_argument("--samplers", default=None, help="comma-separated (default: all of search.samplers.SAMPLERS)")
+    p.add_argument("--samplers", default=None, help="comma-separated (default: all of search.study.samplers.SAMPLERS)")
     p.add_argument("--latency", choices=("norm", "ms"), default="norm",
                    help="the latency objective: norm = latency_rel × the plain backbone's ms, as the search ranks "
                         "it (default); ms = the table's raw latency_ms")
@@ -200,7 +194,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
     torch.set_num_threads(1)  # nothing here is torch work; the header then states the trials' setting
     from benchmarks.attention_table import base_arch, table_space
-    from search.samplers import SAMPLERS
+    from search.study.samplers import SAMPLERS
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)

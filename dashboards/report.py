@@ -1,6 +1,6 @@
 """The search report: one self-contained ``report.html`` (plotly, its JavaScript inlined: it opens offline).
 
-It plots a :class:`search.report_data.ReportData` and computes nothing but layout:
+It plots a :class:`search.summary.report_data.ReportData` and computes nothing but layout:
 
 1. every trial, val_acc against latency_norm_ms (completed; stopped early at their last value; the front as a step
    line; controls marked), and beside it the confirmed architectures' test_acc mean with its 95% interval against
@@ -23,9 +23,8 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from search.confirmation_stats import Confirmed, Verdict
-from search.outcomes import LATENCY_OBJECTIVE, Outcome
-from search.report_data import NONE, PlacementEffects, ReportData, TrialPoint
+from search.summary.report_data import (LATENCY_OBJECTIVE, NONE, Confirmed, Outcome, PlacementEffects, ReportData,
+                                        TrialPoint, Verdict, diff_text)
 
 REPORT_HTML = "report.html"
 _MAX_BARS = 12  # knobs shown per importance chart: the most important ones
@@ -115,7 +114,7 @@ def _confirmed_traces(figure: go.Figure, rows: Sequence[Confirmed]) -> None:
             error_y=dict(type="data", symmetric=False, array=[_gap(r.ci_high, r.mean) for r in group],
                          arrayminus=[_gap(r.mean, r.ci_low) for r in group], color=_VERDICT_COLOURS[verdict]),
             customdata=[["", r.arch_text, r.name, str(r.verdict), _fmt(r.mean, 4), _fmt(r.std, 4), r.n,
-                         _diff_text(r)] for r in group],
+                         diff_text(r)] for r in group],
             hovertemplate=("<b>%{customdata[1]}</b><br>%{customdata[2]}: %{customdata[3]}<br>test_acc %{customdata[4]}"
                            " ± %{customdata[5]} (std, %{customdata[6]} seeds)<br>vs plain %{customdata[7]}"
                            "<br>latency_ms %{x:.3f} (alone)<extra></extra>")), row=1, col=2)
@@ -243,7 +242,7 @@ def _confirmed_table(rows: Sequence[Confirmed]) -> str:
     body = []
     for r in rows:
         cells = [r.name, r.arch_text, str(r.n), f"{_fmt(r.mean, 4)} ± {_fmt(r.std, 4)}",
-                 f"{_fmt(r.ci_low, 4)} .. {_fmt(r.ci_high, 4)}", _diff_text(r), str(r.verdict),
+                 f"{_fmt(r.ci_low, 4)} .. {_fmt(r.ci_high, 4)}", diff_text(r), str(r.verdict),
                  _fmt(r.latency_ms, 3)]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return _table(head, body, table_id="confirmed")
@@ -271,13 +270,6 @@ def _custom(p: TrialPoint) -> list[str]:
         how = f"stopped early after epoch {p.epochs}"
     return [p.run_url, p.arch, p.trial_id, how + (" · on the front" if p.pareto else ""), _fmt(p.val_acc, 4),
             _fmt(p.latency_norm_ms, 3), _fmt(p.latency_ms, 3), _fmt(p.params_m, 3), _fmt(p.flops_g, 4)]
-
-
-def _diff_text(r: Confirmed) -> str:
-    if r.verdict is Verdict.REFERENCE:
-        return "reference"
-    return f"{_fmt(r.diff_mean, 4, signed=True)} [{_fmt(r.diff_ci_low, 4, signed=True)}, " \
-           f"{_fmt(r.diff_ci_high, 4, signed=True)}]"
 
 
 def _gap(high: float | None, low: float | None) -> float:

@@ -5,7 +5,7 @@ Entry points live in their own modules (``search.run.run(cfg)``, ``search.export
 this package stays cheap.
 """
 
-from search.errors import UserError
+from search.settings.errors import UserError
 from search.outcomes import OBJECTIVES, Outcome
 
 __all__ = ["OBJECTIVES", "Outcome", "UserError"]

@@ -22,18 +22,20 @@ from typing import Any
 
 import hydra
 import mlflow
+from mlflow.entities import RunStatus
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import torch
 from omegaconf import DictConfig
 
-from search.artifacts import ARCH, REFERENCE, WEIGHTS, load_reference
-from search import cli
-from search.config import ExportConfig, export_settings
-from search.errors import UserError, exit_on_bad_input
-from search.confirmation_stats import Confirmed, Verdict, read_confirmed_csv
-from search.outcomes import CONFIRM_TAG, CONFIRMED_CSV, DATA_JSON, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEED_TAG
-from search.tracking import check_tracking_uri
+from search.execution.artifacts import ARCH, REFERENCE, WEIGHTS, load_reference
+from search.settings import cli
+from search.settings.config import ExportConfig, export_settings
+from search.settings.errors import UserError, exit_on_bad_input
+from search.confirm.statistics import Confirmed, Verdict, read_confirmed_csv
+from search.outcomes import (CONFIRM_TAG, CONFIRMED_CSV, DATA_JSON, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEARCH_ROLE, SEARCH_TAG,
+                             SEED_TAG)
+from search.settings.tracking_uri import check_tracking_uri, sqlite_path
 
 _TEMPLATE = '''"""{title}
 
@@ -95,17 +97,17 @@ class Exported:
 
 def export(cfg: DictConfig | ExportConfig) -> Exported:
     """Export one front trial of a search as configured; raises :class:`UserError` for bad input."""
-    cfg = export_settings(cfg)  # typed; types and ranges checked (search.config)
+    cfg = export_settings(cfg)  # typed; types and ranges checked (search.settings.config)
     uri = cfg.mlflow.tracking_uri
     check_tracking_uri(uri)
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).expanduser().is_file():
+    if (database := sqlite_path(uri)) is not None and not database.is_file():
         raise UserError(f"no MLflow store at {uri}; run 'python -m search.run' first (or set mlflow.tracking_uri=)")
     client = mlflow.MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name(cfg.mlflow.experiment)
     if experiment is None:
         raise UserError(f"no experiment {cfg.mlflow.experiment!r} in {uri}; run 'python -m search.run' first")
     parent = _find_search(client, experiment.experiment_id, search=cfg.search)
-    search_name = parent.data.tags.get("attnas.search", parent.info.run_name)
+    search_name = parent.data.tags.get(SEARCH_TAG, parent.info.run_name)
     confirmed = _confirmed_table(client, parent)
     if confirmed is None:  # confirm.enabled=false: the most accurate front trial on the search's own val_acc
         run, note = _pick(client, experiment.experiment_id, parent=parent, max_latency_ms=cfg.max_latency_ms), ""
@@ -188,15 +190,15 @@ def _pick_confirmed(client: mlflow.MlflowClient, experiment: str, *, parent: Any
 
 
 def _find_search(client: mlflow.MlflowClient, experiment: str, *, search: str) -> Any:
-    query = f"tags.`{ROLE_TAG}` = 'search'"
+    query = f"tags.`{ROLE_TAG}` = '{SEARCH_ROLE}'"
     if search != "latest":
         query += f" and tags.`attnas.search` = '{search}'"
     runs = client.search_runs([experiment], filter_string=query, order_by=["attributes.start_time DESC"],
                               max_results=200)
-    finished = [r for r in runs if r.info.status == "FINISHED"]
+    finished = [r for r in runs if r.info.status == RunStatus.to_string(RunStatus.FINISHED)]
     if not finished:
-        names = sorted({r.data.tags.get("attnas.search", "") for r in client.search_runs(
-            [experiment], filter_string=f"tags.`{ROLE_TAG}` = 'search'", max_results=200)} - {""})
+        names = sorted({r.data.tags.get(SEARCH_TAG, "") for r in client.search_runs(
+            [experiment], filter_string=f"tags.`{ROLE_TAG}` = '{SEARCH_ROLE}'", max_results=200)} - {""})
         what = "no finished search" if search == "latest" else f"no finished search named {search!r}"
         raise UserError(f"{what} in the tracking store; finished searches: {', '.join(names) or 'none'}")
     return finished[0]
@@ -231,7 +233,7 @@ def _verify(module_path: Path, reference_input: torch.Tensor, reference_output: 
     return diff
 
 
-@hydra.main(config_path=None, config_name="export", version_base=None)  # search.config.ExportConfig
+@hydra.main(config_path=None, config_name="export", version_base=None)  # search.settings.config.ExportConfig
 def _hydra_main(cfg: DictConfig) -> None:
     with exit_on_bad_input():
         _export_and_report(cfg)
@@ -248,7 +250,7 @@ def _export_and_report(cfg: DictConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m search.export ARGS``: compose the config from the overrides (:mod:`search.cli`) and export."""
+    """``python -m search.export ARGS``: compose the config from the overrides (:mod:`search.settings.cli`) and export."""
     cli.main(_export_and_report, _hydra_main, config_name="export", argv=argv)
 
 

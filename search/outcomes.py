@@ -43,6 +43,13 @@ DATA_JSON = "data/data.json"
 CONFIRM_TAG = "attnas.confirm_of"  # on a confirmation run: the name of the architecture it confirms
 SEED_TAG = "attnas.seed"  # on a confirmation run: its training seed
 CONTROL_TAG = "attnas.control"  # on a control's trial run: its name (plain, se_r16, cbam_r16_k7, ...)
+SPACE_TAG = "attnas.space"  # on the parent run: the space's name
+EPOCHS_RUN_TAG = "attnas.epochs_run"  # on a finished trial run: epochs it trained
+REJECTED_BECAUSE_TAG = "attnas.rejected_because"  # on a rejected trial run: the hard budget it broke
+ERROR_TAG = "attnas.error"  # on a failed trial run: the last line of its error
+RESUMED_TAG = "attnas.resumed"  # "true" on a trial run a resumed search reopened
+# attnas.role values: the parent run, a searched trial, a confirmation run
+SEARCH_ROLE, TRIAL_ROLE, CONFIRM_ROLE = "search", "trial", "confirm"
 
 
 class Outcome(str, Enum):

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from backbones import ATTENTION, stage_channels, stage_positions
+from backbones import ATTENTION, reduction_fits, stage_channels, stage_positions
 from spaces.schema import SearchSpace, SpaceError, parse_space
 
 SPACES_DIR = Path(__file__).resolve().parent
@@ -64,7 +64,7 @@ def check_space_fits(space: SearchSpace, *, backbone: str, in_chans: int,
         width = channels[stage.index]
         takes_reduction = any("reduction" in ATTENTION[kind].knobs for kind in stage.types)
         for ratio in stage.reduction if takes_reduction else ():
-            if width // ratio < 1:
+            if not reduction_fits(width, ratio):
                 raise SpaceError(
                     f"space {space.name!r}: stage {stage.index} has {width} channels, so reduction ratio {ratio} "
                     f"leaves none; valid ratios here: 1..{width}"

@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from backbones import ATTENTION, HEADS, ArchConfig, StageConfig
-from backbones.arch import DEFAULT_BLOCKS, DEFAULT_HEAD, DEFAULT_POSITION, NONE
+from backbones import (ATTENTION, DEFAULT_BLOCKS, DEFAULT_HEAD, DEFAULT_POSITION, HEADS, NONE, ArchConfig, StageConfig,
+                       takes_blocks)
 
 
 class SpaceError(ValueError):
@@ -48,11 +48,11 @@ class Budget:
     trials: int  # number of architectures sampled
     batch_size: int  # images per step
     lr: float  # peak learning rate of the one-cycle schedule
-    weight_decay: float  # decoupled L2 coefficient
-    train_size: int | None  # images from the train split (None = all)
     val_size: int  # images held out of the train split for val_acc
-    gpu_per_trial: float  # fraction of one GPU per trial (0.25 packs four trials on a GPU); ignored on CPU
-    cpu_per_trial: int  # CPU cores (and torch threads) per trial
+    weight_decay: float = 5e-4  # decoupled L2 coefficient
+    train_size: int | None = None  # images from the train split (None = all)
+    gpu_per_trial: float = 1.0  # fraction of one GPU per trial (0.25 packs four trials on a GPU); ignored on CPU
+    cpu_per_trial: int = 1  # CPU cores (and torch threads) per trial
     backbone_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # extra timm.create_model args
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Budget:
@@ -100,7 +100,7 @@ class SearchSpace:
                      for knob in sorted(ATTENTION[kind].knobs)}
             position = trial.suggest_categorical(prefix + "position", list(stage.position))
             blocks = (trial.suggest_categorical(prefix + "blocks", list(stage.blocks))
-                      if position != "stage_end" else DEFAULT_BLOCKS)
+                      if takes_blocks(position) else DEFAULT_BLOCKS)
             stages[stage.index] = StageConfig(attn=kind, position=position, blocks=blocks, **knobs)
         head = trial.suggest_categorical("head", list(self.head))
         return dataclasses.replace(base, head=head, small_input=self.small_input, stages=tuple(stages))
@@ -132,7 +132,7 @@ class SearchSpace:
                        "reduction": space.reduction, "kernel_size": space.kernel_size}
             drawn = {"attn": stage.attn} if stage.is_none else {
                 "attn": stage.attn, **stage.knobs, "position": stage.position,
-                **({"blocks": stage.blocks} if stage.position != "stage_end" else {})}
+                **({"blocks": stage.blocks} if takes_blocks(stage.position) else {})}
             if any(value not in offered[key] for key, value in drawn.items()):
                 return None
             params.update({f"s{i}.{key}": value for key, value in drawn.items()})
@@ -155,6 +155,7 @@ DEFAULT_CONTROLS: Mapping[str, StageConfig] = {
     "cbam_r16_k7": StageConfig(attn="cbam", reduction=16, kernel_size=7),
 }
 
+_ARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ArchConfig)}  # small_input: ArchConfig's
 _SPACE_KEYS = {"name", "description", "dataset", "small_input", "num_stages", "head", "defaults", "stages", "budgets",
                "controls"}
 _STAGE_KEYS = {"types", "reduction", "kernel_size", "position", "blocks"}
@@ -189,7 +190,7 @@ def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
         name=str(raw.get("name", name)),
         description=str(raw.get("description", "")),
         dataset=str(raw["dataset"]),
-        small_input=bool(raw.get("small_input", True)),
+        small_input=bool(raw.get("small_input", _ARCH_DEFAULTS["small_input"])),
         num_stages=num_stages,
         stages=stages,
         budgets=budgets,
@@ -265,12 +266,11 @@ def _parse_budget(values: Any, *, where: str) -> Budget:
         raise SpaceError(f"{where}: expected a mapping")
     fields = {f.name: f for f in dataclasses.fields(Budget)}
     _reject_unknown(values, set(fields), where=where)
-    optional = {"train_size": None, "gpu_per_trial": 1.0, "cpu_per_trial": 1, "weight_decay": 5e-4,
-                "backbone_kwargs": {}}
-    missing = [key for key in fields if key not in values and key not in optional]
+    missing = [key for key, f in fields.items() if key not in values
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
         raise SpaceError(f"{where}: missing {', '.join(missing)}")
-    return _check_budget(Budget(**{**optional, **values}), where=where)
+    return _check_budget(Budget(**values), where=where)  # the defaults are Budget's
 
 
 def _check_budget(budget: Budget, *, where: str) -> Budget:

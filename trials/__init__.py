@@ -6,7 +6,7 @@ Plain functions only; no Ray or MLflow imports (the search layer wraps these).
 from trials.constraints import Constraints
 from trials.data import DATASETS, DEFAULT_CACHE_ROOT, TensorData, load_dataset
 from trials.source import DatasetError, DatasetMissingError
-from trials.probe import PRECISIONS, ProbeConfig, device_info, measure_latency
+from trials.probe import PRECISIONS, PROBE_MINIMUMS, ProbeConfig, device_info, measure_latency
 from trials.slot import ProbeSlot
 from trials.train import TrainConfig, TrialDiverged, evaluate
 from trials.trial import ReportFn, TrialResult, resolve_device, run_trial
@@ -18,6 +18,7 @@ __all__ = [
     "DatasetError",
     "DatasetMissingError",
     "PRECISIONS",
+    "PROBE_MINIMUMS",
     "ProbeConfig",
     "ProbeSlot",
     "ReportFn",

@@ -23,6 +23,10 @@ from torch.utils.flop_counter import FlopCounterMode
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
+# The smallest valid value of each integer setting of ProbeConfig (the command line's ranges come from here too).
+PROBE_MINIMUMS: dict[str, int] = {"runs": 1, "warmup": 0, "batch": 0}
+
+
 @dataclass(frozen=True)
 class ProbeConfig:
     """How the latency probe times a model: the one home of these defaults and their checks."""
@@ -36,12 +40,10 @@ class ProbeConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown latency precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
-        if self.runs < 1:
-            raise ValueError(f"latency runs={self.runs} must be >= 1")
-        if self.warmup < 0:
-            raise ValueError(f"latency warmup={self.warmup} must be >= 0")
-        if self.batch < 0:
-            raise ValueError(f"latency batch={self.batch} must be >= 0 (0 = no throughput latency)")
+        for name, minimum in PROBE_MINIMUMS.items():
+            if getattr(self, name) < minimum:
+                raise ValueError(f"latency {name}={getattr(self, name)} must be >= {minimum}"
+                                 + (" (0 = no throughput latency)" if name == "batch" else ""))
 
     @property
     def batch_sizes(self) -> tuple[int, ...]:

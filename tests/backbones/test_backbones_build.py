@@ -9,7 +9,8 @@ import timm
 import torch
 from torch import nn
 
-from backbones import ATTENTION, AttentionPool2d, POSITIONS, SUPPORTED_BACKBONES, build, make_attention, stage_channels
+from backbones import (ATTENTION, AttentionPool2d, POSITIONS, SUPPORTED_BACKBONES, build, canonical, make_attention,
+                       stage_channels)
 from backbones.placement import apply_small_input, block_channels, declared_stage_channels, find_stages
 
 STAGES = {  # feature_info stages per tested family
@@ -286,16 +287,16 @@ def test_arch_config_round_trips_and_canonicalises() -> None:
     end = arch.to_dict()
     end["stages"][1] = {"attn": "se", "reduction": 8, "position": "stage_end"}
     assert ArchConfig.from_dict(last) != ArchConfig.from_dict(end)
-    assert ArchConfig.from_dict(last).canonical() == ArchConfig.from_dict(end).canonical()
-    assert arch.canonical().stages[3].blocks == "every"  # blocks means nothing at stage_end
-    assert arch.canonical() != ArchConfig.from_dict({**raw, "head": "attn_pool"}).canonical()
-    assert arch.plain().is_plain and arch.plain().canonical() == arch.plain()
+    assert canonical(ArchConfig.from_dict(last)) == canonical(ArchConfig.from_dict(end))
+    assert canonical(arch).stages[3].blocks == "every"  # blocks means nothing at stage_end
+    assert canonical(arch) != canonical(ArchConfig.from_dict({**raw, "head": "attn_pool"}))
+    assert arch.plain().is_plain and canonical(arch.plain()) == arch.plain()
     # resnet10t has one block per stage: every == last, and after_block == stage_end
     one = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
                      stages=(StageConfig("se", reduction=8),) + (StageConfig(),) * 3)
     same = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
                       stages=(StageConfig("se", reduction=8, position="stage_end"),) + (StageConfig(),) * 3)
-    assert one.canonical() == same.canonical() and len({one.canonical(), same.canonical()}) == 1
+    assert canonical(one) == canonical(same) and len({canonical(one), canonical(same)}) == 1
     with pytest.raises(ValueError, match="does not take knob 'kernel_size'"):
         StageConfig("se", reduction=8, kernel_size=3)
     with pytest.raises(ValueError, match="stage 1: unknown key"):

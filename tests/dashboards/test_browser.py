@@ -194,7 +194,7 @@ def test_optuna_dashboard_shows_the_study(browser, e2e_search) -> None:
         _wait_for(browser, "return document.querySelectorAll('.js-plotly-plot .scatterlayer .point').length > 0",
                   what="the study's plots with trials")
         _wait_for(browser, "return document.body.innerText.includes('latency_norm_ms')",
-                  what="the objectives by name (search.searcher.open_study names them)")
+                  what="the objectives by name (search.study.searcher.open_study names them)")
         assert _console_errors(browser) == []
         _screenshot(browser, "optuna-dashboard.png")
     finally:

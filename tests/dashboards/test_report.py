@@ -16,12 +16,12 @@ from backbones import ArchConfig, StageConfig
 from dashboards import write_report
 from dashboards.report import trials_figure
 from dashboards.ui import experiment_url, run_url
-from search.confirmation_stats import confirmation_statistics
+from search.confirm.statistics import confirmation_statistics
 from search.outcomes import Outcome
-from search.report_data import (NONE, TrialPoint, collect_report_data, insight_lines, param_importances,
-                                placement_effects)
-from search.searcher import ARCH_ATTR, DUPLICATE_ATTR, study_directions
-from search.tracking import RUNS_VIEW_COLUMNS, RUNS_VIEW_KEY, experiment_id
+from search.summary.collect import collect_report_data, insight_lines, param_importances, placement_effects
+from search.summary.report_data import NONE, TrialPoint
+from search.study.searcher import ARCH_ATTR, DUPLICATE_ATTR, study_directions
+from search.tracking.parent import RUNS_VIEW_COLUMNS, RUNS_VIEW_KEY, experiment_id
 
 TYPES = (NONE, "se", "eca")
 

@@ -251,7 +251,7 @@ def test_export_against_the_server(sessions, server, tmp_path: Path) -> None:
 def test_without_ray_address_a_local_ray_starts_even_beside_a_cluster(cluster) -> None:
     """The cluster's current-cluster file is where ``ray.init()`` would look (this module's RAY_TMPDIR): the local
     default must still start its own Ray, not join (or fail on) the cluster."""
-    code = ("import ray; from search.tuning import ray_runtime\n"
+    code = ("import ray; from search.execution.tuner import ray_runtime\n"
             "with ray_runtime(num_cpus=1):\n"
             "    print(len(ray.nodes()), ray.cluster_resources().get('CPU'))")
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)},

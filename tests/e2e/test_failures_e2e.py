@@ -14,7 +14,7 @@ import mlflow
 import optuna
 import pytest
 
-from search.searcher import RAY_TRIAL_ATTR
+from search.study.searcher import RAY_TRIAL_ATTR
 
 REPO = Path(__file__).resolve().parents[2]
 TRIALS = 15

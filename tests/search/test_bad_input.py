@@ -24,7 +24,7 @@ import pytest
 import search.export
 import search.run
 from backbones import ATTENTION, HEADS, POSITIONS
-from search.config import ExportConfig, RunConfig
+from search.settings.config import ExportConfig, RunConfig
 from trials import DATASETS
 
 REPO = Path(__file__).resolve().parents[2]

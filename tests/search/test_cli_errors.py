@@ -58,8 +58,8 @@ def test_hydra_flags_still_work(tmp_path: Path) -> None:
 
 
 def test_the_known_flags_are_hydras(tmp_path: Path) -> None:
-    """search.cli.HYDRA_FLAGS (an unknown one is one error line) lists exactly the flags ``--hydra-help`` names."""
-    from search.cli import HYDRA_FLAGS
+    """search.settings.cli.HYDRA_FLAGS (an unknown one is one error line) lists exactly the flags ``--hydra-help`` names."""
+    from search.settings.cli import HYDRA_FLAGS
 
     result = run_cli(["search.run", "--hydra-help"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr

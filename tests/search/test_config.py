@@ -9,11 +9,11 @@ import hydra
 import pytest
 
 import search.run
-from search.config import (Device, ExportConfig, FaultKind, Precision, RunConfig, Sampler, export_settings,
+from search.settings.config import (Device, ExportConfig, FaultKind, Precision, RunConfig, Sampler, export_settings,
                            run_settings)
-from search.errors import UserError
-from search.faults import KINDS as FAULTS
-from search.samplers import SAMPLERS
+from search.settings.errors import UserError
+from search.execution.faults import KINDS as FAULTS
+from search.study.samplers import SAMPLERS
 from trials import DATASETS, PRECISIONS
 
 HAS_FASHION = Path(DATASETS["fashion_mnist"].default_root).is_dir()

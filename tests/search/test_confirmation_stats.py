@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from search.confirmation_stats import (
+from search.confirm.statistics import (
     CSV_COLUMNS,
     Confirmed,
     Verdict,

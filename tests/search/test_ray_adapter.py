@@ -1,10 +1,10 @@
-"""The private Ray attribute behind search.ray_adapter still exists and does what the adapter needs."""
+"""The private Ray attribute behind search.execution.ray_adapter still exists and does what the adapter needs."""
 
 from __future__ import annotations
 
 from ray import tune
 
-from search.ray_adapter import set_callbacks_of_restored_tuner
+from search.execution.ray_adapter import set_callbacks_of_restored_tuner
 
 
 def test_restored_tuner_callbacks_can_be_replaced(tmp_path) -> None:

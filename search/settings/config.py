@@ -9,7 +9,7 @@ OmegaConf error into one line naming the setting, the bad value and what is vali
 
 Compose a config as a test or a notebook would, then run it::
 
-    import hydra, search.config, search.run
+    import hydra, search.settings.config, search.run
     with hydra.initialize(version_base=None, config_path=None):
         cfg = hydra.compose("run", overrides=["budget.trials=4"])
     search.run.run(cfg)
@@ -27,10 +27,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from search.errors import UserError
-from search.faults import KINDS as FAULTS, MIXED
-from search.samplers import SAMPLERS
-from trials import DEFAULT_CACHE_ROOT, PRECISIONS
+from search.settings.errors import UserError
+from search.settings.tracking_uri import DEFAULT_TRACKING_URI
+from search.execution.faults import KINDS as FAULTS, MIXED
+from search.study.samplers import SAMPLERS
+from spaces import Budget
+from trials import DEFAULT_CACHE_ROOT, PRECISIONS, PROBE_MINIMUMS, ProbeConfig
 
 # Choices: OmegaConf accepts a member's name (sampler=tpe) and lists the names when given another value.
 Sampler = enum.Enum("Sampler", {name: name for name in SAMPLERS}, module=__name__)
@@ -78,23 +80,23 @@ RAY_ADDRESS = text("'auto' or the Ray head's HOST:PORT (e.g. 10.0.0.5:6379)",
                    pattern=r"auto|[A-Za-z0-9_.-]+:[0-9]{1,5}")
 
 
-@dataclass
-class BudgetOverrides:
-    """Overrides of the space's cpu/gpu budget; null = keep the space's value. Ranges: ``spaces.Budget``."""
+def _overrides_of(schema: type) -> type:
+    """A config dataclass with every field of ``schema`` as an optional override (null = keep the space's value).
+    A mapping field becomes Any, not Optional[Dict]: OmegaConf 2.3 cannot merge a mapping into a typed dict that is
+    null (AttributeError); the schema itself checks that it is a mapping (e.g.
+    'budget.backbone_kwargs={channels:[16,32,64,128]}')."""
+    fields = []
+    for name, kind in typing.get_type_hints(schema).items():
+        options = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = options[0] if len(options) == 1 else kind  # int | None -> int
+        fields.append((name, Optional[kind] if kind in (str, int, float, bool) else Any, field(default=None)))
+    made = dataclasses.make_dataclass(f"{schema.__name__}Overrides", fields)
+    made.__module__ = __name__  # pickled and named like the dataclasses written out here
+    return made
 
-    backbone: Optional[str] = None
-    # e.g. 'budget.backbone_kwargs={channels:[16,32,64,128]}'. Any, not Optional[Dict]: OmegaConf 2.3 cannot merge a
-    # mapping into a typed dict that is null (AttributeError); spaces.Budget checks that it is a mapping.
-    backbone_kwargs: Any = None
-    epochs: Optional[int] = None
-    trials: Optional[int] = None
-    batch_size: Optional[int] = None
-    lr: Optional[float] = None
-    weight_decay: Optional[float] = None
-    train_size: Optional[int] = None
-    val_size: Optional[int] = None
-    gpu_per_trial: Optional[float] = None
-    cpu_per_trial: Optional[int] = None
+
+# budget.*: overrides of the space's cpu/gpu budget, field by field (spaces.Budget: meaning, defaults and ranges)
+BudgetOverrides = _overrides_of(Budget)
 
 
 @dataclass
@@ -132,25 +134,26 @@ class DataConfig:
 class LatencyConfig:
     """The probe each trial runs before training (every trial logs device, torch, threads)."""
 
-    runs: int = field(default=30, metadata=integer(minimum=1))  # timed forward passes per batch size; latency_ms is the median at batch 1
-    warmup: int = field(default=10, metadata=integer(minimum=0))  # untimed passes first
-    batch: int = field(default=32, metadata=integer(minimum=0))  # also time this batch size: latency_b32_ms (0 = skip)
-    precision: Precision = field(default=Precision["fp32"], metadata=choice("latency precision"))  # fp32 | bf16 | fp16: the deployment precision latency is timed in
-    channels_last: bool = False  # time in NHWC on CPU too (on CUDA the model is NHWC, as in training)
+    # defaults and ranges: trials.ProbeConfig (their one home)
+    runs: int = field(default=ProbeConfig.runs, metadata=integer(minimum=PROBE_MINIMUMS["runs"]))  # timed forward passes per batch size; latency_ms is the median at batch 1
+    warmup: int = field(default=ProbeConfig.warmup, metadata=integer(minimum=PROBE_MINIMUMS["warmup"]))  # untimed passes first
+    batch: int = field(default=ProbeConfig.batch, metadata=integer(minimum=PROBE_MINIMUMS["batch"]))  # also time this batch size: latency_b32_ms (0 = skip)
+    precision: Precision = field(default=Precision[ProbeConfig.precision], metadata=choice("latency precision"))  # fp32 | bf16 | fp16: the deployment precision latency is timed in
+    channels_last: bool = ProbeConfig.channels_last  # time in NHWC on CPU too (on CUDA the model is NHWC, as in training)
     reference: bool = True  # also time the plain backbone interleaved: latency_rel = latency / plain latency
 
 
 @dataclass
 class MlflowConfig:
-    # SQLite file in the current folder; or http://127.0.0.1:5000 for a server (reachability: search.tracking)
-    tracking_uri: str = field(default="sqlite:///mlflow.db", metadata=text(
+    # SQLite file in the current folder; or http://127.0.0.1:5000 for a server (reachability: search.settings.tracking_uri)
+    tracking_uri: str = field(default=DEFAULT_TRACKING_URI, metadata=text(
         "a tracking URI such as sqlite:///mlflow.db or http://127.0.0.1:5000"))
     experiment: str = field(default="attnas", metadata=text())
 
 
 @dataclass
 class RayConfig:
-    """Where trials run (search.cluster): a local Ray started for the search, or an existing cluster it joins."""
+    """Where trials run (search.execution.cluster): a local Ray started for the search, or an existing cluster it joins."""
 
     # null: start a local Ray and shut it down after the search; 'auto' or HOST:PORT: join that cluster (its nodes'
     # CPUs/GPUs run the trials; it is left running). Checked for reachability before anything is written.
@@ -159,7 +162,7 @@ class RayConfig:
 
 @dataclass
 class StudyConfig:
-    """The Optuna study's RDB storage (search.plan.study_storage_url)."""
+    """The Optuna study's RDB storage (search.settings.plan.study_storage_url)."""
 
     # an Optuna RDB URL (sqlite:///FILE, postgresql://..., mysql://...); null: optuna.db beside a sqlite MLflow store,
     # else in the storage folder, else (storage is a URI) in the current folder. Resuming from another machine needs
@@ -179,13 +182,13 @@ class FaultsConfig:
 @dataclass
 class ConfirmConfig:
     """After the search: the front's top_k and the controls retrained from scratch on fresh seeds and scored on the
-    dataset's official test split, with a verdict against the plain backbone (search.confirmation)."""
+    dataset's official test split, with a verdict against the plain backbone (search.confirm.phase)."""
 
     enabled: bool = True  # false: skip the phase (export then picks from the search's front)
     # most accurate front architectures to confirm (besides every control); null: 3 on GPU, 1 on CPU
-    # (search.plan.CONFIRM_DEFAULTS, sized so the default CPU command ends within 10 minutes on 2 cores)
+    # (search.settings.plan.CONFIRM_DEFAULTS, sized so the default CPU command ends within 10 minutes on 2 cores)
     top_k: Optional[int] = field(default=None, metadata=integer(minimum=1))
-    # training seeds per architecture; null: 3 (search.plan.CONFIRM_DEFAULTS)
+    # training seeds per architecture; null: 3 (search.settings.plan.CONFIRM_DEFAULTS)
     seeds: Optional[int] = field(default=None, metadata=integer(minimum=1))
 
 
@@ -197,13 +200,13 @@ class RunConfig:
     # search name (MLflow parent run, Ray experiment); default: SPACE-YYYYmmdd-HHMMSS
     name: Optional[str] = field(default=None, metadata=text("a name of letters, digits, '.', '_' and '-' only",
                                                              pattern=NAME_PATTERN))
-    # tpe | nsga2 | random  (Optuna, multi-objective: val_acc max, latency_ms min)
+    # tpe | nsga2 | random  (Optuna, multi-objective: val_acc max, latency_norm_ms min; search.outcomes.OBJECTIVES)
     sampler: Sampler = field(default=Sampler["tpe"], metadata=choice("sampler"))
     seed: int = field(default=0, metadata=integer(minimum=0))  # sampler and training seed
     # auto | cpu | cuda   (auto: cuda when available; picks the gpu or cpu budget)
     device: Device = field(default=Device["auto"], metadata=choice("device"))
     # trials at once; default: CPU cores / cpu_per_trial (CPU) or GPUs / gpu_per_trial (GPU), summed over the
-    # nodes on a Ray cluster (ray.address; search.cluster.trial_slots)
+    # nodes on a Ray cluster (ray.address; search.execution.cluster.trial_slots)
     concurrency: Optional[int] = field(default=None, metadata=integer(minimum=1))
     budget: BudgetOverrides = field(default_factory=BudgetOverrides)
     constraints: ConstraintsConfig = field(default_factory=ConstraintsConfig)

@@ -1,7 +1,7 @@
-"""What the search report shows, gathered from the search's stores: the Optuna study, the MLflow runs, the confirmation.
+"""The search report's data, gathered from the search's stores: the Optuna study, the MLflow runs, the confirmation.
 
-:func:`collect_report_data` reads everything once into a :class:`ReportData`; ``dashboards.write_report`` only plots
-it. The sums here are the ones no library does for us:
+:func:`collect_report_data` reads everything once into a :class:`ReportData` (``search.summary.report_data``);
+``dashboards.write_report`` only plots it. The sums here are the ones no library does for us:
 
 - **placement effects** (:func:`placement_effects`): for each stage and attention type, the mean of a metric over the
   trials with that type at that stage, minus the mean over the trials with no attention there (``none``). A marginal
@@ -20,90 +20,21 @@ import math
 import statistics
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 import mlflow
 import optuna
 from optuna.trial import TrialState
 
-from backbones import ArchConfig
-from search.confirmation_stats import Confirmed, Verdict
-from search.outcomes import (CONTROL_TAG, LATENCY_OBJECTIVE, OBJECTIVES, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, TRIAL_TAG,
-                             Outcome)
-from search.searcher import ARCH_ATTR, CUT_OFF_ATTR, DUPLICATE_ATTR
-from search.tracking import trial_runs
+from backbones import NONE, ArchConfig
+from search.confirm.statistics import Confirmed, Verdict
+from search.outcomes import (CONTROL_TAG, EPOCHS_RUN_TAG, ERROR_TAG, LATENCY_OBJECTIVE, OBJECTIVES, OUTCOME_TAG, PARETO_TAG,
+                             REJECTED_BECAUSE_TAG, ROLE_TAG, TRIAL_ROLE, TRIAL_TAG, Outcome)
+from search.study.searcher import ARCH_ATTR, CUT_OFF_ATTR, DUPLICATE_ATTR
+from search.summary.report_data import Cell, PlacementEffects, ReportData, TrialPoint
+from search.tracking.parent import trial_runs
 
-NONE = "none"  # the attention type of a stage without attention (spaces: 'none')
 HYPERVOLUME_MARGIN = 1.1  # the hypervolume's reference latency: this times the slowest feasible full-budget trial
 MIN_TRIALS_FOR_IMPORTANCE = 3  # fewer distinct full-budget trials: no importances (nothing to compare)
-
-
-@dataclass(frozen=True)
-class TrialPoint:
-    """One trial of the search (a Ray trial with its MLflow run). Metrics are the last reported: the final epoch's
-    for a completed trial, the epoch ASHA stopped it after for an early-stopped one, the probe's for a rejected one."""
-
-    trial_id: str  # Ray trial id (the MLflow run name)
-    number: int | None  # its Optuna trial number
-    run_id: str
-    run_url: str  # the run in the MLflow UI ("" when the UI address is not known)
-    outcome: Outcome
-    arch: str  # ArchConfig string form, e.g. "se/r8 | - | - | -"
-    stages: tuple[str, ...]  # the attention type at each stage ("none" where there is none)
-    control: str = ""  # the control's name (plain, se_r16, ...), "" for a searched trial
-    pareto: bool = False  # on the constraint-aware front of the full-budget trials (Study.best_trials)
-    epochs: int = 0  # epochs trained
-    val_acc: float | None = None  # fraction 0-1
-    latency_norm_ms: float | None = None  # the latency the search ranks (ms, batch 1)
-    latency_ms: float | None = None  # median raw latency (ms, batch 1)
-    params_m: float | None = None  # millions of parameters
-    flops_g: float | None = None  # GFLOPs per image
-    note: str = ""  # why a trial was rejected or how it failed
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One stage x type cell of a placement-effect table."""
-
-    n: int  # trials with this type at this stage
-    mean: float | None  # their mean metric (None when n == 0)
-    effect: float | None  # mean minus the mean of the trials with 'none' at this stage (None when either is empty)
-
-
-@dataclass(frozen=True)
-class PlacementEffects:
-    """Per stage (rows, 0 = first) and attention type (columns): the metric's mean difference to 'none' there."""
-
-    metric: str  # val_acc (fraction) or latency_norm_ms (ms)
-    trials: str  # which trials were averaged, in words
-    types: tuple[str, ...]  # column order, 'none' first
-    cells: tuple[tuple[Cell, ...], ...]  # [stage][type]
-
-    def ranked(self, *, largest_first: bool = True) -> list[tuple[int, str, Cell]]:
-        """(stage, type, cell) of every cell with an effect, by effect (largest first unless told otherwise)."""
-        found = [(stage, kind, cell) for stage, row in enumerate(self.cells) for kind, cell in zip(self.types, row)
-                 if kind != NONE and cell.effect is not None]
-        return sorted(found, key=lambda item: item[2].effect, reverse=largest_first)
-
-
-@dataclass(frozen=True)
-class ReportData:
-    """Everything the search report shows (see ``dashboards.write_report``)."""
-
-    title: str
-    search: str  # the search's name
-    study: optuna.Study  # the search's study: hypervolume history (optuna.visualization)
-    points: tuple[TrialPoint, ...]  # every Ray trial of the search, in start order
-    duplicates: int  # proposals that repeated an architecture (told its result, never trained: no point here)
-    accuracy_effects: PlacementEffects
-    latency_effects: PlacementEffects
-    importances: Mapping[str, Mapping[str, float]]  # objective -> knob -> importance (sums to 1 per objective)
-    importance_note: str  # how they were computed, or why there are none
-    reference_point: tuple[float, float]  # hypervolume reference, in OBJECTIVES order (val_acc, latency_norm_ms)
-    confirmed: tuple[Confirmed, ...] = ()  # the confirmation table (plain first); empty without confirmation
-    verdict: str = ""  # the confirmation's one-sentence answer
-    noise: float | None = None  # the plain backbone's test_acc std over the confirmation seeds (fraction)
-    experiment_url: str = ""  # the experiment in the MLflow UI, on its training-runs view
 
 
 def collect_report_data(*, study: optuna.Study, client: mlflow.MlflowClient, experiment_id: str, parent_run_id: str,
@@ -115,7 +46,7 @@ def collect_report_data(*, study: optuna.Study, client: mlflow.MlflowClient, exp
     """
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     runs = [run for run in trial_runs(client, experiment=experiment_id, parent_run_id=parent_run_id).values()
-            if run.data.tags.get(ROLE_TAG) == "trial"]
+            if run.data.tags.get(ROLE_TAG) == TRIAL_ROLE]
     points = [_point(run, by_number, num_stages=num_stages, run_url=run_url)
               for run in sorted(runs, key=lambda r: r.info.start_time)]
     reference = _reference_point(study)
@@ -123,7 +54,7 @@ def collect_report_data(*, study: optuna.Study, client: mlflow.MlflowClient, exp
     plain = next((row for row in confirmed if row.verdict is Verdict.REFERENCE), None)
     columns = tuple(dict.fromkeys([NONE, *types]))
     full = [p for p in points if p.outcome is Outcome.COMPLETED]
-    timed = [p for p in points if p.latency_norm_ms is not None]
+    timed = [p for p in points if getattr(p, LATENCY_OBJECTIVE) is not None]
     return ReportData(
         title=title, search=study.study_name, study=study, points=tuple(points),
         duplicates=sum(DUPLICATE_ATTR in t.user_attrs for t in by_number.values()),
@@ -155,9 +86,9 @@ def _point(run: mlflow.entities.Run, trials: Mapping[int, optuna.trial.FrozenTri
         trial_id=tags.get(TRIAL_TAG, run.info.run_name), number=number, run_id=run.info.run_id,
         run_url=run_url(run.info.run_id), outcome=outcome, arch=text, stages=stages,
         control=tags.get(CONTROL_TAG, ""), pareto=tags.get(PARETO_TAG) == "true",
-        epochs=int(tags.get("attnas.epochs_run", 0) or 0),
+        epochs=int(tags.get(EPOCHS_RUN_TAG, 0) or 0),
         **{key: metrics.get(key) for key in ("val_acc", LATENCY_OBJECTIVE, "latency_ms", "params_m", "flops_g")},
-        note=tags.get("attnas.rejected_because") or tags.get("attnas.error") or "")
+        note=tags.get(REJECTED_BECAUSE_TAG) or tags.get(ERROR_TAG) or "")
 
 
 def placement_effects(points: Sequence[TrialPoint], *, metric: str, types: Sequence[str], num_stages: int,
@@ -228,3 +159,4 @@ def insight_lines(data: ReportData, *, top: int = 3) -> list[str]:
     if not data.importances:
         lines.append(data.importance_note)
     return lines
+

@@ -13,16 +13,18 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, Run
+from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from backbones import ArchConfig
-from search.artifacts import ARCH, REFERENCE, WEIGHTS
-from search.outcomes import (CONTROL_TAG, NODE_ID, NODE_ID_TAG, NODE_IP_TAG, OUTCOME_TAG, PROBE_PREFIX, ROLE_TAG,
-                             SEARCH_TAG, TRIAL_TAG, Outcome, trial_outcome)
-from search.tracking import ended_trials, param_value
+from search.execution.artifacts import ARCH, REFERENCE, WEIGHTS
+from search.outcomes import (CONTROL_TAG, EPOCHS_RUN_TAG, ERROR_TAG, NODE_ID, NODE_ID_TAG, NODE_IP_TAG, OUTCOME_TAG,
+                             PROBE_PREFIX, REJECTED_BECAUSE_TAG, RESUMED_TAG, ROLE_TAG, SEARCH_TAG, TRIAL_ROLE, TRIAL_TAG,
+                             Outcome, trial_outcome)
+from search.execution.progress import trial_error_line
+from search.tracking.parent import ended_trials, param_value
 from trials import Constraints
 
 CHECKPOINT_FILES = (WEIGHTS, REFERENCE)  # uploaded to model/; the ArchConfig goes to the run root at trial start
@@ -45,7 +47,7 @@ class MlflowTrialCallback(Callback):
 
     def __init__(self, *, client: mlflow.MlflowClient, experiment: str, parent_run_id: str, search_name: str,
                  full_epochs: int, existing: Mapping[str, Run] | None = None,
-                 constraints: Constraints = Constraints(), role: str = "trial") -> None:
+                 constraints: Constraints = Constraints(), role: str = TRIAL_ROLE) -> None:
         """``role``: the ``attnas.role`` tag of the runs it writes (``trial`` in the search, ``confirm`` after it)."""
         self.role = role
         self.client = client
@@ -66,8 +68,8 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if (run_id := self.reopen.pop(trial.trial_id, None)) is not None:  # Ray restarts it; its run goes on
-            self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, "attnas.resumed", "true")
+            self.client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            self.client.set_tag(run_id, RESUMED_TAG, "true")
             self.open_runs.add(run_id)
             return
         self._open_run(trial)
@@ -88,7 +90,7 @@ class MlflowTrialCallback(Callback):
         self.run_ids[trial.trial_id] = run_id
         self.open_runs.add(run_id)
         params = ArchConfig.from_dict(trial.config["arch"]).params()  # head, s{i}.attn, s{i}.reduction, ...
-        if trial.config.get("optuna_trial") is not None:  # the study trial it is (search.searcher), by number
+        if trial.config.get("optuna_trial") is not None:  # the study trial it is (search.study.searcher), by number
             params["optuna_trial"] = str(trial.config["optuna_trial"])
         self.client.log_batch(run_id, params=[Param(k, v) for k, v in sorted(params.items())])
         self.client.log_dict(run_id, trial.config["arch"], ARCH)
@@ -127,7 +129,7 @@ class MlflowTrialCallback(Callback):
         epochs = int(last.get("epoch", 0))
         outcome = trial_outcome(last, full_epochs=self.full_epochs)
         if outcome is Outcome.REJECTED:  # over a hard budget: probed, never trained
-            self.client.set_tag(run_id, "attnas.rejected_because", self.constraints.reason(last) or "over budget")
+            self.client.set_tag(run_id, REJECTED_BECAUSE_TAG, self.constraints.reason(last) or "over budget")
         checkpoint = trial.checkpoint
         if outcome is Outcome.COMPLETED and checkpoint is not None:
             with checkpoint.as_directory() as where:  # in storage: a folder, or fetched from a URI (s3://...)
@@ -136,36 +138,26 @@ class MlflowTrialCallback(Callback):
                     if (folder / name).is_file():
                         self.client.log_artifact(run_id, str(folder / name), artifact_path="model")
         self.client.set_tag(run_id, OUTCOME_TAG, str(outcome))
-        self.client.set_tag(run_id, "attnas.epochs_run", str(epochs))
-        self._terminate(run_id, "FINISHED")
+        self.client.set_tag(run_id, EPOCHS_RUN_TAG, str(epochs))
+        self._terminate(run_id, RunStatus.to_string(RunStatus.FINISHED))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self._open_run(trial)  # a trial can fail before it starts (e.g. its worker cannot import)
         if run_id in self.finished_before:
             return
         self.client.set_tag(run_id, OUTCOME_TAG, str(Outcome.FAILED))
-        self.client.set_tag(run_id, "attnas.error", trial_error_line(trial)[:4000])
-        self._terminate(run_id, "FAILED")
+        self.client.set_tag(run_id, ERROR_TAG, trial_error_line(trial)[:4000])
+        self._terminate(run_id, RunStatus.to_string(RunStatus.FAILED))
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         """Runs of trials still running when the search ends (Ctrl-C, driver error) are closed as KILLED."""
         for run_id in sorted(self.open_runs):
             self.client.set_tag(run_id, OUTCOME_TAG, str(Outcome.INTERRUPTED))
-            self._terminate(run_id, "KILLED")
+            self._terminate(run_id, RunStatus.to_string(RunStatus.KILLED))
 
     def _terminate(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status)
         self.open_runs.discard(run_id)
-
-
-def trial_error_line(trial: Any) -> str:
-    """The last line of a failed Ray trial's error (usually ``SomeError: message``)."""
-    error = trial.get_error() if hasattr(trial, "get_error") else None
-    local = Path(getattr(trial, "error_file", None) or "/nonexistent")
-    if not error and local.is_file():  # Ray writes the trace locally before it syncs it to storage
-        error = local.read_text(errors="replace")
-    lines = [line for line in str(error or "").strip().splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "trial raised an error"
 
 
 def _is_number(value: Any) -> bool:

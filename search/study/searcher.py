@@ -17,7 +17,7 @@ What Optuna is told (only trials that ran their full epoch budget count as finis
 - rejected by a hard budget before training: COMPLETE with val_acc 0 and its measured latency, and a positive
   constraint violation (``Trial.set_constraint``), which TPE and NSGA-II rank below every feasible trial.
 
-No architecture is trained twice: when the sampler proposes one whose canonical form (``ArchConfig.canonical``) was
+No architecture is trained twice: when the sampler proposes one whose canonical form (``backbones.canonical``) was
 already proposed, the new Optuna trial is told the earlier trial's result (at once, or when the earlier one ends),
 no Ray trial is started for it, and the sampler is asked again.
 """
@@ -33,9 +33,9 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
-from backbones import ArchConfig
+from backbones import ArchConfig, canonical
 from search.outcomes import LATENCY_OBJECTIVE, OBJECTIVES, Outcome, trial_outcome
-from search.samplers import SAMPLERS
+from search.study.samplers import SAMPLERS
 from spaces import SearchSpace
 from trials import Constraints
 
@@ -113,7 +113,7 @@ class StudySearcher(Searcher):
         for _ in range(MAX_DUPLICATES_IN_A_ROW):
             trial = self.study.ask()
             arch = self.space.sample(trial, base=self.base)
-            key = arch.canonical().to_json()
+            key = canonical(arch).to_json()
             trial.set_user_attr(ARCH_ATTR, arch.to_json())
             trial.set_user_attr(CANONICAL_ATTR, key)
             if key not in seen:
@@ -141,7 +141,7 @@ class StudySearcher(Searcher):
             arch = self.space.sample(trial, base=self.base)  # draws exactly the enqueued parameters
         trial.set_user_attr(CONTROL_ATTR, name)
         trial.set_user_attr(ARCH_ATTR, arch.to_json())
-        trial.set_user_attr(CANONICAL_ATTR, arch.canonical().to_json())
+        trial.set_user_attr(CANONICAL_ATTR, canonical(arch).to_json())
         trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         self.numbers[trial_id] = trial.number
         return {"arch": arch.to_dict(), "optuna_trial": trial.number, "control": name, "label": f"control {name}"}

@@ -1,9 +1,8 @@
-"""What a person sees in the terminal while a search runs: one line per trial event, no Ray tables."""
+"""What a person sees in the terminal while trials run: one line per trial event (a Ray Tune callback), no Ray tables."""
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,36 +11,22 @@ from ray.tune import Callback
 
 from backbones import ArchConfig
 
-from search.mlflow_callback import trial_error_line
+from search.settings.terminal import say
 from search.outcomes import LATENCY_OBJECTIVE, REJECTED, Outcome, trial_outcome
 from trials import Constraints
-
-
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str, str, str]]) -> str:
-    """Plain-text table; ``columns`` are (key, header, format spec)."""
-    cells = [[header for _, header, _ in columns]]
-    cells += [[format(row[key], spec) if row.get(key) is not None else "" for key, _, spec in columns] for row in rows]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-_T0 = time.monotonic()  # the search's clock: progress lines show seconds since the driver started
-
-
-def say(text: str) -> None:
-    """Print one progress line, ``[  12.0s] text``."""
-    print(f"[{time.monotonic() - _T0:6.1f}s] {text}", flush=True)
 
 
 class ProgressPrinter(Callback):
     """Prints trial starts, every epoch's val_acc, early stops and failures, with elapsed time."""
 
     def __init__(self, *, total_trials: int, full_epochs: int, seen: Iterable[str] = (),
-                 ended: Iterable[str] = (), constraints: Constraints = Constraints()) -> None:
-        """``seen`` / ``ended``: trial ids started / finished before a crash, when resuming."""
+                 ended: Iterable[str] = (), constraints: Constraints = Constraints(),
+                 show_latency: bool = True) -> None:
+        """``seen`` / ``ended``: trial ids started / finished before a crash, when resuming. ``show_latency=False``:
+        the epoch lines leave out latency_norm_ms (the confirmation's trials probe once, not exclusively; their
+        latency is measured alone afterwards, and that is the figure reported)."""
         self.constraints = constraints
+        self.show_latency = show_latency
         self.total = total_trials
         self.full_epochs = full_epochs
         self.seen = set(seen)
@@ -73,9 +58,10 @@ class ProgressPrinter(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if trial.trial_id in self.ended_before or result.get(REJECTED):
             return
+        latency = (f"  {LATENCY_OBJECTIVE}={result.get(LATENCY_OBJECTIVE, float('nan')):.2f}" if self.show_latency
+                   else "")
         self._say(f"  {trial.trial_id} epoch {int(result['epoch'])}/{self.full_epochs}  "
-                  f"val_acc={result['val_acc']:.4f}  latency_norm_ms={result.get(LATENCY_OBJECTIVE, float('nan')):.2f}  "
-                  f"train_loss={result.get('train_loss', float('nan')):.3f}")
+                  f"val_acc={result['val_acc']:.4f}{latency}  train_loss={result.get('train_loss', float('nan')):.3f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.ended_before:
@@ -85,6 +71,8 @@ class ProgressPrinter(Callback):
         how = {Outcome.COMPLETED: "done",
                Outcome.EARLY_STOPPED: f"stopped early by ASHA after epoch {int(last.get('epoch', 0))}",
                Outcome.REJECTED: f"rejected before training: {self.constraints.reason(last)}",
+               Outcome.FAILED: "ended without a usable report (failed)",
+               Outcome.INTERRUPTED: "interrupted",
                }[trial_outcome(last, full_epochs=self.full_epochs)]
         self._say(f"  {trial.trial_id} {how} ({self.ended}/{self.total} finished)")
 
@@ -93,6 +81,17 @@ class ProgressPrinter(Callback):
         trace = Path(getattr(trial, "path", None) or ".") / "error.txt"
         self._say(f"  {trial.trial_id} FAILED: {trial_error_line(trial)} ({self.ended}/{self.total}; "
                   f"traceback: {_relative(trace)})")
+
+
+def trial_error_line(trial: Any) -> str:
+    """The last line of a failed Ray trial's error (usually ``SomeError: message``)."""
+    error = trial.get_error() if hasattr(trial, "get_error") else None
+    local = Path(getattr(trial, "error_file", None) or "/nonexistent")
+    if not error and local.is_file():  # Ray writes the trace locally before it syncs it to storage
+        error = local.read_text(errors="replace")
+    lines = [line for line in str(error or "").strip().splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "trial raised an error"
+
 
 
 class QuietTrialFailures(logging.Filter):
@@ -124,3 +123,13 @@ def _relative(path: Path) -> str:
         return str(path.relative_to(Path.cwd()))
     except ValueError:
         return str(path)
+
+
+def quiet_libraries() -> None:
+    """Only warnings from Optuna and MLflow, and none of Ray's own failed-trial messages
+    (:func:`quiet_trial_failures`): the search's own lines say what happens."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    quiet_trial_failures()

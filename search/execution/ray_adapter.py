@@ -11,9 +11,10 @@ can check that the cluster is reachable before it writes anything (:func:`find_c
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ray import tune
+if TYPE_CHECKING:  # no Ray import at module level: search.settings.plan uses find_cluster_address
+    from ray import tune
 
 
 def set_callbacks_of_restored_tuner(tuner: tune.Tuner, callbacks: list[Any]) -> None:

@@ -1,6 +1,6 @@
 """The command line of ``python -m search.run`` and ``python -m search.export``: compose, then run the task.
 
-:func:`main` composes the command's structured config (:mod:`search.config`) with Hydra's Compose API from the
+:func:`main` composes the command's structured config (:mod:`search.settings.config`) with Hydra's Compose API from the
 ``key=value`` overrides and calls the plain task with it, so bad input ends like all bad input: one ``error:`` line
 naming the setting, the value and what is valid, exit code 2, nothing written. A command line with one of Hydra's
 own flags (``--help``, ``--cfg job``, ``--multirun``, ...) or a ``hydra.*`` override goes to the command's
@@ -18,19 +18,17 @@ from hydra.errors import ConfigCompositionException, HydraException, OverridePar
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
-from search.config import SCHEMAS, explain, unknown_setting
-from search.errors import UserError, exit_on_bad_input
+from search.settings.config import SCHEMAS, explain, unknown_setting
+from search.settings.errors import UserError, exit_on_bad_input
+from search.settings.hydra_adapter import hydra_flags
 
-# Hydra's command-line flags (https://hydra.cc/docs/advanced/hydra-command-line-flags/; `--hydra-help` lists them).
-HYDRA_FLAGS = ("--help", "-h", "--hydra-help", "--version", "--cfg", "-c", "--resolve", "--package", "-p", "--run",
-               "-r", "--multirun", "-m", "--shell-completion", "-sc", "--config-path", "-cp", "--config-name", "-cn",
-               "--config-dir", "-cd", "--experimental-rerun", "--info", "-i")
+HYDRA_FLAGS = hydra_flags()  # Hydra's own command-line flags (https://hydra.cc/docs/advanced/hydra-command-line-flags/)
 
 
 def main(task: Callable[[DictConfig], Any], hydra_entry: Callable[[], Any], *, config_name: str,
          argv: Sequence[str] | None = None) -> None:
     """Compose config ``config_name`` with the overrides ``argv`` (default: ``sys.argv[1:]``) and call ``task`` with
-    it; bad input, found while composing or by ``task``, exits with code 2 (:func:`search.errors.exit_on_bad_input`).
+    it; bad input, found while composing or by ``task``, exits with code 2 (:func:`search.settings.errors.exit_on_bad_input`).
 
     With Hydra's flags or ``hydra.*`` overrides, calls ``hydra_entry`` (the ``@hydra.main`` function over ``task``)
     instead; it reads ``sys.argv``, so such a command line cannot come as ``argv``. Tests call this with ``argv`` to

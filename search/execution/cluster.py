@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.errors import UserError
-from search.storage import is_uri
+from search.settings.errors import UserError
+from search.execution.storage import is_uri
 
 REACH_TIMEOUT_S = 5.0  # TCP connect to the head's GCS port before anything is written
 STORAGE_CHECK_TIMEOUT_S = 120.0  # the marker tasks: a node that must start a worker process first takes seconds

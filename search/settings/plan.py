@@ -6,22 +6,23 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from search.config import Device, RunConfig, check_setting, run_settings
-from search.errors import UserError
-from search.cluster import Node, reachable_address, trial_slots
-from search.ray_adapter import find_cluster_address
-from search.storage import is_uri, probe_lock_path, resolve as resolve_storage
-from search.tracking import check_tracking_uri
+from search.settings.config import Device, RunConfig, check_setting, run_settings
+from search.settings.errors import UserError
+from search.execution.cluster import Node, reachable_address, trial_slots
+from search.execution.ray_adapter import find_cluster_address
+from search.execution.storage import is_uri, probe_lock_path, resolve as resolve_storage
+from search.settings.tracking_uri import check_tracking_uri, sqlite_path
 from backbones import ArchConfig, build
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
-from search.faults import FaultInjection
-from search.progress import say
-from search.tuning import TrialSettings
-from trials import DATASETS, Constraints, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset
+from search.execution.faults import FaultInjection
+from search.settings.terminal import say
+from trials import (DATASETS, Constraints, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset,
+                    resolve_device)
 
 
 # Confirmation defaults per hardware, when confirm.top_k / confirm.seeds are not given: (front architectures, seeds).
@@ -29,6 +30,23 @@ from trials import DATASETS, Constraints, DatasetMissingError, ProbeConfig, Tens
 # CPU one front architecture (besides the 3 controls): 12 confirmation runs, so that the default command (search,
 # controls and confirmation) ends within 10 minutes on 2 cores (measured: README, "Run a search").
 CONFIRM_DEFAULTS: dict[str, tuple[int, int]] = {"cuda": (3, 3), "cpu": (1, 3)}
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of a search gets besides its architecture and the data: ``run_trial``'s settings."""
+
+    train: TrainConfig
+    probe: ProbeConfig
+    constraints: Constraints  # hard budgets, checked after the probe
+    device: str  # "cpu" | "cuda" | "auto"
+    threads: int | None  # torch intra-op threads per trial; None = leave as is
+    # the plain backbone's batch-1 latency (ms) measured alone at search start: latency_norm_ms = latency_rel x this
+    reference_latency_ms: float | None = None
+    # the exclusive probe slot's lock file (trials.ProbeSlot), in the node's temp folder
+    # (search.execution.storage.probe_lock_path): while a trial times its latency no other trial of the search on that node
+    # computes; None = no slot
+    probe_lock: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -52,7 +70,7 @@ class SearchPlan:
     latency_reference: bool  # time the plain backbone interleaved with each trial's model (latency_rel)
     tracking_uri: str
     experiment: str
-    storage: str  # Ray Tune storage: an absolute folder path or a URI (s3://...; search.storage)
+    storage: str  # Ray Tune storage: an absolute folder path or a URI (s3://...; search.execution.storage)
     study_storage: str  # Optuna RDB storage URL of the search's study (named like the search)
     confirm_top_k: int  # front architectures retrained in the confirmation phase (0: phase off)
     confirm_seeds: int  # training seeds per confirmed architecture
@@ -65,14 +83,41 @@ class SearchPlan:
         return self.space.base_arch(backbone=self.budget.backbone, in_chans=self.data.in_chans,
                                     num_classes=self.data.num_classes, backbone_kwargs=self.budget.backbone_kwargs)
 
+    @property
+    def per_trial(self) -> dict[str, float]:
+        """The Ray resources one trial takes (GPUs only with the GPU budget)."""
+        return {"cpu": self.budget.cpu_per_trial, "gpu": self.budget.gpu_per_trial if self.hardware == "cuda" else 0}
+
+    def parent_params(self) -> dict[str, Any]:
+        """The settings the parent run records as params; a resumed search must repeat them (but
+        MAY_CHANGE_ON_RESUME)."""
+        return {"space": self.space.name, "sampler": self.sampler, "seed": self.seed, "hardware": self.hardware,
+                "concurrency": self.concurrency, "asha_grace_period": self.asha_grace_period,
+                "asha_reduction_factor": self.asha_reduction_factor, "dataset": self.space.dataset,
+                **({"data.root": self.data_root} if self.data_root else {}),
+                "data.image_shape": "x".join(str(d) for d in self.data.image_shape),
+                **{f"constraints.{k}": v for k, v in asdict(self.constraints).items()},
+                **({"faults.rate": self.faults.rate, "faults.kind": self.faults.kind} if self.faults.rate else {}),
+                "confirm.top_k": self.confirm_top_k, "confirm.seeds": self.confirm_seeds,
+                **{f"budget.{k}": v for k, v in asdict(self.budget).items()}}
+
+    def data_info(self) -> dict[str, Any]:
+        """What the models' input is (search.outcomes.DATA_JSON on the parent run): export hands it to the user."""
+        data = self.data
+        return {"dataset": self.space.dataset, "root": self.data_root, "image_shape": list(data.image_shape),
+                "mean": list(data.mean), "std": list(data.std), "classes": list(data.classes)}
+
+
+# Parent-run params that may differ when a search is resumed (they do not change what the search computes).
+MAY_CHANGE_ON_RESUME = ("concurrency",)
+
 
 def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     """Validate ``cfg`` (settings, space, budget overrides, tracking store, dataset, backbone). Writes nothing."""
-    settings = run_settings(cfg)  # typed; types, choices and ranges checked (search.config)
+    settings = run_settings(cfg)  # typed; types, choices and ranges checked (search.settings.config)
     if settings.device is Device.cuda and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA device is visible; use device=auto or device=cpu")
-    hardware = ("cuda" if settings.device is Device.cuda or (settings.device is Device.auto and torch.cuda.is_available())
-                else "cpu")
+    hardware = resolve_device(settings.device.value).type  # trials.resolve_device: auto means CUDA when present
     try:
         space = load_space(settings.space)
         budget = space.budgets["gpu" if hardware == "cuda" else "cpu"].with_overrides(asdict(settings.budget))
@@ -149,8 +194,8 @@ def study_storage_url(tracking_uri: str, *, storage: str, given: str | None = No
     (Optuna cannot keep SQLite in s3://), in the current folder."""
     if given:
         return given
-    if tracking_uri.startswith("sqlite:///"):
-        folder = Path(tracking_uri[len("sqlite:///"):]).expanduser().resolve().parent
+    if (database := sqlite_path(tracking_uri)) is not None:
+        folder = database.resolve().parent
     elif not is_uri(storage):
         folder = Path(storage).expanduser().resolve()
     else:
@@ -160,7 +205,7 @@ def study_storage_url(tracking_uri: str, *, storage: str, given: str | None = No
 
 def _concurrency(requested: int | None, *, hardware: str, budget: Budget) -> int:
     """``concurrency=`` or, by default, the trials that fit on this machine (on a cluster ``search.run`` recounts
-    over its nodes once joined: :func:`search.cluster.trial_slots`)."""
+    over its nodes once joined: :func:`search.execution.cluster.trial_slots`)."""
     if requested is not None:
         return requested
     here = Node(node_id="local", ip="127.0.0.1", cpus=float(os.cpu_count() or 1),

@@ -15,7 +15,7 @@ fraction 0–1). This module turns those per-seed figures into what the summary,
   ``within noise`` (also with fewer than 2 paired seeds: no interval can be formed, and `note` says so); the
   reference itself gets ``reference``.
 
-Pure Python plus the Student t quantile from SciPy (imported on first use); no torch, Ray or MLflow here.
+Pure Python plus SciPy's t-intervals (imported on first use); no torch, Ray or MLflow here.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import math
 import statistics
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -82,18 +83,22 @@ def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
 
 
 def mean_interval(values: Sequence[float]) -> tuple[float | None, float | None, float | None, float | None]:
-    """(mean, sample std with ddof=1, ci_low, ci_high) of `values`, the interval being the 95% Student t interval of
-    the mean, ``mean ± t(0.975, n-1) · std / √n``. std and the interval are None with fewer than 2 values; everything
-    is None with none."""
+    """(mean, sample std with ddof=1, ci_low, ci_high) of `values`, the interval being SciPy's 95% one-sample t
+    interval of the mean (``scipy.stats.ttest_1samp(...).confidence_interval``: ``mean ± t(0.975, n-1) · std / √n``;
+    for paired differences this is the paired t-interval). std and the interval are None with fewer than 2 values;
+    everything is None with none."""
     n = len(values)
     if n == 0:
         return None, None, None, None
     mean = math.fsum(values) / n
     if n < 2:
         return mean, None, None, None
-    std = statistics.stdev(values)  # ddof=1
-    half = t_quantile(n - 1) * std / math.sqrt(n)
-    return mean, std, mean - half, mean + half
+    from scipy import stats  # imported on first use: importing this module stays cheap
+
+    with warnings.catch_warnings():  # identical values: SciPy warns of lost precision and returns (mean, mean)
+        warnings.simplefilter("ignore", RuntimeWarning)
+        interval = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
+    return mean, statistics.stdev(values), float(interval.low), float(interval.high)
 
 
 def confirmation_statistics(
@@ -171,6 +176,18 @@ def _pairing_note(seeds: tuple[int, ...], ref_seeds: tuple[int, ...], n_paired: 
 
 def _seed_list(seeds: Iterable[int]) -> str:
     return ", ".join(str(s) for s in seeds)
+
+
+def diff_text(row: Confirmed, *, digits: int = 4) -> str:
+    """The paired difference to the plain backbone as text, ``+0.0022 [-0.0495, +0.0539]`` (``n/a`` where a value
+    needs more seeds; ``reference`` for the plain backbone itself): the summary, the report and export show this."""
+    if row.verdict is Verdict.REFERENCE:
+        return "reference"
+
+    def signed(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:+.{digits}f}"
+
+    return f"{signed(row.diff_mean)} [{signed(row.diff_ci_low)}, {signed(row.diff_ci_high)}]"
 
 
 def confirmation_sentence(rows: Sequence[Confirmed]) -> str:

@@ -1,7 +1,7 @@
-"""MLflow wiring: the search's parent run (:class:`SearchRun`), its trial runs, the tracking-store checks.
+"""MLflow wiring: the search's parent run (:class:`SearchRun`), finding its trial runs, the experiment's runs view.
 
 No Ray here (``search.export`` uses it); the per-trial Ray callback that writes the nested runs is
-``search.mlflow_callback``.
+``search.tracking.trial_runs``; the tracking URI's rules are ``search.settings.tracking_uri``.
 
 All MLflow writes happen in the driver process (a Ray Tune callback), so trial workers never touch the store:
 one writer for SQLite, and a trial that crashes cannot leave its run half-written.
@@ -11,41 +11,21 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Metric, Param, Run
+from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
-from search.errors import UserError
-from search.outcomes import (CONFIRM_TAG, CONTROL_TAG, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEARCH_TAG, SEED_TAG,
-                             TRIAL_TAG, Outcome)
+from search.settings.errors import UserError
+from search.tracking.links import RUNS_VIEW_KEY
+from search.settings.tracking_uri import is_server
+from search.outcomes import (CONFIRM_TAG, CONTROL_TAG, OBJECTIVES, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEARCH_ROLE, SEARCH_TAG,
+                             SEED_TAG, TRIAL_TAG, Outcome)
 
-ENDED_STATUSES = ("FINISHED", "FAILED")  # MLflow statuses of a trial run that was fully written
-
-
-def check_tracking_uri(uri: str) -> None:
-    """Fail early, with one line, when the tracking store cannot be reached (before Ray starts)."""
-    if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5) as response:
-                response.read()
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise UserError(
-                f"MLflow tracking server {uri} is unreachable ({reason}); start one with "
-                f"'mlflow server --host 127.0.0.1 --port 5000' or use mlflow.tracking_uri=sqlite:///mlflow.db"
-            ) from None
-    elif uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
-        if not folder.is_dir():
-            raise UserError(f"mlflow.tracking_uri={uri}: folder {folder} does not exist")
-    elif not uri.startswith(("file:", "databricks", "postgresql", "mysql")) and "://" in uri:
-        raise UserError(f"mlflow.tracking_uri={uri}: unsupported scheme; use sqlite:///FILE, file:DIR or http://HOST:PORT")
+ENDED_STATUSES = tuple(RunStatus.to_string(s) for s in (RunStatus.FINISHED, RunStatus.FAILED))  # fully written runs
 
 
 # What the MLflow UI shows first. MLflow 3 opens an experiment on its GenAI overview unless told otherwise: the
@@ -56,10 +36,9 @@ def check_tracking_uri(uri: str) -> None:
 # (read from MLflow 3.17's UI code) and opens with the URL parameter viewStateShareKey=<id>.
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"  # MLflow's ExperimentKind for "Machine learning" (vs genai_development)
-RUNS_VIEW_KEY = "attnas-runs"  # the saved view's id: the URL parameter viewStateShareKey=attnas-runs
 RUNS_VIEW_NAME = "attnas: runs with objectives and outcomes"
 RUNS_VIEW_COLUMNS = (  # MLflow's column ids: metrics.`name`, params.`name`, tags.`name`
-    *(f"metrics.`{m}`" for m in ("val_acc", "latency_norm_ms", "latency_ms", "params_m", "flops_g", "test_acc")),
+    *(f"metrics.`{m}`" for m in (*OBJECTIVES, "latency_ms", "params_m", "flops_g", "test_acc")),
     *(f"tags.`{t}`" for t in (OUTCOME_TAG, PARETO_TAG, CONTROL_TAG, CONFIRM_TAG, SEED_TAG)),
 )
 
@@ -80,7 +59,7 @@ def experiment_id(client: mlflow.MlflowClient, *, name: str, tracking_uri: str) 
         found = experiment.experiment_id
     else:
         location = None
-        if not tracking_uri.startswith(("http://", "https://")):
+        if not is_server(tracking_uri):
             location = (Path.cwd() / "mlartifacts").resolve().as_uri()
         found = client.create_experiment(name, artifact_location=location)
     show_training_runs(client, experiment_id=found)
@@ -120,14 +99,14 @@ class SearchRun:
         previous = find_parent_run(self.client, experiment=self.experiment_id, name=self.name)
         if previous is None:
             run = self.client.create_run(self.experiment_id, run_name=self.name,
-                                         tags={ROLE_TAG: "search", SEARCH_TAG: self.name, **self._tags})
+                                         tags={ROLE_TAG: SEARCH_ROLE, SEARCH_TAG: self.name, **self._tags})
             self.run_id = run.info.run_id
             self.client.log_batch(self.run_id, params=[Param(k, param_value(v)) for k, v in self._params.items()])
         else:  # same name as an earlier search: resume it (same settings required)
             check_same_settings(previous, params=self._params, ignore=self._may_change)
             self.run_id = previous.info.run_id
             self.resumed = True
-            self.client.update_run(self.run_id, status="RUNNING")
+            self.client.update_run(self.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
             self.existing = trial_runs(self.client, experiment=self.experiment_id, parent_run_id=self.run_id)
         return self
 
@@ -136,8 +115,9 @@ class SearchRun:
         return {key: run for key, run in self.existing.items() if run.data.tags.get(ROLE_TAG) == role}
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> None:
-        status = "FINISHED" if kind is None else "KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED"
-        self.client.set_terminated(self.run_id, status)
+        status = (RunStatus.FINISHED if kind is None else RunStatus.KILLED if issubclass(kind, KeyboardInterrupt)
+                  else RunStatus.FAILED)
+        self.client.set_terminated(self.run_id, RunStatus.to_string(status))
 
     def log_artifacts(self, paths: Any, *, folder: str) -> None:
         """Upload files to ``folder/`` of the parent run."""
@@ -151,11 +131,25 @@ class SearchRun:
     def set_trial_tag(self, run_id: str, key: str, value: str) -> None:
         self.client.set_tag(run_id, key, value)
 
+    def log_dict(self, value: Mapping[str, Any], *, path: str) -> None:
+        """Upload ``value`` as JSON to ``path`` (e.g. ``data/data.json``) of the parent run."""
+        self.client.log_dict(self.run_id, dict(value), path)
+
+    def remember(self, tag: str, compute: Callable[[], float]) -> tuple[float, bool]:
+        """The number kept under ``tag`` on the parent run, or ``compute()`` stored there (full precision, so a
+        resumed search reads back the same value); returns (value, computed now)."""
+        tags = self.client.get_run(self.run_id).data.tags
+        if tag in tags:
+            return float(tags[tag]), False
+        value = compute()
+        self.client.set_tag(self.run_id, tag, repr(value))
+        return value, True
+
 
 def find_parent_run(client: mlflow.MlflowClient, *, experiment: str, name: str) -> Run | None:
     """The parent run of the search called ``name`` in ``experiment``, if an earlier command created one."""
     runs = client.search_runs([experiment], max_results=1, order_by=["attributes.start_time ASC"],
-                              filter_string=f"tags.`{ROLE_TAG}` = 'search' and tags.`{SEARCH_TAG}` = '{name}'")
+                              filter_string=f"tags.`{ROLE_TAG}` = '{SEARCH_ROLE}' and tags.`{SEARCH_TAG}` = '{name}'")
     return runs[0] if runs else None
 
 
@@ -189,10 +183,10 @@ def close_stale_trial_runs(client: mlflow.MlflowClient, *, experiment: str, pare
     They belong to trials started after Ray's last experiment checkpoint, so Ray has no record of them.
     """
     stale = [run for run in trial_runs(client, experiment=experiment, parent_run_id=parent_run_id).values()
-             if run.info.status == "RUNNING"]
+             if run.info.status == RunStatus.to_string(RunStatus.RUNNING)]
     for run in stale:
         client.set_tag(run.info.run_id, OUTCOME_TAG, str(Outcome.INTERRUPTED))
-        client.set_terminated(run.info.run_id, "KILLED")
+        client.set_terminated(run.info.run_id, RunStatus.to_string(RunStatus.KILLED))
     return len(stale)
 
 

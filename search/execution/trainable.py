@@ -1,0 +1,73 @@
+"""The Ray trainable: one trial of the search (or of the confirmation) as ``trials.run_trial`` with a report to Tune
+per epoch and a checkpoint at the last one."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import ray
+import torch
+from ray import tune
+from torch import nn
+
+from backbones import ArchConfig, build
+from search.execution.artifacts import load_metrics, save_checkpoint
+from search.outcomes import EPOCH, LATENCY_OBJECTIVE, NODE_ID, PROBE_PREFIX
+from search.settings.plan import TrialSettings
+from trials import TensorData, TrialResult, evaluate, run_trial
+
+
+def train_architecture(config: dict[str, Any], *, data: TensorData, settings: TrialSettings,
+                       latency_reference: bool = False,
+                       build_model: Callable[[ArchConfig], nn.Module] = build) -> None:
+    """Ray trainable: build ``config["arch"]``, run the plain trial, report every epoch to Tune.
+
+    ``config`` may also carry ``seed`` (train with this seed instead of the search's; the confirmation phase) and
+    ``test: True`` (the last report adds ``test_acc``, top-1 on the official test split, which ``data`` then holds).
+
+    The final epoch's report carries a checkpoint (weights + reference input/output + arch + metrics) that the
+    MLflow callback uploads and ``search.export`` rebuilds from. With ``latency_reference`` the plain backbone
+    (``ArchConfig.plain``) is timed interleaved with the model, which adds ``latency_rel``. When Ray restores a
+    trial that already reached that checkpoint (the driver was killed before it recorded the trial as finished),
+    the trial is not trained again: its saved final metrics are reported once more with the same checkpoint.
+    ``build_model`` is ``backbones.build`` (``search.execution.faults.with_faults`` swaps it to make a trial fail on purpose).
+    ``settings.probe_lock`` (set by ``search.settings.plan``) makes the latency probe exclusive among the search's trials
+    (``run_trial(probe_lock=...)``, ``trials.ProbeSlot``).
+    """
+    arch = ArchConfig.from_dict(config["arch"])
+    train = settings.train if config.get("seed") is None else replace(settings.train, seed=int(config["seed"]))
+    epochs = train.epochs
+    if (restored := tune.get_checkpoint()) is not None:
+        with restored.as_directory() as folder:
+            final = load_metrics(folder)
+        if final is not None and int(final.get(EPOCH, 0)) >= epochs:
+            tune.report(final, checkpoint=restored)
+            return
+    torch.manual_seed(train.seed)  # the same ArchConfig and seed give the same initial weights
+    model = build_model(arch)
+    node_id = ray.get_runtime_context().get_node_id()  # the Ray node it trains on (Tune adds node_ip, hostname)
+
+    def report(result: TrialResult, trained: Any) -> None:
+        # what the latency was measured on rides along in every report; the MLflow callback logs it as params
+        metrics = {**result.metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in result.device_info.items()},
+                   NODE_ID: node_id}
+        metrics[LATENCY_OBJECTIVE] = (metrics["latency_rel"] * settings.reference_latency_ms
+                                      if "latency_rel" in metrics and settings.reference_latency_ms
+                                      else metrics["latency_ms"])
+        if int(metrics[EPOCH]) < epochs:
+            tune.report(metrics)
+            return
+        if config.get("test"):
+            metrics["test_acc"] = evaluate(trained, data, device=next(trained.parameters()).device, split="test")
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(folder, model=trained, arch=arch.to_dict(), input_shape=tuple(data.val_x.shape[1:]),
+                            metrics=metrics)
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+    reference = build(arch.plain()) if latency_reference else None
+    run_trial(model=model, data=data, train=train, probe=settings.probe, constraints=settings.constraints,
+              device=settings.device, threads=settings.threads, report=report, reference=reference,
+              probe_lock=settings.probe_lock)

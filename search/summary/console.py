@@ -1,0 +1,83 @@
+"""What the search prints around its phases: the start lines, the resume line and the final summary (the per-trial
+lines while trials run are :mod:`search.execution.progress`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from search.confirm.statistics import Confirmed, Verdict, diff_text
+from search.outcomes import CONFIRM_ROLE, LATENCY_OBJECTIVE, TRIAL_ROLE
+from search.settings.plan import SearchPlan
+from search.settings.terminal import format_table
+from search.study.dashboard import study_hint
+from search.summary.front import SearchSummary
+from search.tracking.links import experiment_url, ui_hint
+from search.tracking.parent import SearchRun, ended_trials
+
+
+def announce(plan: SearchPlan) -> None:
+    """The first lines: what is searched, with which budget, and where to watch the study."""
+    b = plan.budget
+    where = ("CUDA device found: using the GPU budget" if plan.hardware == "cuda"
+             else "No CUDA device: using the CPU budget")
+    size = "all" if b.train_size is None else f"{b.train_size}"
+    print(f"Search {plan.name}: space {plan.space.name} on {plan.space.dataset}, sampler {plan.sampler}", flush=True)
+    print(f"{where} ({b.backbone}, {size} train / {b.val_size} val images, {b.epochs} epochs, {b.trials} trials, "
+          f"{plan.concurrency} at once)", flush=True)
+    print(f"Watch the study live:  {study_hint(storage=plan.study_storage)}", flush=True)
+
+
+def announce_resume(plan: SearchPlan, search: SearchRun, *, controls: int) -> None:
+    """How far the earlier, interrupted command of this search got."""
+    searched, confirming = search.existing_runs(role=TRIAL_ROLE), search.existing_runs(role=CONFIRM_ROLE)
+    ended = len(ended_trials(searched))
+    total = plan.budget.trials + controls
+    print(f"Resuming search {plan.name}: {ended} of {total} trials (controls included) had finished, "
+          f"{len(searched) - ended} were cut off (Ray restarts those it had recorded)"
+          + (f"; {len(ended_trials(confirming))} confirmation runs had finished" if confirming else ""), flush=True)
+
+
+def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
+    """The end: counts, the Pareto front, the confirmed table and its verdict, the insight, where everything is."""
+    print(f"\nSearch {summary.name} finished in {summary.wall_s:.0f}s: {summary.trials} trials, "
+          f"{summary.completed} completed, {summary.early_stopped} stopped early by ASHA, {summary.failed} failed"
+          + (f", {summary.rejected} rejected by the constraints" if summary.rejected else "")
+          + f"; {summary.trained} distinct architectures trained"
+          + (f", {summary.duplicates} repeated proposals reused their earlier result." if summary.duplicates else "."))
+    stages = f"stages 0..{plan.space.num_stages - 1}"
+    if summary.front:
+        print(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
+        print(format_table(summary.front, [
+            ("trial_id", "trial", "s"), ("val_acc", "val_acc", ".4f"), (LATENCY_OBJECTIVE, LATENCY_OBJECTIVE, ".2f"),
+            ("latency_ms", "latency_ms", ".2f"), ("params_m", "params_m", ".3f"), ("flops_g", "flops_g", ".3f"),
+            ("control", "control", "s"), ("arch", stages, "s")]))
+    else:
+        print("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
+    if summary.confirmed:
+        print(f"\nConfirmed on the official test split ({plan.space.dataset}), retrained from scratch per seed; "
+              f"test_acc mean ± std, 95% interval of the paired difference to the plain backbone:")
+        print(format_table([confirmed_row(row) for row in summary.confirmed], [
+            ("name", "confirmed", "s"), ("seeds", "seeds", "s"), ("test_acc", "test_acc", "s"),
+            ("diff", "diff vs plain [95% CI]", "s"), ("verdict", "verdict", "s"), ("latency_ms", "latency_ms", ".2f"),
+            ("arch", stages, "s")]))
+        print(f"\n{summary.verdict}")
+    if summary.insight:
+        print("\nPlacement insight (hints from few trials, not significant effects; the report has the heatmaps):")
+        print("\n".join(f"  {line}" for line in summary.insight))
+    if summary.report:
+        print(f"\nSearch report (opens offline): {summary.report}")
+    print(f"MLflow UI:  {ui_hint(tracking_uri=plan.tracking_uri)}")
+    print(f"  the runs table with the search's columns: "
+          f"{experiment_url(tracking_uri=plan.tracking_uri, experiment_id=summary.experiment_id)}")
+    print(f"Optuna study:  {study_hint(storage=plan.study_storage)}")
+    if summary.front:
+        what = "the confirmed pick" if summary.confirmed else "the most accurate front model"
+        print(f"Export {what}:  python -m search.export", flush=True)
+
+
+def confirmed_row(row: Confirmed) -> dict[str, Any]:
+    """One confirmed architecture as the summary table's cells."""
+    return {"name": row.name, "seeds": str(row.n), "verdict": str(row.verdict), "latency_ms": row.latency_ms,
+            "arch": row.arch_text,
+            "test_acc": "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
+            "diff": "" if row.verdict is Verdict.REFERENCE else diff_text(row)}

@@ -1,0 +1,90 @@
+"""What the search report shows, as plain data: the one module ``dashboards`` reads the search's results through.
+
+:func:`search.summary.collect.collect_report_data` fills a :class:`ReportData` from the search's stores (the Optuna
+study, the MLflow runs, the confirmed table); ``dashboards.report`` only draws it. The names the report needs from
+the rest of the search (outcomes, the latency objective, the confirmed rows and their text) are re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from backbones import NONE  # the attention type of a stage without attention
+from search.confirm.statistics import Confirmed, Verdict, diff_text
+from search.outcomes import LATENCY_OBJECTIVE, OBJECTIVES, Outcome
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["LATENCY_OBJECTIVE", "NONE", "OBJECTIVES", "Cell", "Confirmed", "Outcome", "PlacementEffects", "ReportData",
+           "TrialPoint", "Verdict", "diff_text"]
+
+
+@dataclass(frozen=True)
+class TrialPoint:
+    """One trial of the search (a Ray trial with its MLflow run). Metrics are the last reported: the final epoch's
+    for a completed trial, the epoch ASHA stopped it after for an early-stopped one, the probe's for a rejected one."""
+
+    trial_id: str  # Ray trial id (the MLflow run name)
+    number: int | None  # its Optuna trial number
+    run_id: str
+    run_url: str  # the run in the MLflow UI ("" when the UI address is not known)
+    outcome: Outcome
+    arch: str  # ArchConfig string form, e.g. "se/r8 | - | - | -"
+    stages: tuple[str, ...]  # the attention type at each stage ("none" where there is none)
+    control: str = ""  # the control's name (plain, se_r16, ...), "" for a searched trial
+    pareto: bool = False  # on the constraint-aware front of the full-budget trials (Study.best_trials)
+    epochs: int = 0  # epochs trained
+    val_acc: float | None = None  # fraction 0-1
+    latency_norm_ms: float | None = None  # the latency the search ranks (ms, batch 1); a field per OBJECTIVES name
+    latency_ms: float | None = None  # median raw latency (ms, batch 1)
+    params_m: float | None = None  # millions of parameters
+    flops_g: float | None = None  # GFLOPs per image
+    note: str = ""  # why a trial was rejected or how it failed
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One stage x type cell of a placement-effect table."""
+
+    n: int  # trials with this type at this stage
+    mean: float | None  # their mean metric (None when n == 0)
+    effect: float | None  # mean minus the mean of the trials with 'none' at this stage (None when either is empty)
+
+
+@dataclass(frozen=True)
+class PlacementEffects:
+    """Per stage (rows, 0 = first) and attention type (columns): the metric's mean difference to 'none' there."""
+
+    metric: str  # val_acc (fraction) or latency_norm_ms (ms)
+    trials: str  # which trials were averaged, in words
+    types: tuple[str, ...]  # column order, 'none' first
+    cells: tuple[tuple[Cell, ...], ...]  # [stage][type]
+
+    def ranked(self, *, largest_first: bool = True) -> list[tuple[int, str, Cell]]:
+        """(stage, type, cell) of every cell with an effect, by effect (largest first unless told otherwise)."""
+        found = [(stage, kind, cell) for stage, row in enumerate(self.cells) for kind, cell in zip(self.types, row)
+                 if kind != NONE and cell.effect is not None]
+        return sorted(found, key=lambda item: item[2].effect, reverse=largest_first)
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the search report shows (see ``dashboards.write_report``)."""
+
+    title: str
+    search: str  # the search's name
+    study: optuna.Study  # the search's study: hypervolume history (optuna.visualization)
+    points: tuple[TrialPoint, ...]  # every Ray trial of the search, in start order
+    duplicates: int  # proposals that repeated an architecture (told its result, never trained: no point here)
+    accuracy_effects: PlacementEffects
+    latency_effects: PlacementEffects
+    importances: Mapping[str, Mapping[str, float]]  # objective -> knob -> importance (sums to 1 per objective)
+    importance_note: str  # how they were computed, or why there are none
+    reference_point: tuple[float, float]  # hypervolume reference, in OBJECTIVES order (val_acc, latency_norm_ms)
+    confirmed: tuple[Confirmed, ...] = ()  # the confirmation table (plain first); empty without confirmation
+    verdict: str = ""  # the confirmation's one-sentence answer
+    noise: float | None = None  # the plain backbone's test_acc std over the confirmation seeds (fraction)
+    experiment_url: str = ""  # the experiment in the MLflow UI, on its training-runs view

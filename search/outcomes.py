@@ -18,6 +18,10 @@ LATENCY_OBJECTIVE = "latency_norm_ms"
 # The search's objectives: metric name -> "max" or "min" (val_acc: fraction 0-1; latency_norm_ms: milliseconds).
 OBJECTIVES: dict[str, str] = {"val_acc": "max", LATENCY_OBJECTIVE: "min"}
 REFERENCE_LATENCY_TAG = "attnas.reference_latency_ms"  # on the parent run: the plain backbone alone, at search start
+# on the parent run: the CPU training setting train.precision=auto chose at search start (fp32, fp32+nhwc, bf16+nhwc),
+# and the figures it chose by (trials.speed.PrecisionChoice.describe)
+TRAIN_PRECISION_TAG = "attnas.train_precision"
+TRAIN_SPEED_TAG = "attnas.train_speed"
 
 # Result keys a trial reports (besides the metrics themselves).
 EPOCH = "epoch"  # epochs trained so far (0 before training)

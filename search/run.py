@@ -1,7 +1,7 @@
 """``python -m search.run space=NAME [key=value ...]``: a multi-objective attention-placement search.
 
 The phases, in order: check everything (:func:`search.settings.plan.prepare`) -> the MLflow parent run -> the plain
-backbone's reference latency -> Ray Tune over the Optuna study with ASHA, one nested MLflow run per trial -> the
+backbone's reference latency and the training arithmetic, measured -> Ray Tune over the Optuna study with ASHA, one nested MLflow run per trial -> the
 Pareto front over full-budget trials -> confirmation on the test split -> the reports on the parent run -> the summary.
 """
 
@@ -20,14 +20,14 @@ from ray import tune
 from backbones import ArchConfig
 from search.confirm.phase import confirm_front, finish_confirmation, record_confirmation
 from search.execution import storage
-from search.execution.alone import measure_alone
+from search.execution.calibration import calibrate
 from search.execution.cluster_plan import join_cluster
 from search.execution.faults import with_faults
 from search.execution.progress import ProgressPrinter, quiet_libraries
 from search.execution.scheduler import make_scheduler
 from search.execution.trainable import train_architecture
 from search.execution.tuner import ray_runtime, run_tuner
-from search.outcomes import DATA_JSON, REFERENCE_LATENCY_TAG, SPACE_TAG, TRIAL_ROLE
+from search.outcomes import DATA_JSON, SPACE_TAG, TRIAL_ROLE
 from search.settings import cli
 from search.settings.config import RunConfig
 from search.settings.errors import exit_on_bad_input
@@ -39,7 +39,6 @@ from search.summary.front import SearchSummary, summarise_search
 from search.summary.reports import write_reports
 from search.tracking.parent import SearchRun, close_stale_trial_runs, ended_trials
 from search.tracking.trial_runs import MlflowTrialCallback
-from spaces import PLAIN_CONTROL
 
 
 def run(cfg: DictConfig | RunConfig) -> SearchSummary:
@@ -69,7 +68,7 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
         if search.resumed:
             announce_resume(plan, search, controls=len(controls))
         search.log_dict(plan.data_info(), path=DATA_JSON)
-        settings = dataclasses.replace(plan.trial_settings, reference_latency_ms=_reference_latency(plan, search))
+        settings = calibrate(plan, remember=search.remember)  # before Ray starts: nothing else runs
         local_ray = (contextlib.nullcontext() if plan.ray_address else  # on a cluster: joined already (execute)
                      ray_runtime(num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial)))
         with local_ray:
@@ -116,20 +115,6 @@ def _search_trials(plan: SearchPlan, *, search: SearchRun, settings: TrialSettin
                                                     reduction_factor=plan.asha_reduction_factor),
         num_samples=plan.budget.trials + len(controls), concurrency=plan.concurrency, callbacks=[tracker, printer])
     return results, tracker.run_ids
-
-
-def _reference_latency(plan: SearchPlan, search: SearchRun) -> float | None:
-    """The plain backbone's batch-1 latency (ms) measured alone at search start, before Ray starts (kept on the
-    parent run, so a resumed search ranks with the same scale); None with latency.reference=false."""
-    if not plan.latency_reference:
-        return None
-    ms, measured = search.remember(REFERENCE_LATENCY_TAG, lambda: measure_alone(
-        {PLAIN_CONTROL: plan.base_arch.plain()}, probe=plan.trial_settings.probe, input_shape=plan.data.image_shape,
-        device=plan.hardware, threads=plan.budget.cpu_per_trial)[PLAIN_CONTROL])
-    if measured:
-        print(f"Plain backbone alone: {ms:.3f} ms at batch 1; the search ranks latency_norm_ms = latency_rel x "
-              f"{ms:.3f}", flush=True)
-    return ms
 
 
 @hydra.main(config_path=None, config_name="run", version_base=None)  # search.settings.config.RunConfig

@@ -53,6 +53,7 @@ class Budget:
     train_size: int | None = None  # images from the train split (None = all)
     gpu_per_trial: float = 1.0  # fraction of one GPU per trial (0.25 packs four trials on a GPU); ignored on CPU
     cpu_per_trial: int = 1  # CPU cores (and torch threads) per trial
+    ema: float = 0.0  # decay per step of the evaluated weight average (trials.TrainConfig.ema; 0 = off)
     backbone_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # extra timm.create_model args
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Budget:
@@ -286,6 +287,8 @@ def _check_budget(budget: Budget, *, where: str) -> Budget:
             raise SpaceError(f"{where}: {key}={value!r} must be a positive number")
     if not isinstance(budget.weight_decay, (int, float)) or budget.weight_decay < 0:
         raise SpaceError(f"{where}: weight_decay={budget.weight_decay!r} must be a number >= 0")
+    if not isinstance(budget.ema, (int, float)) or isinstance(budget.ema, bool) or not 0 <= budget.ema < 1:
+        raise SpaceError(f"{where}: ema={budget.ema!r} must be a number in [0, 1) (0 = off)")
     return budget
 
 

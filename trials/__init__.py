@@ -8,7 +8,7 @@ from trials.data import DATASETS, DEFAULT_CACHE_ROOT, TensorData, load_dataset
 from trials.source import DatasetError, DatasetMissingError
 from trials.probe import PRECISIONS, PROBE_MINIMUMS, ProbeConfig, device_info, measure_latency
 from trials.slot import ProbeSlot
-from trials.train import TrainConfig, TrialDiverged, evaluate
+from trials.train import TRAIN_PRECISIONS, TrainConfig, TrialDiverged, evaluate
 from trials.trial import ReportFn, TrialResult, resolve_device, run_trial
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "ProbeConfig",
     "ProbeSlot",
     "ReportFn",
+    "TRAIN_PRECISIONS",
     "TensorData",
     "TrainConfig",
     "TrialDiverged",

@@ -25,6 +25,8 @@ _WARMUP_FRACTION = 0.2  # share of all steps spent ramping the LR up linearly fr
 _MOMENTUM = 0.9  # SGD Nesterov momentum (dimensionless)
 _EVAL_BATCH = 1024  # images per validation forward pass; eval keeps no activations, so big is cheap
 _CHECK_EVERY_CUDA = 25  # steps between NaN checks on CUDA (each check syncs the GPU); on CPU: every step
+_EMA_WARMUP = 10  # EMA decay at step n is min(ema, (1 + n) / (EMA_WARMUP + n)): early steps are not pulled to the init
+TRAIN_PRECISIONS = ("fp32", "bf16")  # autocast dtypes of the CPU forward (on CUDA it is always bf16)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,22 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (latency is always timed on the eager model); the
     # first steps pay the compilation (seconds to a minute); validation stays eager, so eval never recompiles
     seed: int = 0  # batch order and augmentation here; run_trial also seeds torch/numpy/random with it
+    # CPU arithmetic of the forward (and so of the backward): "fp32", or "bf16" autocast (oneDNN's AMX / AVX-512-BF16
+    # kernels; weights, optimizer and loss stay fp32). On CUDA the forward is bf16 whatever this says. Which is
+    # faster depends on the host: trials.speed.choose_precision measures it (search: train.precision=auto).
+    precision: str = "fp32"
+    channels_last: bool = False  # NHWC activations on CPU too (oneDNN's preferred layout; on CUDA always NHWC)
+    # Evaluate an exponential moving average of the weights and BatchNorm statistics (0 = off; e.g. 0.95 per step,
+    # ramped in over the first steps): val_acc then moves smoothly from epoch to epoch instead of jumping with the
+    # last steps' noise, so early stopping and the sampler rank on signal. The model returned holds the average.
+    ema: float = 0.0
+    report_raw: bool = False  # with ema: every epoch also reports val_acc_raw, the live weights' (one more pass)
+
+    def __post_init__(self) -> None:
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ValueError(f"unknown train precision {self.precision!r}; valid: {', '.join(TRAIN_PRECISIONS)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema={self.ema} must be in [0, 1) (0 = off)")
 
 
 class TrialDiverged(RuntimeError):
@@ -53,7 +71,9 @@ def train_epochs(
     """Train `model` (already on `device`, as is `data`) as `cfg` says and yield metrics after every epoch.
 
     Yields {"epoch": 1-based, "train_loss": mean over the epoch, "val_acc": fraction 0–1, "epoch_s": wall
-    seconds for training + validation}. Raises TrialDiverged as soon as a loss is NaN/inf.
+    seconds for training + validation}. Raises TrialDiverged as soon as a loss is NaN/inf. With ``cfg.ema`` the
+    val_acc is the weight average's (weights and BatchNorm buffers, ``torch.optim.swa_utils.AveragedModel``), and
+    after the last epoch `model` holds that average, so what was validated is what the caller tests and saves.
     slot: the search's exclusive probe slot (`trials.slot.ProbeSlot`), held shared while an epoch trains and while it
     validates, paused before every step and batch: another trial's latency probe waits for the step in flight, then
     has the machine to itself. Nothing is held between epochs (while the caller reports). None: no locking.
@@ -79,16 +99,20 @@ def train_epochs(
         else max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps)),
     )
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
+    nhwc = on_cuda or cfg.channels_last
     if on_cuda:
         torch.backends.cudnn.benchmark = True  # shapes are fixed, so autotuned kernels pay off
-        model.to(memory_format=torch.channels_last)  # tensor cores prefer NHWC
+    if nhwc:
+        model.to(memory_format=torch.channels_last)  # tensor cores and oneDNN prefer NHWC
+    average = (torch.optim.swa_utils.AveragedModel(model, avg_fn=_ema_step(cfg.ema), use_buffers=True)
+               if cfg.ema else None)
 
     slot = slot or ProbeSlot(None)  # None: a no-op slot
     forward = torch.compile(model) if cfg.compile else model  # shares model's parameters; model stays the eager module
 
     def prepare(images: torch.Tensor) -> torch.Tensor:
         x = normalize(images, mean=data.mean, std=data.std)
-        return x.contiguous(memory_format=torch.channels_last) if on_cuda else x
+        return x.contiguous(memory_format=torch.channels_last) if nhwc else x
 
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
@@ -103,36 +127,45 @@ def train_epochs(
                 idx = order[step * batch_size:(step + 1) * batch_size]
                 images = augment(data.train_x[idx], crop_padding=data.crop_padding, flip=data.flip,
                                  generator=generator)
-                with torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_cuda):  # bf16 matmuls/convs on GPU
+                with _autocast(device, cfg.precision):
                     logits = forward(prepare(images))
                 loss = F.cross_entropy(logits.float(), data.train_y[idx], label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
+                if average is not None:
+                    average.update_parameters(model)
                 losses[step] = loss.detach()
                 if (step + 1) % check_every == 0 or step + 1 == steps_per_epoch:
                     _raise_if_diverged(losses[: step + 1], epoch=epoch)
 
-        # ---- validate
-        val_acc = evaluate(model, data, device=device, prepare=prepare, slot=slot)
+        # ---- validate (the weight average when there is one; after the last epoch the model takes it over)
+        val_acc = evaluate(model if average is None else average.module, data, device=device, prepare=prepare,
+                           slot=slot, precision=cfg.precision)
+        raw = ({"val_acc_raw": evaluate(model, data, device=device, prepare=prepare, slot=slot,
+                                        precision=cfg.precision)} if average is not None and cfg.report_raw else {})
+        if average is not None and epoch == cfg.epochs:
+            model.load_state_dict(average.module.state_dict())
         if on_cuda:
             torch.cuda.synchronize(device)
         yield {
             "epoch": epoch,
             "train_loss": losses.mean().item(),
             "val_acc": val_acc,
+            **raw,
             "epoch_s": time.perf_counter() - start,
         }
 
 
 def evaluate(model: nn.Module, data: TensorData, *, device: torch.device, prepare=None, split: str = "val",
-             slot: ProbeSlot | None = None) -> float:
+             slot: ProbeSlot | None = None, precision: str = "fp32") -> float:
     """Top-1 accuracy (fraction 0–1) on `split`, eval mode, no augmentation, the same normalisation for every split.
 
     split: "val" (the search's validation slice) or "test" (the official test split; only when
     `load_dataset(..., test=True)` loaded it, i.e. in the confirmation phase).
     slot: held shared for the pass, paused before every batch (see `train_epochs`); None: no locking.
+    precision: the CPU forward's arithmetic, as in training (`TrainConfig.precision`); on CUDA always bf16.
     """
     if split not in ("val", "test"):
         raise ValueError(f"split={split!r}; valid: val, test")
@@ -143,8 +176,7 @@ def evaluate(model: nn.Module, data: TensorData, *, device: torch.device, prepar
     slot = slot or ProbeSlot(None)
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    with slot.shared() as pause, torch.inference_mode(), \
-            torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with slot.shared() as pause, torch.inference_mode(), _autocast(device, precision):
         for start in range(0, len(labels), _EVAL_BATCH):
             pause()
             logits = model(prepare(images[start:start + _EVAL_BATCH]))
@@ -161,3 +193,22 @@ def _raise_if_diverged(losses: torch.Tensor, *, epoch: int) -> None:
             f"training diverged: loss is {losses[step - 1].item()} at epoch {epoch}, step {step} "
             f"(lower the lr or check the model)"
         )
+
+
+def _autocast(device: torch.device, precision: str) -> torch.autocast:
+    """bf16 convs/matmuls on CUDA always, on CPU when ``precision`` is "bf16"; else fp32."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _ema_step(decay: float):
+    """``AveragedModel``'s avg_fn: average <- d * average + (1 - d) * current with d = min(decay, (1 + n) /
+    (_EMA_WARMUP + n)) after n updates, so the first steps are not averaged with the initial weights."""
+
+    def step(average: torch.Tensor, current: torch.Tensor, updates: torch.Tensor | int) -> torch.Tensor:
+        n = int(updates)
+        d = min(decay, (1 + n) / (_EMA_WARMUP + n))
+        return average * d + current * (1 - d)
+
+    return step

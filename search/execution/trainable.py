@@ -61,7 +61,8 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
             tune.report(metrics)
             return
         if config.get("test"):
-            metrics["test_acc"] = evaluate(trained, data, device=next(trained.parameters()).device, split="test")
+            metrics["test_acc"] = evaluate(trained, data, device=next(trained.parameters()).device, split="test",
+                                           precision=train.precision)
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(folder, model=trained, arch=arch.to_dict(), input_shape=tuple(data.val_x.shape[1:]),
                             metrics=metrics)

@@ -32,12 +32,13 @@ from search.settings.tracking_uri import DEFAULT_TRACKING_URI
 from search.execution.faults import KINDS as FAULTS, MIXED
 from search.study.samplers import SAMPLERS
 from spaces import Budget
-from trials import DEFAULT_CACHE_ROOT, PRECISIONS, PROBE_MINIMUMS, ProbeConfig
+from trials import DEFAULT_CACHE_ROOT, PRECISIONS, PROBE_MINIMUMS, TRAIN_PRECISIONS, ProbeConfig
 
 # Choices: OmegaConf accepts a member's name (sampler=tpe) and lists the names when given another value.
 Sampler = enum.Enum("Sampler", {name: name for name in SAMPLERS}, module=__name__)
 Device = enum.Enum("Device", {name: name for name in ("auto", "cpu", "cuda")}, module=__name__)
 Precision = enum.Enum("Precision", {name: name for name in PRECISIONS}, module=__name__)
+TrainPrecision = enum.Enum("TrainPrecision", {name: name for name in ("auto", *TRAIN_PRECISIONS)}, module=__name__)
 FaultKind = enum.Enum("FaultKind", {name: name for name in (*FAULTS, MIXED)}, module=__name__)
 
 
@@ -144,6 +145,16 @@ class LatencyConfig:
 
 
 @dataclass
+class TrainSettings:
+    """How trials train on this host (the recipe itself, epochs, lr, ema, is the space's budget.*)."""
+
+    # auto | fp32 | bf16: the CPU forward's arithmetic. auto: timed at search start on the plain backbone (fp32,
+    # fp32 channels_last, bf16 channels_last; trials.speed.choose_precision) and kept on the parent run; bf16 trains
+    # channels_last. On CUDA trials always run bf16 autocast.
+    precision: TrainPrecision = field(default=TrainPrecision["auto"], metadata=choice("train precision"))
+
+
+@dataclass
 class MlflowConfig:
     # SQLite file in the current folder; or http://127.0.0.1:5000 for a server (reachability: search.settings.tracking_uri)
     tracking_uri: str = field(default=DEFAULT_TRACKING_URI, metadata=text(
@@ -213,6 +224,7 @@ class RunConfig:
     asha: AshaConfig = field(default_factory=AshaConfig)
     data: DataConfig = field(default_factory=DataConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
+    train: TrainSettings = field(default_factory=TrainSettings)
     compile: bool = False  # torch.compile the training forward (latency and export use the eager model)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
@@ -244,11 +256,45 @@ class ExportConfig:
         check(self)
 
 
+# A budget on the proxy check's command line: EPOCHSxTRAIN_SIZE, e.g. 3x3000 (3 epochs on 3,000 training images)
+BUDGET_PATTERN = r"[1-9][0-9]*x[1-9][0-9]*"
+BUDGET_TEXT = "a budget EPOCHSxTRAIN_SIZE such as 3x3000"
+
+
+@dataclass
+class ProxyConfig:
+    """``python -m search.proxy space=NAME [key=value ...]``: the proxy-task check (does a cheap budget rank
+    architectures as a long one does?), as Vertex AI NAS runs it for its users (search.proxy)."""
+
+    space: str = field(default="fashion_attention", metadata=text())  # spaces/NAME.yaml, or a path to a YAML file
+    # architectures compared: the plain backbone, the space's controls, then distinct random draws from the space
+    archs: int = field(default=10, metadata=integer(minimum=3))
+    seeds: int = field(default=3, metadata=integer(minimum=2))  # training seeds per architecture and budget
+    reference: str = field(default="4x8000", metadata=text(BUDGET_TEXT, pattern=BUDGET_PATTERN))  # the long budget
+    # the cheap budgets to judge against the reference (each EPOCHSxTRAIN_SIZE)
+    budgets: list[str] = field(default_factory=lambda: ["2x3000", "3x3000", "3x6000"])
+    effect: float = field(default=0.01, metadata=number(above=0))  # the test_acc difference to resolve (fraction)
+    min_tau: float = field(default=0.65, metadata=fraction())  # Kendall tau a cheap budget must reach
+    seed: int = field(default=0, metadata=integer(minimum=0))  # draws of the random architectures, the data split
+    # trials at once (processes, one core each on CPU); default: CPU cores // the budget's cpu_per_trial
+    workers: Optional[int] = field(default=None, metadata=integer(minimum=1))
+    out: str = field(default="proxy", metadata=FOLDER)  # OUT/SPACE.json: every finished run; rerun to resume
+    device: Device = field(default=Device["auto"], metadata=choice("device"))
+    train: TrainSettings = field(default_factory=TrainSettings)
+    data: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        check(self)
+        for budget in self.budgets:
+            if re.fullmatch(BUDGET_PATTERN, budget) is None:
+                raise UserError(f"budgets={budget!r} must be {BUDGET_TEXT}")
+
+
 # Hydra's settings for both commands: no log files or handlers of Hydra's, no outputs/ or .hydra/ folder (a search
 # writes only mlflow.db, mlartifacts/ and runs/), the working folder stays the current one.
 _HYDRA_DEFAULTS = ["_self_", {"override hydra/job_logging": "none"}, {"override hydra/hydra_logging": "none"}]
 _HYDRA = {"output_subdir": None, "run": {"dir": "."}}
-SCHEMAS: dict[str, type] = {"run": RunConfig, "export": ExportConfig}  # config name -> its dataclass
+SCHEMAS: dict[str, type] = {"run": RunConfig, "export": ExportConfig, "proxy": ProxyConfig}  # config name -> its dataclass
 
 
 def _register() -> None:
@@ -267,6 +313,11 @@ def run_settings(cfg: Union[DictConfig, RunConfig]) -> RunConfig:
     """``cfg`` (a composed ``run`` config, a mapping of its keys, or already a :class:`RunConfig`) as a checked
     :class:`RunConfig`; bad input raises :class:`UserError`."""
     return _typed(cfg, RunConfig)
+
+
+def proxy_settings(cfg: Union[DictConfig, ProxyConfig]) -> ProxyConfig:
+    """``cfg`` as a checked :class:`ProxyConfig` (see :func:`run_settings`)."""
+    return _typed(cfg, ProxyConfig)
 
 
 def export_settings(cfg: Union[DictConfig, ExportConfig]) -> ExportConfig:

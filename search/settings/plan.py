@@ -59,6 +59,7 @@ class SearchPlan:
     budget: Budget
     trial_settings: TrialSettings  # what run_trial gets: training, probe, constraints, device, threads
     concurrency: int  # trials at once
+    train_precision: str  # train.precision: "auto" (measured at search start: search.execution.calibration) or given
     sampler: str
     seed: int
     data: TensorData
@@ -94,6 +95,7 @@ class SearchPlan:
         return {"space": self.space.name, "sampler": self.sampler, "seed": self.seed, "hardware": self.hardware,
                 "concurrency": self.concurrency, "asha_grace_period": self.asha_grace_period,
                 "asha_reduction_factor": self.asha_reduction_factor, "dataset": self.space.dataset,
+                "train.precision": self.train_precision,
                 **({"data.root": self.data_root} if self.data_root else {}),
                 "data.image_shape": "x".join(str(d) for d in self.data.image_shape),
                 **{f"constraints.{k}": v for k, v in asdict(self.constraints).items()},
@@ -107,6 +109,8 @@ class SearchPlan:
         return {"dataset": self.space.dataset, "root": self.data_root, "image_shape": list(data.image_shape),
                 "mean": list(data.mean), "std": list(data.std), "classes": list(data.classes)}
 
+
+AUTO = "auto"  # train.precision=auto: chosen by a timing at search start
 
 # Parent-run params that may differ when a search is resumed (they do not change what the search computes).
 MAY_CHANGE_ON_RESUME = ("concurrency",)
@@ -161,13 +165,15 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         budget=budget,
         trial_settings=TrialSettings(
             train=TrainConfig(epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr,
-                              weight_decay=budget.weight_decay, compile=settings.compile, seed=settings.seed),
+                              weight_decay=budget.weight_decay, compile=settings.compile, seed=settings.seed,
+                              ema=budget.ema, **_precision(settings.train.precision.value)),
             probe=ProbeConfig(runs=latency.runs, warmup=latency.warmup, batch=latency.batch,
                               precision=latency.precision.value, channels_last=latency.channels_last),
             constraints=constraints, threads=budget.cpu_per_trial, device=hardware,
             probe_lock=probe_lock_path(storage, name=name),  # node-local; made by the first trial that takes it
         ),
         concurrency=_concurrency(settings.concurrency, hardware=hardware, budget=budget),
+        train_precision=settings.train.precision.value,
         sampler=settings.sampler.value,
         seed=settings.seed,
         data=data,
@@ -186,6 +192,11 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         confirm_top_k=(settings.confirm.top_k or CONFIRM_DEFAULTS[hardware][0]) if settings.confirm.enabled else 0,
         confirm_seeds=settings.confirm.seeds or CONFIRM_DEFAULTS[hardware][1],
     )
+
+
+def _precision(given: str) -> dict[str, object]:
+    """TrainConfig's precision and layout for ``train.precision`` (auto: fp32 until calibration measures)."""
+    return {"precision": "fp32" if given == AUTO else given, "channels_last": given == "bf16"}
 
 
 def study_storage_url(tracking_uri: str, *, storage: str, given: str | None = None) -> str:

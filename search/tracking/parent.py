@@ -135,14 +135,14 @@ class SearchRun:
         """Upload ``value`` as JSON to ``path`` (e.g. ``data/data.json``) of the parent run."""
         self.client.log_dict(self.run_id, dict(value), path)
 
-    def remember(self, tag: str, compute: Callable[[], float]) -> tuple[float, bool]:
-        """The number kept under ``tag`` on the parent run, or ``compute()`` stored there (full precision, so a
-        resumed search reads back the same value); returns (value, computed now)."""
+    def remember(self, tag: str, compute: Callable[[], str]) -> tuple[str, bool]:
+        """The text kept under ``tag`` on the parent run, or ``compute()`` stored there (so a resumed search reads
+        back what the first command measured); returns (text, computed now)."""
         tags = self.client.get_run(self.run_id).data.tags
         if tag in tags:
-            return float(tags[tag]), False
+            return tags[tag], False
         value = compute()
-        self.client.set_tag(self.run_id, tag, repr(value))
+        self.client.set_tag(self.run_id, tag, value)
         return value, True
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.latency_repeatability import spearman
 
-BENCHMARKS = ["trial_vs_bare", "data_pipeline", "latency_repeatability", "gpu_throughput"]
+BENCHMARKS = ["trial_vs_bare", "data_pipeline", "latency_repeatability", "gpu_throughput", "train_speed"]
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)

@@ -54,7 +54,7 @@ TYPES = "valid types: " + ", ".join(sorted(ATTENTION))
 CASES = {
     # Hydra-level: unknown keys and malformed overrides.
     "unknown key": Case(("foo=1",), ("'foo'", "valid settings: space, name, sampler, seed, device, concurrency, "
-                                          "budget.*, constraints.*, asha.*, data.*, latency.*, compile, mlflow.*, "
+                                          "budget.*, constraints.*, asha.*, data.*, latency.*, train.*, compile, mlflow.*, "
                                           "faults.*, confirm.*, storage, ray.*, study.*")),
     "unknown budget key": Case(("budget.epoch=3",), ("'budget.epoch'", "valid settings under budget: backbone, "
                                                      "backbone_kwargs, epochs, trials, batch_size")),
@@ -69,6 +69,8 @@ CASES = {
     "latency budget negative": Case(("constraints.max_latency_ms=-1",), ("constraints.max_latency_ms=-1", "number > 0")),
     "params budget text": Case(("constraints.max_params_m=big",), ("constraints.max_params_m='big'", "number > 0")),
     "latency precision": Case(("latency.precision=int8",), ("'int8'", "valid latency precisions: fp32, bf16, fp16")),
+    "train precision": Case(("train.precision=fp16",), ("'fp16'", "valid train precisions: auto, fp32, bf16")),
+    "ema out of range": Case(("budget.ema=1.5",), ("ema=1.5", "[0, 1)")),
     "compile not a boolean": Case(("compile=maybe",), ("compile='maybe'", "true or false")),
     "fault rate above 1": Case(("faults.rate=2",), ("faults.rate=2", "from 0 to 1")),
     "confirm top_k 0": Case(("confirm.top_k=0",), ("confirm.top_k=0", "an integer >= 1")),

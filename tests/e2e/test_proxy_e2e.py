@@ -1,0 +1,40 @@
+"""The proxy-task check for real, on a tiny budget: ``python -m search.proxy`` on Fashion-MNIST trains every
+(architecture, seed, budget), prints the fidelity table and a recommendation, writes its JSON, and a rerun resumes
+without training anything again."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.e2e
+ARGS = ["search.proxy", "space=fashion_attention", "archs=3", "seeds=2", "reference=1x256", "budgets=[1x128]",
+        "workers=2", "train.precision=fp32", "out=proxy"]
+
+
+def test_the_check_runs_reports_and_resumes(tmp_path: Path, run_cli) -> None:
+    first = run_cli(ARGS, cwd=tmp_path).stdout
+    record = json.loads((tmp_path / "proxy" / "fashion_attention.json").read_text())
+    assert len(record["runs"]) == 3 * 2 * 2 and {r["budget"] for r in record["runs"]} == {"1x256", "1x128"}
+    assert list(record["meta"]["archs"])[:3] == ["plain", "se_r16", "cbam_r16_k7"]
+    assert record["command"].endswith(" ".join(ARGS[1:])) and record["environment"]["torch"]
+    assert all(0 <= r["test_acc"] <= 1 and len(r["val_acc"]) == 1 and r["train_s"] > 0 for r in record["runs"])
+    assert "tau vs reference" in first and "1x128" in first and record["summary"]["sentence"] in first
+    assert "12/12" in first  # a progress line per finished run
+    again = run_cli(ARGS, cwd=tmp_path).stdout
+    assert "12 done before" in again and "/12 " not in again.split("done before")[1]  # nothing trained again
+
+
+def test_a_malformed_budget_is_one_error_line(tmp_path: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "search.proxy", "budgets=[3y300]"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "budgets='3y300'" in result.stderr and "EPOCHSxTRAIN_SIZE" in result.stderr
+    assert not (tmp_path / "proxy").exists()

@@ -39,22 +39,22 @@ class StageSpace:
     blocks: tuple[str, ...] = (DEFAULT_BLOCKS,)  # which blocks get it: every | last (not drawn for stage_end)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keyword-only: fields with defaults stand beside those without
 class Budget:
     """How big one search is on one kind of hardware. Every field can be overridden as ``budget.FIELD=VALUE``."""
 
     backbone: str  # timm model name
+    backbone_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # extra timm.create_model args
     epochs: int  # full training budget of one trial (ASHA's max_t)
     trials: int  # number of architectures sampled
     batch_size: int  # images per step
     lr: float  # peak learning rate of the one-cycle schedule
-    val_size: int  # images held out of the train split for val_acc
     weight_decay: float = 5e-4  # decoupled L2 coefficient
     train_size: int | None = None  # images from the train split (None = all)
+    val_size: int  # images held out of the train split for val_acc
     gpu_per_trial: float = 1.0  # fraction of one GPU per trial (0.25 packs four trials on a GPU); ignored on CPU
     cpu_per_trial: int = 1  # CPU cores (and torch threads) per trial
     ema: float = 0.0  # decay per step of the evaluated weight average (trials.TrainConfig.ema; 0 = off)
-    backbone_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # extra timm.create_model args
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Budget:
         """Return a copy with the non-null entries of ``overrides`` applied (unknown fields are an error)."""

@@ -12,6 +12,7 @@ architecture's latency is measured again with nothing else running, and :mod:`se
 from __future__ import annotations
 
 import dataclasses
+import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ray import tune
-from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search import Searcher
 
 from backbones import ArchConfig, canonical
 from search.confirm.statistics import Confirmed, confirmation_sentence, confirmation_statistics, write_confirmed_csv
@@ -96,16 +97,45 @@ def run_confirmation(*, candidates: Sequence[Candidate], seeds: Sequence[int], d
                      settings: TrialSettings, experiment_dir: str, resources: Mapping[str, float],
                      concurrency: int, callbacks: Sequence[tune.Callback]) -> tune.ResultGrid:
     """Train every (candidate, seed) for the full budget and score it on the test split (a Ray Tune experiment in
-    ``experiment_dir``, its configs proposed in order by Ray's ``BasicVariantGenerator(points_to_evaluate=...)``;
-    a rerun after a crash resumes it, finished runs are not trained again). Needs Ray running."""
+    ``experiment_dir``; a rerun after a crash resumes it, finished runs are not trained again). Needs Ray running."""
     configs = [{"arch": c.arch.to_dict(), "seed": seed, "test": True, "label": f"confirm {c.name} seed {seed}",
                 "tags": {CONFIRM_TAG: c.name, SEED_TAG: str(seed)}}
                for c in candidates for seed in seeds]
     trainable = tune.with_parameters(train_architecture, data=data,
                                      settings=dataclasses.replace(settings, probe=_NO_PROBE))
     return run_tuner(trainable=trainable, resources=dict(resources), experiment_dir=experiment_dir,
-                     searcher=BasicVariantGenerator(points_to_evaluate=configs), scheduler=None,
+                     searcher=ListSearcher(configs), scheduler=None,
                      num_samples=len(configs), concurrency=concurrency, callbacks=callbacks)
+
+
+class ListSearcher(Searcher):
+    """Proposes the given configs in order, once each. Its state, saved with each experiment snapshot, is how many
+    it gave. Ray's own ways do not fit: ``BasicVariantGenerator(points_to_evaluate=...)`` only overrides keys that the
+    param space declares (a nested ``arch`` dict raises KeyError) and ignores ``max_concurrent_trials``; a grid search
+    nests each config under one key. This keeps the trial config flat, as the search's is."""
+
+    def __init__(self, configs: Sequence[dict[str, Any]]) -> None:
+        super().__init__()
+        self.configs = list(configs)
+        self.given = 0
+
+    def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
+        return True
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        if self.given >= len(self.configs):
+            return Searcher.FINISHED
+        self.given += 1
+        return dict(self.configs[self.given - 1])
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        Path(checkpoint_path).write_text(json.dumps({"given": self.given}))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.given = json.loads(Path(checkpoint_path).read_text())["given"]
 
 
 def summarise_confirmation(results: tune.ResultGrid, *, candidates: Sequence[Candidate],

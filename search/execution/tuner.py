@@ -13,7 +13,7 @@ from typing import Any
 import ray
 from ray import tune
 from ray.tune.schedulers import TrialScheduler
-from ray.tune.search import SearchAlgorithm, Searcher
+from ray.tune.search import Searcher
 
 from search.execution.ray_adapter import set_callbacks_of_restored_tuner
 from search.execution.storage import split
@@ -48,7 +48,7 @@ def ray_runtime(*, num_cpus: int | None = None, address: str | None = None) -> I
 
 
 def run_tuner(*, trainable: Callable[..., Any], resources: dict[str, float], experiment_dir: str,
-              searcher: Searcher | SearchAlgorithm, scheduler: TrialScheduler | None, num_samples: int, concurrency: int,
+              searcher: Searcher, scheduler: TrialScheduler | None, num_samples: int, concurrency: int,
               callbacks: Sequence[tune.Callback]) -> tune.ResultGrid:
     """Run the search in ``experiment_dir`` (a folder or a URI, ``search.execution.storage.join``); if it holds an earlier,
     interrupted run of it, resume that instead.

@@ -35,6 +35,7 @@ def _search(folder: Path, *, trials: int, name: str) -> tuple[float, list[dict]]
     overrides = [f"name={name}", f"budget.trials={trials}", "budget.epochs=1", "budget.train_size=64",
                  "budget.val_size=64", "budget.batch_size=32", "latency.runs=1", "latency.warmup=0",
                  "latency.batch=0", "concurrency=1", "sampler=random", "confirm.enabled=false", f"storage={folder / 'runs'}",
+                 "train.precision=fp32",  # the precision timing is a fixed start cost (benchmarks.train_speed)
                  f"mlflow.tracking_uri=sqlite:///{folder / 'mlflow.db'}"]
     with initialize(version_base=None, config_path=None):
         cfg = compose(config_name="run", overrides=overrides)

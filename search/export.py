@@ -34,7 +34,7 @@ from search.settings.config import ExportConfig, export_settings
 from search.settings.errors import UserError, exit_on_bad_input
 from search.confirm.statistics import Confirmed, Verdict, read_confirmed_csv
 from search.outcomes import (CONFIRM_TAG, CONFIRMED_CSV, DATA_JSON, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEARCH_ROLE, SEARCH_TAG,
-                             SEED_TAG)
+                             SEED_TAG, TEST_IMAGES_PARAM, test_split_text)
 from search.settings.tracking_uri import check_tracking_uri, sqlite_path
 
 _TEMPLATE = '''"""{title}
@@ -183,8 +183,8 @@ def _pick_confirmed(client: mlflow.MlflowClient, experiment: str, *, parent: Any
             if pick.diff_ci_low is not None else f"; difference to the plain backbone {pick.diff_mean:+.4f}")
     std = f" ± {pick.std:.4f}" if pick.std is not None else ""
     latency = f", latency_ms {pick.latency_ms:.3f} (measured alone)" if pick.latency_ms is not None else ""
-    note = (f"Confirmed ({pick.name}: {pick.arch_text}): test_acc {pick.mean:.4f}{std} over {pick.n} seeds on the "
-            f"official test split{diff}{latency}.\nVerdict: {pick.verdict}; picked because {why}. "
+    note = (f"Confirmed ({pick.name}: {pick.arch_text}): test_acc {pick.mean:.4f}{std} over {pick.n} seeds on "
+            f"{test_split_text(_test_images(parent))}{diff}{latency}.\nVerdict: {pick.verdict}; picked because {why}. "
             f"Weights: the seed-{runs[0].data.tags.get(SEED_TAG)} confirmation run.\n")
     return runs[0], note
 
@@ -247,6 +247,12 @@ def _export_and_report(cfg: DictConfig) -> None:
           f"  check   output matches the trial's reference output (max abs diff {result.max_abs_diff:.2e})\n"
           f"Use it:   PYTHONPATH={result.module_path.parent} python -c \"from {result.module_path.stem} import "
           f"build_model; print(build_model())\"", file=sys.stdout, flush=True)
+
+
+def _test_images(parent: Any) -> int | None:
+    """How many test images the search's confirmation scored (its parent run's param; None for older searches)."""
+    value = parent.data.params.get(TEST_IMAGES_PARAM)
+    return int(value) if value else None
 
 
 def main(argv: list[str] | None = None) -> None:

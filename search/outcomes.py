@@ -69,6 +69,14 @@ class Outcome(str, Enum):
         return self.value
 
 
+TEST_IMAGES_PARAM = "data.test_images"  # on the parent run: how many test images confirmation scores (data.test_size)
+
+
+def test_split_text(images: int | None) -> str:
+    """What confirmation scored on, for the summary, the log and export: ``the official test split (1,000 images)``."""
+    return "the official test split" + (f" ({images:,} images)" if images else "")
+
+
 def trial_outcome(result: Mapping[str, Any] | None, *, full_epochs: int, error: bool = False) -> Outcome:
     """How a trial ended, from its last result: failed (it raised, or reported nothing), rejected (over a hard
     budget, never trained), early_stopped (by ASHA, before ``full_epochs``) or completed."""

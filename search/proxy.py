@@ -60,6 +60,7 @@ class Job:
     data: dict[str, Any]  # load_dataset arguments
     device: str
     threads: int
+    test_size: int | None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -75,7 +76,11 @@ def proxy(cfg: DictConfig | ProxyConfig) -> dict[str, Any]:
     except SpaceError as exc:
         raise UserError(str(exc)) from None
     hardware = resolve_device(settings.device.value).type
-    budget = space.budgets["gpu" if hardware == "cuda" else "cpu"]
+    try:
+        budget = space.budgets["gpu" if hardware == "cuda" else "cpu"].with_overrides(
+            dataclasses.asdict(settings.budget))
+    except SpaceError as exc:
+        raise UserError(str(exc)) from None
     order = [settings.reference, *dict.fromkeys(b for b in settings.budgets if b != settings.reference)]
     data_args = dict(name=space.dataset, root=settings.data.root, val_size=budget.val_size, seed=settings.seed,
                      download=settings.data.download, image_size=settings.data.image_size, cache=settings.data.cache)
@@ -92,15 +97,18 @@ def proxy(cfg: DictConfig | ProxyConfig) -> dict[str, Any]:
     meta = {"space": space.name, "dataset": space.dataset, "reference": settings.reference, "budgets": order,
             "seeds": settings.seeds, "archs": {name: arch.to_dict() for name, arch in archs.items()},
             "recipe": {"batch_size": budget.batch_size, "lr": budget.lr, "weight_decay": budget.weight_decay,
-                       "ema": budget.ema, "val_size": budget.val_size, **precision}, "data_seed": settings.seed}
+                       "ema": budget.ema, "val_size": budget.val_size, **precision}, "data_seed": settings.seed,
+            "test_size": settings.data.test_size}
     record = _load(out, meta)
     done = {(r["budget"], r["arch"], r["seed"]) for r in record["runs"]}
     jobs = [Job(arch_name=name, arch=arch.to_dict(), seed=seed, budget=b, device=hardware,
                 threads=budget.cpu_per_trial, data={**data_args, "train_size": _size(b)},
+                test_size=settings.data.test_size,
                 train=dict(epochs=_epochs(b), batch_size=budget.batch_size, lr=budget.lr,
                            weight_decay=budget.weight_decay, ema=budget.ema, report_raw=budget.ema > 0, seed=seed,
                            **precision))
-            for b in order for name, arch in archs.items() for seed in range(1, settings.seeds + 1)]
+            # seed-major: a check stopped part-way already has every budget and architecture at fewer seeds
+            for seed in range(1, settings.seeds + 1) for b in order for name, arch in archs.items()]
     todo = [job for job in jobs if job.key not in done]
     workers = settings.workers or max(1, (os.cpu_count() or 1) // budget.cpu_per_trial)
     say(f"Proxy check of {space.name}: {len(archs)} architectures x {settings.seeds} seeds x {len(order)} budgets "
@@ -214,7 +222,7 @@ def train_one(job: Job) -> dict[str, Any]:
     key = json.dumps(job.data, sort_keys=True)
     if key not in _DATA_CACHE:
         _DATA_CACHE.clear()  # one budget's data at a time
-        _DATA_CACHE[key] = load_dataset(**job.data, test=True)
+        _DATA_CACHE[key] = load_dataset(**job.data, test=True, test_size=job.test_size)
     data = _DATA_CACHE[key]
     torch.manual_seed(job.seed)
     model = build(ArchConfig.from_dict(job.arch))

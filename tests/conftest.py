@@ -26,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 E2E_TRIALS = 5
 E2E_EPOCHS = 2
 E2E_SEEDS = (1, 2)  # confirmation seeds: the search's seed is 0
+E2E_TEST_SIZE = 1000  # confirmation scores on a fixed stratified 1,000 of the 10,000 test images (CI time)
 
 
 def cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
@@ -57,7 +58,8 @@ def e2e_search(tmp_path_factory: pytest.TempPathFactory) -> E2ESearch:
     folder = tmp_path_factory.mktemp("search")
     args = ["search.run", "space=fashion_attention", "name=e2e", f"budget.trials={E2E_TRIALS}",
             f"budget.epochs={E2E_EPOCHS}", "budget.train_size=768", "budget.val_size=512", "budget.batch_size=64",
-            "latency.runs=10", "sampler=random", "confirm.top_k=1", f"confirm.seeds={len(E2E_SEEDS)}"]
+            "latency.runs=10", "sampler=random", "confirm.top_k=1", f"confirm.seeds={len(E2E_SEEDS)}",
+            f"data.test_size={E2E_TEST_SIZE}"]
     result = cli(args, cwd=folder)
     return E2ESearch(name="e2e", folder=folder, stdout=result.stdout, trials=E2E_TRIALS, epochs=E2E_EPOCHS,
                      seeds=E2E_SEEDS)

@@ -27,11 +27,12 @@ import torch.nn.functional as F
 from trials.image_folder import load_image_folder
 from trials.published import (CIFAR10_KNOWN, CIFAR100_KNOWN, FASHION_DEBIAN_ROOT, FASHION_FILES, FASHION_KNOWN,
                               STL10_FILES, STL10_KNOWN, SVHN_FILES, SVHN_KNOWN, Known, LoadFn, cifar_files, published)
-from trials.source import DatasetError, LoadRequest, Source
+from trials.source import DatasetError, LoadRequest, Source, stratified_split
 
 # Where downloads (CIFAR, SVHN, STL-10, Fashion-MNIST without the Debian package) and image-folder caches go
 # (data.cache); published datasets are also looked for here.
 DEFAULT_CACHE_ROOT = Path("~/.cache/attnas/data")
+TEST_SUBSET_SEED = 20240  # load_dataset(test_size=N): the one generator seed of the fixed test subset (no search seed)
 
 
 @dataclass
@@ -168,6 +169,7 @@ def load_dataset(
     seed: int = 0,
     download: bool = False,
     test: bool = False,
+    test_size: int | None = None,
     image_size: int | None = None,
     cache: str | Path | None = None,
     log: Callable[[str], None] = lambda line: None,
@@ -182,6 +184,8 @@ def load_dataset(
     (Fashion-MNIST t10k, 10,000 images; CIFAR test_batch / test, 10,000; SVHN 26,032; STL-10 8,000; an image
     folder's test/ or its fixed stratified fifth; synthetic: 2,000 generated from a stream no seed reaches). It does
     not depend on `seed`, `train_size` or `val_size`. Only the confirmation phase asks for it; the search must not.
+    test_size: score on a fixed stratified subset of this many test images (None = the whole test split): the same
+    images for every seed and search (drawn with its own generator, TEST_SUBSET_SEED), for quick checks on a CPU.
     image_size: square side in px; every split is resized to it (bilinear, antialiased) when the images have another
     size (None = native; image folders: their default, `trials.image_folder.default_image_size`). cache: where
     downloads and image-folder caches go (None = DEFAULT_CACHE_ROOT). log: gets one-line progress messages.
@@ -223,7 +227,15 @@ def load_dataset(
         if source.test_x.shape[1:] != images.shape[1:]:
             raise ValueError(f"dataset {name!r}: test images are {source.test_x.shape[1:]}, train images "
                              f"{images.shape[1:]} (C×H×W); the files do not belong together")
-        test_x, test_y = _tensor(source.test_x, np.uint8), _tensor(source.test_y, np.int64)
+        test_images, test_labels = source.test_x, source.test_y
+        if test_size is not None:
+            if not 0 < test_size <= len(test_labels):
+                raise ValueError(f"test_size={test_size} must be in 1..{len(test_labels)} for {name!r} "
+                                 f"(its test split has {len(test_labels)} images)")
+            keep, _ = stratified_split(np.asarray(test_labels), count=test_size,
+                                       rng=np.random.default_rng(TEST_SUBSET_SEED))
+            test_images, test_labels = test_images[keep], test_labels[keep]
+        test_x, test_y = _tensor(test_images, np.uint8), _tensor(test_labels, np.int64)
     train_idx = np.sort(train_idx)
     return TensorData(
         name=name, train_x=_tensor(images[train_idx], np.uint8), train_y=_tensor(labels[train_idx], np.int64),

@@ -29,7 +29,7 @@ from search.execution.alone import measure_alone
 from search.execution.progress import ProgressPrinter
 from search.execution.trainable import train_architecture
 from search.execution.tuner import run_tuner
-from search.outcomes import CONFIRM_ROLE, CONFIRM_TAG, CONFIRMED_CSV, SEED_TAG, VERDICT_TAG
+from search.outcomes import CONFIRM_ROLE, CONFIRM_TAG, CONFIRMED_CSV, SEED_TAG, VERDICT_TAG, test_split_text
 from search.settings.plan import SearchPlan, TrialSettings
 from search.tracking.parent import SearchRun, ended_trials
 from search.tracking.trial_runs import MlflowTrialCallback
@@ -80,7 +80,7 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
     seeds = confirmation_seeds(search_seed=plan.seed, count=plan.confirm_seeds)
     print(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
           f"{len(candidates) - len(controls)} from the front) x {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
-          f"trained from scratch and scored on the official test split", flush=True)
+          f"trained from scratch and scored on {test_split_text(len(plan.data.test_y))}", flush=True)
     tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
                                   search_name=plan.name, full_epochs=plan.budget.epochs, existing=search.existing,
                                   role=CONFIRM_ROLE)

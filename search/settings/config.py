@@ -127,6 +127,9 @@ class DataConfig:
     # square side in px every image is resized to; null: native size (image_folder: 32 when the median image side
     # is <= 40 px, else 64; trials.image_folder.default_image_size)
     image_size: Optional[int] = field(default=None, metadata=integer(minimum=1))
+    # score confirmation on a fixed stratified subset of this many test images; null: the whole official test split
+    # (a smaller subset is quicker on a CPU, at the price of a wider interval: binomial std ~ sqrt(p(1-p)/N))
+    test_size: Optional[int] = field(default=None, metadata=integer(minimum=1))
     # downloads and the image-folder tensor cache (image_folder/KEY.pt, reused while the folder is unchanged)
     cache: str = field(default=str(DEFAULT_CACHE_ROOT), metadata=FOLDER)
 
@@ -282,6 +285,8 @@ class ProxyConfig:
     device: Device = field(default=Device["auto"], metadata=choice("device"))
     train: TrainSettings = field(default_factory=TrainSettings)
     data: DataConfig = field(default_factory=DataConfig)
+    # the rest of the recipe (lr, batch_size, ema, ...) as search.run takes it; epochs and train_size come from budgets
+    budget: BudgetOverrides = field(default_factory=BudgetOverrides)
 
     def __post_init__(self) -> None:
         check(self)

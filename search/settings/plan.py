@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from search.outcomes import TEST_IMAGES_PARAM
 from search.settings.config import Device, RunConfig, check_setting, run_settings
 from search.settings.errors import UserError
 from search.execution.cluster import Node, reachable_address, trial_slots
@@ -98,6 +99,7 @@ class SearchPlan:
                 "train.precision": self.train_precision,
                 **({"data.root": self.data_root} if self.data_root else {}),
                 "data.image_shape": "x".join(str(d) for d in self.data.image_shape),
+                **({TEST_IMAGES_PARAM: len(self.data.test_y)} if self.data.test_y is not None else {}),
                 **{f"constraints.{k}": v for k, v in asdict(self.constraints).items()},
                 **({"faults.rate": self.faults.rate, "faults.kind": self.faults.kind} if self.faults.rate else {}),
                 "confirm.top_k": self.confirm_top_k, "confirm.seeds": self.confirm_seeds,
@@ -137,7 +139,8 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     try:
         data = load_dataset(space.dataset, root=settings.data.root, train_size=budget.train_size,
                             val_size=budget.val_size, seed=settings.seed, download=settings.data.download,
-                            test=settings.confirm.enabled, image_size=settings.data.image_size,
+                            test=settings.confirm.enabled, test_size=settings.data.test_size,
+                            image_size=settings.data.image_size,
                             cache=settings.data.cache, log=say)
     except (DatasetMissingError, ValueError) as exc:  # ValueError: sizes or data the dataset cannot supply
         raise UserError(str(exc)) from None

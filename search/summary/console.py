@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from search.confirm.statistics import Confirmed, Verdict, diff_text
-from search.outcomes import CONFIRM_ROLE, LATENCY_OBJECTIVE, TRIAL_ROLE
+from search.outcomes import CONFIRM_ROLE, LATENCY_OBJECTIVE, TRIAL_ROLE, test_split_text
 from search.settings.plan import SearchPlan
 from search.settings.terminal import format_table
 from search.study.dashboard import study_hint
@@ -54,7 +54,7 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     else:
         print("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
     if summary.confirmed:
-        print(f"\nConfirmed on the official test split ({plan.space.dataset}), retrained from scratch per seed; "
+        print(f"\nConfirmed on {test_split_text(len(plan.data.test_y))} ({plan.space.dataset}), retrained from scratch per seed; "
               f"test_acc mean ± std, 95% interval of the paired difference to the plain backbone:")
         print(format_table([confirmed_row(row) for row in summary.confirmed], [
             ("name", "confirmed", "s"), ("seeds", "seeds", "s"), ("test_acc", "test_acc", "s"),

@@ -31,7 +31,8 @@ def faulty(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     folder = tmp_path_factory.mktemp("faulty")
     args = ["search.run", "name=faulty", f"budget.trials={TRIALS}", "budget.epochs=1", "budget.train_size=256",
             "budget.val_size=128", "latency.runs=3", "latency.batch=0", "sampler=random", "faults.rate=0.2",
-            "faults.kind=mixed", f"constraints.max_params_m={MAX_PARAMS_M}", "confirm.enabled=false"]
+            "faults.kind=mixed", f"constraints.max_params_m={MAX_PARAMS_M}", "confirm.enabled=false",
+            "train.precision=fp32"]
     result = subprocess.run([sys.executable, "-m", *args], cwd=folder, capture_output=True, text=True, timeout=900,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -139,7 +139,8 @@ def test_export_rebuilds_the_confirmed_pick_in_a_new_process(search: tuple[Path,
     (parent,) = client.search_runs([experiment.experiment_id], filter_string="tags.`attnas.role` = 'search'")
     better = "beats the plain backbone by" in parent.data.tags["attnas.verdict"]
     docstring = (folder / "exported" / "best_arch.py").read_text().split('"""')[1]
-    assert "test_acc" in docstring and "over 2 seeds on the official test split" in docstring
+    assert "test_acc" in docstring and "over 2 seeds on the official test split (1,000 images)" in docstring
+    assert parent.data.params["data.test_images"] == "1000"  # data.test_size: a fixed subset, said where it is used
     assert "Verdict: " + ("better" if better else "reference") in docstring
     picked = re.search(r"Confirmed \((\w+):", docstring).group(1)
     assert better or picked == "plain"  # nothing beat the plain backbone beyond noise: the plain backbone is exported

@@ -134,6 +134,10 @@ CASES = {
                                      marks=needs_fashion),
     "train size beyond the dataset": pytest.param(Case(("budget.train_size=100000",), ("train_size=100000", "1..")),
                                                   marks=needs_fashion),
+    "test size beyond the test split": pytest.param(
+        Case(("data.test_size=20000",), ("test_size=20000", "1..10000", "test split has 10000 images")),
+        marks=needs_fashion),
+    "test size 0": Case(("data.test_size=0",), ("data.test_size=0", "an integer >= 1")),
     "missing dataset": Case(("data.root={tmp}/nowhere", "data.download=false"),
                             ("{tmp}/nowhere", "apt-get install dataset-fashion-mnist", "data.root=DIR")),
     # The user's own images (space your_data, dataset image_folder); the tensor cache goes to {tmp}/cache.

@@ -104,6 +104,19 @@ def test_synthetic_test_split_is_fixed_generated_apart_and_moves_to_device():
     assert moved.test_x.shape == a.test_x.shape
 
 
+def test_test_size_is_one_fixed_stratified_subset_of_the_test_split():
+    full = load_dataset("synthetic", train_size=100, val_size=20, seed=0, test=True)
+    a = load_dataset("synthetic", train_size=100, val_size=20, seed=0, test=True, test_size=500)
+    b = load_dataset("synthetic", train_size=200, val_size=50, seed=7, test=True, test_size=500)
+    assert a.test_x.shape == (500, 1, 16, 16) and torch.equal(a.test_x, b.test_x)  # no seed or size reaches it
+    rows = {bytes(x) for x in full.test_x.flatten(1).numpy()}
+    assert all(bytes(x) in rows for x in a.test_x.flatten(1).numpy())  # a subset of the split, not new images
+    share = torch.bincount(a.test_y, minlength=a.num_classes) / 500
+    assert torch.allclose(share, torch.bincount(full.test_y, minlength=a.num_classes) / len(full.test_y), atol=0.003)
+    with pytest.raises(ValueError, match=r"test_size=2001 must be in 1\.\.2000"):
+        load_dataset("synthetic", train_size=100, val_size=20, test=True, test_size=2001)
+
+
 def test_missing_test_files_raise_one_line_error_naming_them(tmp_path):
     for stem in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
         if not (FASHION_ROOT / stem).is_file():

@@ -91,9 +91,10 @@ def proxy(cfg: DictConfig | ProxyConfig) -> dict[str, Any]:
     base = space.base_arch(backbone=budget.backbone, in_chans=probe_data.in_chans, num_classes=probe_data.num_classes,
                            backbone_kwargs=budget.backbone_kwargs)
     archs = _architectures(space, base=base, count=settings.archs, seed=settings.seed)
-    precision = _precision(settings.train.precision.value, hardware=hardware, base=base, data=probe_data,
-                           batch=budget.batch_size, threads=budget.cpu_per_trial)
     out = Path(settings.out) / f"{space.name}.json"
+    recorded = _recorded_precision(out) if settings.train.precision.value == "auto" else None
+    precision = recorded or _precision(settings.train.precision.value, hardware=hardware, base=base,
+                                       data=probe_data, batch=budget.batch_size, threads=budget.cpu_per_trial)
     meta = {"space": space.name, "dataset": space.dataset, "reference": settings.reference, "budgets": order,
             "seeds": settings.seeds, "archs": {name: arch.to_dict() for name, arch in archs.items()},
             "recipe": {"batch_size": budget.batch_size, "lr": budget.lr, "weight_decay": budget.weight_decay,
@@ -115,7 +116,10 @@ def proxy(cfg: DictConfig | ProxyConfig) -> dict[str, Any]:
         f"({', '.join(order)}; reference {settings.reference}) = {len(jobs)} runs, {len(jobs) - len(todo)} done "
         f"before, {workers} at once; training {precision['precision']}"
         f"{' channels_last' if precision['channels_last'] else ''}; results in {out}")
-    _run(todo, workers=workers, record=record, out=out, total=len(jobs))
+    if settings.report:
+        say(f"report=true: the figures of the {len(jobs) - len(todo)} runs recorded so far; nothing is trained")
+    else:
+        _run(todo, workers=workers, record=record, out=out, total=len(jobs))
     rows = fidelity(record["runs"], reference=settings.reference, budgets=order)
     choice, sentence = recommend(rows, reference=settings.reference, min_tau=settings.min_tau, effect=settings.effect)
     record["summary"] = {"rows": [dataclasses.asdict(r) for r in rows], "recommended": choice, "sentence": sentence}
@@ -165,6 +169,15 @@ def _precision(given: str, *, hardware: str, base: ArchConfig, data: Any, batch:
     say(f"Training arithmetic (train.precision=auto): {choice.describe()}")
     precision, channels_last = CANDIDATES[choice.label]
     return {"precision": precision, "channels_last": channels_last}
+
+
+def _recorded_precision(out: Path) -> dict[str, Any] | None:
+    """The arithmetic an earlier run of the check chose (train.precision=auto is timed once, not on every resume)."""
+    if not out.is_file():
+        return None
+    recipe = json.loads(out.read_text()).get("meta", {}).get("recipe", {})
+    return ({"precision": recipe["precision"], "channels_last": recipe["channels_last"]}
+            if "precision" in recipe and "channels_last" in recipe else None)
 
 
 def _load(out: Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -245,11 +258,13 @@ def _table(rows: list[BudgetFidelity]) -> str:
     return "\n" + format_table([{
         "budget": r.budget, "runs": str(r.runs), "plain": cell(r.plain_test_acc, ".4f"), "std": cell(r.seed_std, ".4f"),
         "tau": cell(r.tau, ".2f"), "p": cell(r.tau_p, ".3g"), "lat": cell(r.latency_tau, ".2f"),
-        "e1": cell(r.epoch1_tau, ".2f"), "e1raw": cell(r.epoch1_tau_raw, ".2f"), "cost": f"{r.cost_s:.0f}"}
+        "e1": cell(r.epoch1_tau, ".2f"), "e1raw": cell(r.epoch1_tau_raw, ".2f"), "rho": cell(r.epoch1_rho, ".2f"),
+        "rhoraw": cell(r.epoch1_rho_raw, ".2f"), "cost": f"{r.cost_s:.0f}"}
         for r in rows], [
         ("budget", "budget", "s"), ("runs", "runs", "s"), ("plain", "plain test_acc", "s"),
         ("std", "seed std", "s"), ("tau", "tau vs reference", "s"), ("p", "p", "s"),
         ("lat", "latency tau", "s"), ("e1", "epoch-1 val tau (ema)", "s"), ("e1raw", "(raw)", "s"),
+        ("rho", "epoch-1 val rho (ema)", "s"), ("rhoraw", "(raw)", "s"),
         ("cost", "training s per run", "s")])
 
 

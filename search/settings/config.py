@@ -282,6 +282,7 @@ class ProxyConfig:
     # trials at once (processes, one core each on CPU); default: CPU cores // the budget's cpu_per_trial
     workers: Optional[int] = field(default=None, metadata=integer(minimum=1))
     out: str = field(default="proxy", metadata=FOLDER)  # OUT/SPACE.json: every finished run; rerun to resume
+    report: bool = False  # true: print the figures of the runs recorded so far and train nothing (a check under way)
     device: Device = field(default=Device["auto"], metadata=choice("device"))
     train: TrainSettings = field(default_factory=TrainSettings)
     data: DataConfig = field(default_factory=DataConfig)

@@ -9,7 +9,8 @@ split, its per-epoch ``val_acc`` and its wall time), each budget gets:
   reference budget (``scipy.stats.kendalltau``; Vertex AI NAS trusts a proxy task from about 0.65);
 - ``latency_tau``: the same for the probe's latency_ms (does the latency ranking repeat between runs);
 - ``epoch1_tau`` / ``epoch1_tau_raw``: Kendall's tau of the epoch-1 val_acc (of the weight average, and of the live
-  weights) against the reference's final test_acc: how well early stopping at epoch 1 can rank;
+  weights) against the reference's final test_acc: how well early stopping at epoch 1 can rank; ``epoch1_rho`` /
+  ``epoch1_rho_raw``: the same as Spearman's rho (``scipy.stats.spearmanr``);
 - ``cost_s``: the median seconds one run spends training and validating (what a search trial pays; the probe and
   the test-split scoring are left out).
 
@@ -39,6 +40,8 @@ class BudgetFidelity:
     latency_tau: float | None
     epoch1_tau: float | None
     epoch1_tau_raw: float | None
+    epoch1_rho: float | None
+    epoch1_rho_raw: float | None
     cost_s: float
 
 
@@ -49,6 +52,14 @@ def _kendall(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, floa
 
     result = stats.kendalltau(x, y)
     return float(result.statistic), float(result.pvalue)
+
+
+def _spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    if len(x) < 3 or len(set(x)) == 1 or len(set(y)) == 1:
+        return None
+    from scipy import stats
+
+    return float(stats.spearmanr(x, y).statistic)
 
 
 def _by_arch(runs: Sequence[Mapping[str, Any]], budget: str, key: str) -> dict[str, list[float]]:
@@ -87,6 +98,7 @@ def fidelity(runs: Sequence[Mapping[str, Any]], *, reference: str, budgets: Sequ
             latency_tau=_kendall([statistics.median(latency[a]) for a in timed],
                                  [statistics.median(latency_ref[a]) for a in timed])[0],
             epoch1_tau=_kendall(*_against(early, truth))[0], epoch1_tau_raw=_kendall(*_against(early_raw, truth))[0],
+            epoch1_rho=_spearman(*_against(early, truth)), epoch1_rho_raw=_spearman(*_against(early_raw, truth)),
             cost_s=statistics.median(run["train_s"] for run in runs if run["budget"] == budget)
             if any(run["budget"] == budget for run in runs) else float("nan")))
     return rows

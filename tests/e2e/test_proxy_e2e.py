@@ -33,6 +33,13 @@ def test_the_check_runs_reports_and_resumes(tmp_path: Path, run_cli) -> None:
     assert "12/12" in first  # a progress line per finished run
     again = run_cli(ARGS, cwd=tmp_path).stdout
     assert "12 done before" in again and "/12 " not in again.split("done before")[1]  # nothing trained again
+    assert "Training arithmetic" not in again  # the recorded choice of arithmetic is kept, not timed again
+    half = json.loads((tmp_path / "proxy" / "fashion_attention.json").read_text())
+    half["runs"] = [r for r in half["runs"] if r["seed"] == 1]  # as if stopped half-way (seed-major order)
+    (tmp_path / "proxy" / "fashion_attention.json").write_text(json.dumps(half))
+    partial = run_cli([*ARGS, "report=true"], cwd=tmp_path).stdout
+    assert "6 runs recorded so far; nothing is trained" in partial and "tau vs reference" in partial
+    assert len(json.loads((tmp_path / "proxy" / "fashion_attention.json").read_text())["runs"]) == 6
 
 
 def test_a_malformed_budget_is_one_error_line(tmp_path: Path) -> None:

@@ -30,6 +30,10 @@ def test_taus_stds_and_the_recommendation() -> None:
     assert rows["3x3000"].seed_std == pytest.approx(math.sqrt(2) * 0.004)  # two seeds at mean -/+ 0.004
     assert rows["3x3000"].plain_test_acc == pytest.approx(0.70) and rows["3x3000"].cost_s == 15
     assert rows["3x6000"].latency_tau == pytest.approx(1.0) and rows["3x6000"].epoch1_tau == pytest.approx(1.0)
+    assert rows["3x6000"].epoch1_rho == pytest.approx(1.0)
+    swapped = [dict(r, val_acc=[1 - r["val_acc"][0]]) for r in runs]  # epoch 1 ranks them backwards
+    backwards = fidelity(swapped, reference="4x8000", budgets=["3x6000"])[0]
+    assert backwards.epoch1_tau == pytest.approx(-1.0) and backwards.epoch1_rho == pytest.approx(-1.0)
     # the cheapest budget that ranks right and whose noise is below the effect
     choice, sentence = recommend(list(rows.values()), reference="4x8000", min_tau=0.65, effect=0.005)
     assert choice == "3x6000" and "3x6000" in sentence  # 3x3000 ranks right but its std 0.0057 is above 0.005

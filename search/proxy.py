@@ -233,8 +233,7 @@ def train_one(job: Job) -> dict[str, Any]:
     """One run in a worker process: build, probe, train, score on the test split."""
     torch.set_num_threads(job.threads)
     key = json.dumps(job.data, sort_keys=True)
-    if key not in _DATA_CACHE:
-        _DATA_CACHE.clear()  # one budget's data at a time
+    if key not in _DATA_CACHE:  # one entry per budget (runs go seed by seed, so the budgets alternate)
         _DATA_CACHE[key] = load_dataset(**job.data, test=True, test_size=job.test_size)
     data = _DATA_CACHE[key]
     torch.manual_seed(job.seed)

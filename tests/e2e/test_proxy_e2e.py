@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.e2e
 ARGS = ["search.proxy", "space=fashion_attention", "archs=3", "seeds=2", "reference=1x256", "budgets=[1x128]",
-        "workers=2", "train.precision=fp32", "data.test_size=500", "budget.ema=0.9", "out=proxy"]
+        "workers=2", "train.precision=fp32", "data.test_size=200", "budget.val_size=128", "budget.ema=0.9", "out=proxy"]
 
 
 def test_the_check_runs_reports_and_resumes(tmp_path: Path, run_cli) -> None:
@@ -28,7 +28,7 @@ def test_the_check_runs_reports_and_resumes(tmp_path: Path, run_cli) -> None:
     assert record["command"].endswith(shlex.join(ARGS[1:])) and record["environment"]["torch"]
     assert all(0 <= r["test_acc"] <= 1 and len(r["val_acc"]) == 1 and r["train_s"] > 0 for r in record["runs"])
     assert all(len(r["val_acc_raw"]) == 1 for r in record["runs"])  # budget.ema reached the runs: both evaluations
-    assert record["meta"]["recipe"]["ema"] == 0.9 and record["meta"]["test_size"] == 500
+    assert record["meta"]["recipe"]["ema"] == 0.9 and record["meta"]["test_size"] == 200
     assert "tau vs reference" in first and "1x128" in first and record["summary"]["sentence"] in first
     assert "12/12" in first  # a progress line per finished run
     again = run_cli(ARGS, cwd=tmp_path).stdout

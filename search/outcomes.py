@@ -72,9 +72,11 @@ class Outcome(str, Enum):
 TEST_IMAGES_PARAM = "data.test_images"  # on the parent run: how many test images confirmation scores (data.test_size)
 
 
-def test_split_text(images: int | None) -> str:
-    """What confirmation scored on, for the summary, the log and export: ``the official test split (1,000 images)``."""
-    return "the official test split" + (f" ({images:,} images)" if images else "")
+def test_split_text(images: int | None, *, dataset: str | None = None) -> str:
+    """What confirmation scored on, for the summary, the log and export:
+    ``the official test split of fashion_mnist (1,000 images)``."""
+    return ("the official test split" + (f" of {dataset}" if dataset else "")
+            + (f" ({images:,} images)" if images else ""))
 
 
 def trial_outcome(result: Mapping[str, Any] | None, *, full_epochs: int, error: bool = False) -> Outcome:

@@ -54,7 +54,7 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     else:
         print("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
     if summary.confirmed:
-        print(f"\nConfirmed on {test_split_text(len(plan.data.test_y))} ({plan.space.dataset}), retrained from scratch per seed; "
+        print(f"\nConfirmed on {test_split_text(len(plan.data.test_y), dataset=plan.space.dataset)}, retrained from scratch per seed; "
               f"test_acc mean ± std, 95% interval of the paired difference to the plain backbone:")
         print(format_table([confirmed_row(row) for row in summary.confirmed], [
             ("name", "confirmed", "s"), ("seeds", "seeds", "s"), ("test_acc", "test_acc", "s"),

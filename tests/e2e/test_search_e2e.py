@@ -61,6 +61,9 @@ def test_mlflow_has_one_parent_and_a_nested_run_per_trial(search: tuple[Path, st
     assert len(parents) == 1
     parent = parents[0]
     assert parent.info.status == "FINISHED" and parent.info.run_name == "e2e"
+    # train.precision=auto (the default): the timed choice and its figures are on the parent run
+    assert parent.data.tags["attnas.train_precision"] in {"fp32", "fp32+nhwc", "bf16+nhwc"}
+    assert "img/s" in parent.data.tags["attnas.train_speed"] and parent.data.params["train.precision"] == "auto"
     assert parent.data.metrics["trials"] == TRIALS + len(CONTROLS)
     nested = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
     assert len(nested) == len(runs) - 1
@@ -175,7 +178,7 @@ def test_failing_trials_are_recorded_and_the_search_finishes(tmp_path: Path, run
     (tmp_path / "plain_only.yaml").write_text(space.replace("name: fashion_attention", "name: plain_only"))
     result = run_cli(["search.run", f"space={tmp_path / 'plain_only.yaml'}", "name=diverging", "budget.trials=2",
                       "budget.epochs=1", "budget.train_size=256", "budget.val_size=128", "budget.lr=1e9",
-                      "latency.runs=5"], cwd=tmp_path)
+                      "latency.runs=5", "train.precision=fp32"], cwd=tmp_path)
     # 2 searched trials and the plain control, all diverging
     assert "3 failed" in result.stdout and "no Pareto front" in result.stdout
     # The progress line names the error and where its traceback is; Ray's own tracebacks stay off the terminal.

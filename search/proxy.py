@@ -40,8 +40,8 @@ from search.settings.errors import UserError, exit_on_bad_input
 from search.settings.terminal import format_table, say
 from search.summary.fidelity import BudgetFidelity, fidelity, recommend
 from spaces import SearchSpace, SpaceError, load_space
-from trials import (DatasetMissingError, ProbeConfig, TrainConfig, evaluate, load_dataset, resolve_device,
-                    run_trial)
+from trials import (DatasetMissingError, ProbeConfig, TrainConfig, device_info, evaluate, load_dataset,
+                    resolve_device, run_trial)
 from trials.augment import normalize
 from trials.speed import CANDIDATES, choose_precision
 
@@ -196,9 +196,7 @@ def _load(out: Path, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def _device_name() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    return platform.processor() or platform.machine()
+    return str(device_info("cuda" if torch.cuda.is_available() else "cpu")["device_name"])  # GPU or CPU model
 
 
 def _save(out: Path, record: dict[str, Any]) -> None:

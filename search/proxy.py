@@ -60,7 +60,6 @@ class Job:
     data: dict[str, Any]  # load_dataset arguments
     device: str
     threads: int
-    test_size: int | None
 
     @property
     def key(self) -> tuple[str, str, int]:
@@ -85,14 +84,16 @@ def proxy(cfg: DictConfig | ProxyConfig) -> dict[str, Any]:
     data_args = dict(name=space.dataset, root=settings.data.root, val_size=budget.val_size, seed=settings.seed,
                      download=settings.data.download, image_size=settings.data.image_size, cache=settings.data.cache)
     try:
-        probe_data = load_dataset(**data_args, train_size=min(budget.batch_size, _size(settings.reference)))
+        probe_data = load_dataset(**data_args, train_size=min(budget.batch_size, _size(settings.reference)),
+                                  test=True, test_size=settings.data.test_size)  # a bad test_size fails here
     except (DatasetMissingError, ValueError) as exc:
         raise UserError(str(exc)) from None
     base = space.base_arch(backbone=budget.backbone, in_chans=probe_data.in_chans, num_classes=probe_data.num_classes,
                            backbone_kwargs=budget.backbone_kwargs)
     archs = _architectures(space, base=base, count=settings.archs, seed=settings.seed)
     out = Path(settings.out) / f"{space.name}.json"
-    recorded = _recorded_precision(out) if settings.train.precision.value == "auto" else None
+    earlier = json.loads(out.read_text()) if out.is_file() else None  # the record of this check so far, if any
+    recorded = _recorded_precision(earlier) if settings.train.precision.value == "auto" else None
     precision = recorded or _precision(settings.train.precision.value, hardware=hardware, base=base,
                                        data=probe_data, batch=budget.batch_size, threads=budget.cpu_per_trial)
     meta = {"space": space.name, "dataset": space.dataset, "reference": settings.reference, "budgets": order,
@@ -100,11 +101,11 @@ def proxy(cfg: DictConfig | ProxyConfig) -> dict[str, Any]:
             "recipe": {"batch_size": budget.batch_size, "lr": budget.lr, "weight_decay": budget.weight_decay,
                        "ema": budget.ema, "val_size": budget.val_size, **precision}, "data_seed": settings.seed,
             "test_size": settings.data.test_size}
-    record = _load(out, meta)
+    record = _load(out, meta, earlier=earlier)
     done = {(r["budget"], r["arch"], r["seed"]) for r in record["runs"]}
     jobs = [Job(arch_name=name, arch=arch.to_dict(), seed=seed, budget=b, device=hardware,
-                threads=budget.cpu_per_trial, data={**data_args, "train_size": _size(b)},
-                test_size=settings.data.test_size,
+                threads=budget.cpu_per_trial,
+                data={**data_args, "train_size": _size(b), "test": True, "test_size": settings.data.test_size},
                 train=dict(epochs=_epochs(b), batch_size=budget.batch_size, lr=budget.lr,
                            weight_decay=budget.weight_decay, ema=budget.ema, report_raw=budget.ema > 0, seed=seed,
                            **precision))
@@ -171,25 +172,23 @@ def _precision(given: str, *, hardware: str, base: ArchConfig, data: Any, batch:
     return {"precision": precision, "channels_last": channels_last}
 
 
-def _recorded_precision(out: Path) -> dict[str, Any] | None:
+def _recorded_precision(earlier: dict[str, Any] | None) -> dict[str, Any] | None:
     """The arithmetic an earlier run of the check chose (train.precision=auto is timed once, not on every resume)."""
-    if not out.is_file():
-        return None
-    recipe = json.loads(out.read_text()).get("meta", {}).get("recipe", {})
+    recipe = (earlier or {}).get("meta", {}).get("recipe", {})
     return ({"precision": recipe["precision"], "channels_last": recipe["channels_last"]}
             if "precision" in recipe and "channels_last" in recipe else None)
 
 
-def _load(out: Path, meta: dict[str, Any]) -> dict[str, Any]:
-    """The earlier record of the same check (same space, budgets, seeds, architectures, recipe), else a new one."""
+def _load(out: Path, meta: dict[str, Any], *, earlier: dict[str, Any] | None) -> dict[str, Any]:
+    """``earlier`` (what ``out`` held) if it is a record of the same check (same space, budgets, seeds,
+    architectures, recipe), a new record if there was none; another check's record is refused."""
     environment = {"device": _device_name(), "python": platform.python_version(), "torch": torch.__version__,
                    "threads_per_run": torch.get_num_threads()}
     fresh = {"meta": meta, "command": shlex.join([sys.executable, "-m", "search.proxy", *sys.argv[1:]]),
              "environment": environment, "started": datetime.datetime.now().isoformat(timespec="seconds"),
              "runs": []}
-    if not out.is_file():
+    if earlier is None:
         return fresh
-    earlier = json.loads(out.read_text())
     if earlier.get("meta") != meta:
         raise UserError(f"{out} holds a proxy check with other settings; pass out=ANOTHER_FOLDER or delete it")
     return earlier
@@ -232,7 +231,7 @@ def train_one(job: Job) -> dict[str, Any]:
     torch.set_num_threads(job.threads)
     key = json.dumps(job.data, sort_keys=True)
     if key not in _DATA_CACHE:  # one entry per budget (runs go seed by seed, so the budgets alternate)
-        _DATA_CACHE[key] = load_dataset(**job.data, test=True, test_size=job.test_size)
+        _DATA_CACHE[key] = load_dataset(**job.data)
     data = _DATA_CACHE[key]
     torch.manual_seed(job.seed)
     model = build(ArchConfig.from_dict(job.arch))

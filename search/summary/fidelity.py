@@ -45,8 +45,13 @@ class BudgetFidelity:
     cost_s: float
 
 
+def _rankable(x: Sequence[float], y: Sequence[float]) -> bool:
+    """Whether a rank correlation is defined: 3 or more pairs, and neither side constant."""
+    return len(x) >= 3 and len(set(x)) > 1 and len(set(y)) > 1
+
+
 def _kendall(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, float | None]:
-    if len(x) < 3 or len(set(x)) == 1 or len(set(y)) == 1:
+    if not _rankable(x, y):
         return None, None
     from scipy import stats
 
@@ -55,7 +60,7 @@ def _kendall(x: Sequence[float], y: Sequence[float]) -> tuple[float | None, floa
 
 
 def _spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
-    if len(x) < 3 or len(set(x)) == 1 or len(set(y)) == 1:
+    if not _rankable(x, y):
         return None
     from scipy import stats
 

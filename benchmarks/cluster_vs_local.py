@@ -31,7 +31,7 @@ def _search(folder: Path, args: argparse.Namespace, extra: list[str]) -> float:
     space.write_text((REPO / "spaces" / "fashion_attention.yaml").read_text() + "\ncontrols: {}\n")
     command = [sys.executable, "-m", "search.run", f"space={space}", "name=bench", f"budget.trials={args.trials}",
                "budget.epochs=2", "budget.train_size=512", "budget.val_size=256", "latency.runs=10",
-               "latency.batch=0", "sampler=random", "confirm.top_k=1", "confirm.seeds=2", *extra]
+               "latency.batch=0", "sampler=random", "confirm.top_k=1", "confirm.seeds=2", "confirm.max_seeds=2", *extra]
     t0 = time.monotonic()
     subprocess.run(command, cwd=folder, env={**os.environ, "PYTHONPATH": str(REPO)}, check=True,
                    stdout=subprocess.DEVNULL)

@@ -32,9 +32,9 @@ from search.execution.artifacts import ARCH, REFERENCE, WEIGHTS, load_reference
 from search.settings import cli
 from search.settings.config import ExportConfig, export_settings
 from search.settings.errors import UserError, exit_on_bad_input
-from search.confirm.statistics import Confirmed, Verdict, read_confirmed_csv
+from search.confirm.statistics import Confirmed, Verdict, points, read_confirmed_csv
 from search.outcomes import (CONFIRM_TAG, CONFIRMED_CSV, DATA_JSON, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEARCH_ROLE, SEARCH_TAG,
-                             SEED_TAG, TEST_IMAGES_PARAM, test_split_text)
+                             SEED_TAG, TEST_IMAGES_PARAM, VERDICT_TAG, test_split_text)
 from search.settings.tracking_uri import check_tracking_uri, sqlite_path
 
 _TEMPLATE = '''"""{title}
@@ -178,13 +178,15 @@ def _pick_confirmed(client: mlflow.MlflowClient, experiment: str, *, parent: Any
     why = ("it beats the plain backbone beyond seed noise" if pick.verdict == Verdict.BETTER else
            "no confirmed placement beats it beyond seed noise" if pick.verdict == Verdict.REFERENCE else
            "the plain backbone is over max_latency_ms; no confirmed placement within it beats the plain backbone")
-    diff = ("" if pick.diff_mean is None or pick.verdict == Verdict.REFERENCE else f"; difference to the plain backbone {pick.diff_mean:+.4f} "
-            f"(95% CI {pick.diff_ci_low:+.4f}..{pick.diff_ci_high:+.4f}, paired by seed)"
-            if pick.diff_ci_low is not None else f"; difference to the plain backbone {pick.diff_mean:+.4f}")
+    diff = ("" if pick.diff_mean is None or pick.verdict == Verdict.REFERENCE else
+            f"; difference to the plain backbone {points(pick.diff_mean)} [{points(pick.diff_ci_low)}, "
+            f"{points(pick.diff_ci_high)}] points (95% over all candidates, paired by seed)"
+            if pick.diff_ci_low is not None else f"; difference to the plain backbone {points(pick.diff_mean)} points")
     std = f" ± {pick.std:.4f}" if pick.std is not None else ""
     latency = f", latency_ms {pick.latency_ms:.3f} (measured alone)" if pick.latency_ms is not None else ""
     note = (f"Confirmed ({pick.name}: {pick.arch_text}): test_acc {pick.mean:.4f}{std} over {pick.n} seeds on "
             f"{test_split_text(_test_images(parent))}{diff}{latency}.\nVerdict: {pick.verdict}; picked because {why}. "
+            f"The search's verdict: {parent.data.tags.get(VERDICT_TAG, 'none recorded')}\n"
             f"Weights: the seed-{runs[0].data.tags.get(SEED_TAG)} confirmation run.\n")
     return runs[0], note
 

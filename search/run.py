@@ -79,8 +79,9 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
             confirmed = (confirm_front(plan, search=search, front=summary.front, controls=controls)
                          if plan.confirm_top_k and summary.front else None)
         if confirmed is not None:  # after Ray has shut down (or, on a cluster, its trials ended): nothing else runs
-            rows = finish_confirmation(plan, candidates=confirmed[0], results=confirmed[1])
-            summary = dataclasses.replace(summary, confirmed=rows, verdict=record_confirmation(search, rows))
+            rows = finish_confirmation(plan, confirmation=confirmed)
+            verdict = record_confirmation(search, rows, resolution=plan.confirm_resolution)
+            summary = dataclasses.replace(summary, confirmed=rows, verdict=verdict)
         summary = write_reports(plan, search=search, summary=summary)
         if search.resumed and (stale := close_stale_trial_runs(search.client, experiment=search.experiment_id,
                                                                 parent_run_id=search.run_id)):

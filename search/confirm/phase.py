@@ -3,10 +3,12 @@
 The search selects on ``val_acc`` of one seed, so its front is optimistic (the winners of a noisy draw). After it,
 the most accurate ``confirm.top_k`` front architectures and every control (the plain backbone first) are trained
 again through the same trial path (:func:`search.execution.trainable.train_architecture`, as a second Ray Tune experiment in
-``runs/NAME/confirm``, so a killed confirmation resumes where it stopped), each with ``confirm.seeds`` seeds that the
-search did not use, and scored on the dataset's **official test split**, which the search never saw. Then each
-architecture's latency is measured again with nothing else running, and :mod:`search.confirm.statistics` gives
-``test_acc`` mean ± std, 95% intervals, the paired difference to the plain backbone and a verdict.
+``runs/NAME/confirm``, so a killed confirmation resumes where it stopped), on seeds that the search did not use, and
+scored on the dataset's **official test split**, which the search never saw. Seeds are added in rounds
+(``confirm.seeds`` first, up to ``confirm.max_seeds``) until every interval of the difference to the plain backbone
+is within ``confirm.resolution`` (the sequential rule of :mod:`search.confirm.sequential`). Then each architecture's
+latency is measured again with nothing else running, and :mod:`search.confirm.statistics` gives ``test_acc`` mean ±
+std, intervals, the paired difference to the plain backbone and a verdict that states the resolution reached.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from backbones import ArchConfig, canonical
+from search.confirm.sequential import Look, SequentialDesign, look
 from search.confirm.statistics import Confirmed, confirmation_sentence, confirmation_statistics, write_confirmed_csv
 from search.execution import storage
 from search.execution.alone import measure_alone
@@ -72,25 +75,90 @@ def confirmation_seeds(*, search_seed: int, count: int) -> list[int]:
     return [search_seed + 1 + i for i in range(count)]
 
 
+def confirm_design(plan: SearchPlan) -> SequentialDesign:
+    """When the plan's confirmation looks and stops: confirm.seeds, confirm.max_seeds, confirm.resolution."""
+    return SequentialDesign(resolution=plan.confirm_resolution, min_seeds=plan.confirm_seeds,
+                            max_seeds=plan.confirm_max_seeds)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """What the confirmation trained: its candidates, every finished (candidate, seed) result, the look it stopped at."""
+
+    candidates: list[Candidate]
+    results: list[Any]  # ray.tune Result objects of every round
+    stopped: Look
+
+
 def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mapping[str, Any]],
-                  controls: Mapping[str, ArchConfig]) -> tuple[list[Candidate], tune.ResultGrid]:
-    """The confirmation runs: every control and the ``confirm.top_k`` most accurate front architectures, each trained
-    from scratch on fresh seeds and scored on the test split, one nested MLflow run each; needs Ray running."""
+                  controls: Mapping[str, ArchConfig]) -> Confirmation:
+    """The confirmation runs: every control and the ``confirm.top_k`` most accurate front architectures, trained from
+    scratch on fresh seeds and scored on the test split, one nested MLflow run each; needs Ray running.
+
+    Seeds come in rounds up to each look of the sequential design (search.confirm.sequential): after a round every
+    candidate's interval of the paired difference to the plain backbone is formed, and the phase stops once every one
+    is within ``confirm.resolution`` or at ``confirm.max_seeds``. Each round is its own Ray Tune experiment
+    (``confirm``, ``confirm-seeds-6``, ...), so a killed confirmation resumes with its finished seeds kept.
+    """
     candidates = pick_candidates(front=front, controls=controls, top_k=plan.confirm_top_k)
-    seeds = confirmation_seeds(search_seed=plan.seed, count=plan.confirm_seeds)
+    design = confirm_design(plan)
+    seeds = confirmation_seeds(search_seed=plan.seed, count=design.max_seeds)
     print(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
-          f"{len(candidates) - len(controls)} from the front) x {len(seeds)} seeds ({', '.join(map(str, seeds))}), "
-          f"trained from scratch and scored on {test_split_text(len(plan.data.test_y))}", flush=True)
+          f"{len(candidates) - len(controls)} from the front), trained from scratch on {design.min_seeds} to "
+          f"{design.max_seeds} seeds (looks at {', '.join(map(str, design.looks))}) until every 95% interval of the "
+          f"difference to the plain backbone is within ±{100 * design.resolution:.1f} points; scored on "
+          f"{test_split_text(len(plan.data.test_y))}", flush=True)
     tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
                                   search_name=plan.name, full_epochs=plan.budget.epochs, existing=search.existing,
                                   role=CONFIRM_ROLE)
-    confirming = search.existing_runs(role=CONFIRM_ROLE)
-    printer = ProgressPrinter(total_trials=len(candidates) * len(seeds), full_epochs=plan.budget.epochs,
-                              seen=confirming.keys(), ended=ended_trials(confirming), show_latency=False)
-    results = run_confirmation(candidates=candidates, seeds=seeds, data=plan.data, settings=plan.trial_settings,
-                               experiment_dir=storage.join(plan.storage, plan.name, CONFIRM_ROLE),
-                               resources=plan.per_trial, concurrency=plan.concurrency, callbacks=[tracker, printer])
-    return candidates, results
+    results: list[Any] = []
+    done = 0
+    for seeds_at_look in design.looks:
+        new = seeds[done:seeds_at_look]
+        round_seeds = {str(s) for s in new}
+        confirming = {key: run for key, run in search.existing_runs(role=CONFIRM_ROLE).items()
+                      if run.data.tags.get(SEED_TAG) in round_seeds}
+        printer = ProgressPrinter(total_trials=len(candidates) * len(new), full_epochs=plan.budget.epochs,
+                                  seen=confirming.keys(), ended=ended_trials(confirming), show_latency=False)
+        print(f"Confirmation seeds {', '.join(map(str, new))} ({len(candidates) * len(new)} runs)", flush=True)
+        results.extend(run_confirmation(
+            candidates=candidates, seeds=new, data=plan.data, settings=plan.trial_settings,
+            experiment_dir=storage.join(plan.storage, plan.name, round_folder(first_seed_index=done)),
+            resources=plan.per_trial, concurrency=plan.concurrency, callbacks=[tracker, printer]))
+        done = seeds_at_look
+        stopped = look(paired_differences(results, candidates=candidates), design=design)
+        widest = max((i.half_width for i in stopped.intervals.values() if i.half_width is not None), default=None)
+        print(f"Look at {stopped.seeds} seeds: widest interval ±"
+              f"{'n/a' if widest is None else f'{100 * widest:.1f}'} points (asked ±{100 * design.resolution:.1f})"
+              f"{': ' + stopped.reason if stopped.stop else ', adding seeds'}", flush=True)
+        if stopped.stop:
+            return Confirmation(candidates=candidates, results=results, stopped=stopped)
+    raise AssertionError("unreachable: the last look always stops")
+
+
+def round_folder(*, first_seed_index: int) -> str:
+    """The Ray Tune experiment of a confirmation round: ``confirm`` for the first look's seeds, then
+    ``confirm-seeds-K`` for the round whose first seed is the K+1-th."""
+    return CONFIRM_ROLE if first_seed_index == 0 else f"{CONFIRM_ROLE}-seeds-{first_seed_index + 1}"
+
+
+def test_acc_by_candidate(results: Sequence[Any], *, candidates: Sequence[Candidate]) -> dict[str, dict[int, float]]:
+    """name -> {seed: test_acc} from the finished runs (a failed run is left out)."""
+    test_acc: dict[str, dict[int, float]] = {c.name: {} for c in candidates}
+    for result in results:
+        metrics = result.metrics or {}
+        if result.error is None and "test_acc" in metrics:
+            config = result.config
+            test_acc[config["tags"][CONFIRM_TAG]][int(config["seed"])] = float(metrics["test_acc"])
+    return test_acc
+
+
+def paired_differences(results: Sequence[Any], *, candidates: Sequence[Candidate]) -> dict[str, list[float]]:
+    """name -> test_acc minus the plain backbone's, on each seed both finished, for every candidate but plain."""
+    test_acc = test_acc_by_candidate(results, candidates=candidates)
+    plain = test_acc[PLAIN_CONTROL]
+    return {name: [by_seed[s] - plain[s] for s in sorted(by_seed) if s in plain]
+            for name, by_seed in test_acc.items() if name != PLAIN_CONTROL}
 
 
 def run_confirmation(*, candidates: Sequence[Candidate], seeds: Sequence[int], data: TensorData,
@@ -138,32 +206,30 @@ class ListSearcher(Searcher):
         self.given = json.loads(Path(checkpoint_path).read_text())["given"]
 
 
-def summarise_confirmation(results: tune.ResultGrid, *, candidates: Sequence[Candidate],
-                           latency_ms: Mapping[str, float]) -> list[Confirmed]:
-    """The confirmed table: test_acc per candidate and seed from the finished runs (a failed run is left out)."""
-    test_acc: dict[str, dict[int, float]] = {c.name: {} for c in candidates}
-    for result in results:
-        metrics = result.metrics or {}
-        if result.error is None and "test_acc" in metrics:
-            config = result.config
-            test_acc[config["tags"][CONFIRM_TAG]][int(config["seed"])] = float(metrics["test_acc"])
-    return confirmation_statistics(test_acc, reference=PLAIN_CONTROL,
-                                   arch_text={c.name: str(c.arch) for c in candidates}, latency_ms=latency_ms)
+def summarise_confirmation(confirmation: Confirmation, *, latency_ms: Mapping[str, float],
+                           design: SequentialDesign) -> list[Confirmed]:
+    """The confirmed table: test_acc per candidate and seed from the finished runs, each difference to the plain
+    backbone at the confidence the design gives the look it stopped at (simultaneous 95% over looks and candidates)."""
+    others = len(confirmation.candidates) - 1
+    level = 1 - design.look_alpha(confirmation.stopped.seeds, candidates=others)
+    return confirmation_statistics(test_acc_by_candidate(confirmation.results, candidates=confirmation.candidates),
+                                   reference=PLAIN_CONTROL, diff_confidence=level, latency_ms=latency_ms,
+                                   arch_text={c.name: str(c.arch) for c in confirmation.candidates})
 
 
-def finish_confirmation(plan: SearchPlan, *, candidates: Sequence[Candidate], results: tune.ResultGrid) -> list[Confirmed]:
+def finish_confirmation(plan: SearchPlan, *, confirmation: Confirmation) -> list[Confirmed]:
     """The confirmed table: each candidate's latency measured alone (call it once no trial trains), then the
     statistics of its test_acc over the seeds."""
     print("Measuring the latency of each confirmed architecture alone ...", flush=True)
-    latency = measure_alone({c.name: c.arch for c in candidates}, probe=plan.trial_settings.probe,
+    latency = measure_alone({c.name: c.arch for c in confirmation.candidates}, probe=plan.trial_settings.probe,
                             input_shape=plan.data.image_shape, device=plan.hardware, threads=plan.budget.cpu_per_trial)
-    return summarise_confirmation(results, candidates=candidates, latency_ms=latency)
+    return summarise_confirmation(confirmation, latency_ms=latency, design=confirm_design(plan))
 
 
-def record_confirmation(search: SearchRun, rows: Sequence[Confirmed]) -> str:
+def record_confirmation(search: SearchRun, rows: Sequence[Confirmed], *, resolution: float) -> str:
     """Put the confirmed table on the parent run (confirmation/confirmed.csv, the verdict tag, the mean test_acc per
-    architecture as metrics); returns the verdict sentence."""
-    verdict = confirmation_sentence(rows)
+    architecture as metrics); returns the verdict sentence, which states the resolution reached."""
+    verdict = confirmation_sentence(rows, resolution=resolution)
     with tempfile.TemporaryDirectory() as folder:
         search.log_artifacts([write_confirmed_csv(rows, Path(folder) / CONFIRMED_CSV)], folder="confirmation")
     search.client.set_tag(search.run_id, VERDICT_TAG, verdict)

@@ -11,6 +11,9 @@ fraction 0–1). This module turns those per-seed figures into what the summary,
   (the paired t-interval, https://en.wikipedia.org/wiki/Paired_difference_test). Pairing matters because a seed fixes
   the data order and augmentation for every architecture alike, so part of the seed-to-seed spread is shared and
   cancels in d; an unpaired comparison of the two means would throw that away;
+- the confidence of that interval: 95% for a fixed number of seeds; with the sequential rule of
+  :mod:`search.confirm.sequential` each interval is wider (e.g. 99.8%), so that all of them together, over every look
+  the rule took, hold with 95%;
 - a verdict: ``better`` when the interval of d lies wholly above 0, ``worse`` when wholly below, else
   ``within noise`` (also with fewer than 2 paired seeds: no interval can be formed, and `note` says so); the
   reference itself gets ``reference``.
@@ -69,6 +72,14 @@ class Confirmed:
     verdict: Verdict
     note: str = ""  # why a verdict is weak (too few paired seeds, seeds missing on one side); "" when nothing to say
     latency_ms: float | None = None  # median latency, batch 1 (filled by the caller)
+    diff_level: float = CONFIDENCE  # two-sided confidence of this row's own difference interval (sequential: > 0.95)
+
+    @property
+    def diff_half_width(self) -> float | None:
+        """Half the width of the difference interval (accuracy fraction): the resolution this row reached."""
+        if self.diff_ci_low is None or self.diff_ci_high is None:
+            return None
+        return (self.diff_ci_high - self.diff_ci_low) / 2
 
 
 @lru_cache(maxsize=None)
@@ -82,8 +93,9 @@ def t_quantile(df: int, confidence: float = CONFIDENCE) -> float:
     return float(stats.t.ppf(0.5 + confidence / 2, df))
 
 
-def mean_interval(values: Sequence[float]) -> tuple[float | None, float | None, float | None, float | None]:
-    """(mean, sample std with ddof=1, ci_low, ci_high) of `values`, the interval being SciPy's 95% one-sample t
+def mean_interval(values: Sequence[float], *, confidence: float = CONFIDENCE,
+                  ) -> tuple[float | None, float | None, float | None, float | None]:
+    """(mean, sample std with ddof=1, ci_low, ci_high) of `values`, the interval being SciPy's one-sample t
     interval of the mean (``scipy.stats.ttest_1samp(...).confidence_interval``: ``mean ± t(0.975, n-1) · std / √n``;
     for paired differences this is the paired t-interval). std and the interval are None with fewer than 2 values;
     everything is None with none."""
@@ -97,7 +109,7 @@ def mean_interval(values: Sequence[float]) -> tuple[float | None, float | None, 
 
     with warnings.catch_warnings():  # identical values: SciPy warns of lost precision and returns (mean, mean)
         warnings.simplefilter("ignore", RuntimeWarning)
-        interval = stats.ttest_1samp(values, 0.0).confidence_interval(CONFIDENCE)
+        interval = stats.ttest_1samp(values, 0.0).confidence_interval(confidence)
     return mean, statistics.stdev(values), float(interval.low), float(interval.high)
 
 
@@ -107,13 +119,15 @@ def confirmation_statistics(
     reference: str,
     arch_text: Mapping[str, str] | None = None,
     latency_ms: Mapping[str, float] | None = None,
+    diff_confidence: float = CONFIDENCE,
 ) -> list[Confirmed]:
     """Per-architecture statistics and the paired verdict against the reference, one `Confirmed` per key of `test_acc`
     (same order).
 
     test_acc: name -> {seed: test_acc (fraction 0–1)}; a seed whose run failed is simply absent. reference: the key of
     the plain backbone. arch_text / latency_ms: optional name -> string form / median latency in ms, copied into the
-    rows. The difference of an architecture to the reference uses only the seeds both have (paired by seed).
+    rows. The difference of an architecture to the reference uses only the seeds both have (paired by seed); its
+    interval is at `diff_confidence` (the sequential rule's per-interval level; 95% by default).
     Raises ValueError (one line) when the reference is missing or a test_acc is not a finite fraction.
     """
     if reference not in test_acc:
@@ -131,7 +145,7 @@ def confirmation_statistics(
         mean, std, ci_low, ci_high = mean_interval([by_seed[s] for s in seeds])
         paired = [s for s in seeds if s in ref]
         diffs = [by_seed[s] - ref[s] for s in paired]
-        diff_mean, _, diff_low, diff_high = mean_interval(diffs)
+        diff_mean, _, diff_low, diff_high = mean_interval(diffs, confidence=diff_confidence)
         if name == reference:
             verdict, note = Verdict.REFERENCE, ""
             if len(seeds) < 2:
@@ -142,6 +156,7 @@ def confirmation_statistics(
             name=name, arch_text=arch_text.get(name, name), seeds=seeds, n=len(seeds), mean=mean, std=std,
             ci_low=ci_low, ci_high=ci_high, n_paired=len(paired), diff_mean=diff_mean, diff_ci_low=diff_low,
             diff_ci_high=diff_high, verdict=verdict, note=note, latency_ms=latency_ms.get(name),
+            diff_level=diff_confidence,
         ))
     return rows
 
@@ -190,38 +205,57 @@ def diff_text(row: Confirmed, *, digits: int = 4) -> str:
     return f"{signed(row.diff_mean)} [{signed(row.diff_ci_low)}, {signed(row.diff_ci_high)}]"
 
 
-def confirmation_sentence(rows: Sequence[Confirmed]) -> str:
-    """The one plain sentence the summary prints about the confirmed rows.
+def points(value: float) -> str:
+    """An accuracy fraction as signed percentage points, one decimal: 0.0123 -> "+1.2"."""
+    return f"{100 * value:+.1f}"
 
-    Only a `better` verdict (95% paired interval wholly above 0) is ever named as the answer; when there is none the
-    sentence says to keep the plain backbone, whatever the means say. With several `better` rows it names the one with
-    the largest mean paired difference and says how many there are. Raises ValueError without a reference row.
+
+def confirmation_sentence(rows: Sequence[Confirmed], *, resolution: float | None = None) -> str:
+    """The one plain sentence the summary prints about the confirmed rows, stating the resolution it reached.
+
+    Only a `better` verdict (interval of the paired difference wholly above 0) is ever named as the answer: "X beats
+    the plain backbone by +1.2 [+0.4, +2.0] points (95%, 4 seeds)" (with several, the one with the largest mean
+    difference, and how many). Without one it says how large a gain the intervals rule out: "No placement beats the
+    plain backbone by more than 0.6 points (95%, 5 seeds): keep the plain backbone." With `resolution` (the asked
+    half-width, accuracy fraction) it adds whether every interval reached it. 95% is the family-wise level over all
+    candidates (and looks of the sequential rule). Raises ValueError without a reference row.
     """
     reference = next((r for r in rows if r.verdict is Verdict.REFERENCE), None)
     if reference is None:
         raise ValueError("no reference row (verdict 'reference'): the plain backbone must be among the confirmed rows")
     others = [r for r in rows if r is not reference]
     better = sorted((r for r in others if r.verdict is Verdict.BETTER), key=lambda r: -r.diff_mean)
+    paired = max((r.n_paired for r in others), default=reference.n)
+    widths = [r.diff_half_width for r in others if r.diff_half_width is not None]
+    reached = ""
+    if resolution is not None and widths:
+        reached = (f"; every interval within ±{100 * resolution:.1f}" if max(widths) <= resolution else
+                   f"; intervals up to ±{100 * max(widths):.1f} points, ±{100 * resolution:.1f} asked")
+    level = f"{CONFIDENCE:.0%}, {paired} seed{'' if paired == 1 else 's'}{reached}"
     if not better:
-        paired = max((r.n_paired for r in others), default=reference.n)
-        if paired < 2:
+        highs = [r.diff_ci_high for r in others if r.diff_ci_high is not None]
+        if paired < 2 or not highs:
             return (f"With {paired} seed per architecture no difference can be told from seed noise: "
                     f"keep the plain backbone.")
-        return (f"No placement beats the plain backbone beyond seed noise ({paired} seeds, "
-                f"{CONFIDENCE:.0%} intervals): keep the plain backbone.")
+        bound = max(highs)
+        if bound <= 0:
+            return f"No placement beats the plain backbone: every one is worse ({level}): keep the plain backbone."
+        return (f"No placement beats the plain backbone by more than {100 * bound:.1f} points ({level}): "
+                f"keep the plain backbone.")
     best = better[0]
     more = f"; {len(better)} placements beat it, this one by the most" if len(better) > 1 else ""
     latency = ""
     if best.latency_ms is not None and reference.latency_ms is not None:
         latency = f", at {best.latency_ms:.2f} ms vs {reference.latency_ms:.2f} ms latency"
-    return (f"{best.arch_text} beats the plain backbone by {best.diff_mean:+.3f} test_acc ({CONFIDENCE:.0%} CI "
-            f"{best.diff_ci_low:+.3f}..{best.diff_ci_high:+.3f}, {best.n_paired} seeds{more}){latency}.")
+    return (f"{best.arch_text} beats the plain backbone by {points(best.diff_mean)} "
+            f"[{points(best.diff_ci_low)}, {points(best.diff_ci_high)}] points ({level}{more}){latency}.")
 
 
 # ---------------------------------------------------------------- confirmed.csv
 
 # column -> Confirmed field. test_acc_* and diff_vs_plain_* are fractions 0–1 of test accuracy (diff: this minus the
-# plain backbone, paired by seed); ci95 = the 95% Student t interval; latency_ms: median, batch 1.
+# plain backbone, paired by seed); ci95 = 95% Student t intervals (the diff's: simultaneous 95% over every candidate
+# and look, each interval at its own diff_vs_plain_ci_level); latency_ms: median, batch 1.
 CSV_COLUMNS: dict[str, str] = {
     "name": "name",
     "arch": "arch_text",
@@ -235,11 +269,13 @@ CSV_COLUMNS: dict[str, str] = {
     "diff_vs_plain_mean": "diff_mean",
     "diff_vs_plain_ci95_low": "diff_ci_low",
     "diff_vs_plain_ci95_high": "diff_ci_high",
+    "diff_vs_plain_ci_level": "diff_level",
     "verdict": "verdict",
     "latency_ms": "latency_ms",
     "note": "note",
 }
-_FLOAT_FIELDS = ("mean", "std", "ci_low", "ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "latency_ms")
+_FLOAT_FIELDS = ("mean", "std", "ci_low", "ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "latency_ms",
+                 "diff_level")
 _DIGITS = 6  # decimals written for fractions and milliseconds (test_acc on 10,000 images has 4)
 
 
@@ -268,7 +304,8 @@ def _cell(value: object) -> str:
 
 
 def read_confirmed_csv(path: str | Path) -> list[Confirmed]:
-    """The rows `write_confirmed_csv` wrote (floats rounded to 6 decimals); for export and resume."""
+    """The rows `write_confirmed_csv` wrote (floats rounded to 6 decimals); for export and resume. A column that
+    an older csv lacks (diff_vs_plain_ci_level) takes the field's default."""
     parse = {  # field -> how its cell is read back; every other field is text
         "seeds": lambda text: tuple(int(s) for s in text.split()),
         "n": int, "n_paired": int, "verdict": Verdict,
@@ -276,6 +313,7 @@ def read_confirmed_csv(path: str | Path) -> list[Confirmed]:
     }
     with Path(path).open(newline="", encoding="utf-8") as handle:
         return [
-            Confirmed(**{field: parse.get(field, str)(record[column]) for column, field in CSV_COLUMNS.items()})
+            Confirmed(**{field: parse.get(field, str)(record[column]) for column, field in CSV_COLUMNS.items()
+                         if column in record})
             for record in csv.DictReader(handle)
         ]

@@ -202,8 +202,14 @@ class ConfirmConfig:
     # most accurate front architectures to confirm (besides every control); null: 3 on GPU, 1 on CPU
     # (search.settings.plan.CONFIRM_DEFAULTS, sized so the default CPU command ends within 10 minutes on 2 cores)
     top_k: Optional[int] = field(default=None, metadata=integer(minimum=1))
-    # training seeds per architecture; null: 3 (search.settings.plan.CONFIRM_DEFAULTS)
+    # seeds every architecture gets before the first look; null: 3 (search.settings.plan.CONFIRM_DEFAULTS)
     seeds: Optional[int] = field(default=None, metadata=integer(minimum=1))
+    # seeds are added (paired, every architecture alike) until every 95% interval of the difference to the plain
+    # backbone is at most this half-width (accuracy fraction; 0.01 = 1 point), or max_seeds is reached
+    # (search.confirm.sequential); null: per hardware (CONFIRM_DEFAULTS)
+    resolution: Optional[float] = field(default=None, metadata=number(above=0))
+    # the seed cap (>= seeds); null: per hardware (CONFIRM_DEFAULTS), at least `seeds`
+    max_seeds: Optional[int] = field(default=None, metadata=integer(minimum=1))
 
 
 @dataclass

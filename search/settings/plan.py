@@ -26,11 +26,23 @@ from trials import (DATASETS, Constraints, DatasetMissingError, ProbeConfig, Ten
                     resolve_device)
 
 
-# Confirmation defaults per hardware, when confirm.top_k / confirm.seeds are not given: (front architectures, seeds).
-# 3 seeds is the fewest that gives a paired 95% interval a chance (t(0.975, 2) = 4.30; with 2 seeds it is 12.7). On
-# CPU one front architecture (besides the 3 controls): 12 confirmation runs, so that the default command (search,
-# controls and confirmation) ends within 10 minutes on 2 cores (measured: README, "Run a search").
-CONFIRM_DEFAULTS: dict[str, tuple[int, int]] = {"cuda": (3, 3), "cpu": (1, 3)}
+@dataclass(frozen=True)
+class ConfirmDefaults:
+    """The confirmation phase's defaults on one kind of hardware (when confirm.* are not given)."""
+
+    top_k: int  # front architectures confirmed besides the controls
+    seeds: int  # seeds before the first look: 3 is the fewest that gives a paired interval a chance (t(0.975, 2) = 4.30)
+    max_seeds: int  # the seed cap
+    resolution: float  # the half-width asked of every interval of the difference to plain (accuracy fraction)
+
+
+# On CPU one front architecture besides the 3 controls and at most 5 seeds (looks at 3 and 5: 12 to 20 runs), so that
+# the default command ends within minutes on 2 cores (README, "Run a search"); at the CPU budget the seeds' std of
+# the difference to plain is about 0.01 (BENCHMARKS.md section 10), which 5 seeds resolve to about +-2.5 points.
+CONFIRM_DEFAULTS: dict[str, ConfirmDefaults] = {
+    "cuda": ConfirmDefaults(top_k=3, seeds=3, max_seeds=10, resolution=0.005),
+    "cpu": ConfirmDefaults(top_k=1, seeds=3, max_seeds=5, resolution=0.01),
+}
 
 
 @dataclass(frozen=True)
@@ -75,7 +87,9 @@ class SearchPlan:
     storage: str  # Ray Tune storage: an absolute folder path or a URI (s3://...; search.execution.storage)
     study_storage: str  # Optuna RDB storage URL of the search's study (named like the search)
     confirm_top_k: int  # front architectures retrained in the confirmation phase (0: phase off)
-    confirm_seeds: int  # training seeds per confirmed architecture
+    confirm_seeds: int  # seeds of the confirmation's first look
+    confirm_max_seeds: int  # its seed cap
+    confirm_resolution: float  # the half-width (accuracy fraction) at which it stops adding seeds
     ray_address: str | None = None  # HOST:PORT of the Ray cluster to join (checked reachable); None: a local Ray
     concurrency_given: bool = False  # concurrency= was set (else on a cluster it is recounted over the nodes)
 
@@ -103,6 +117,7 @@ class SearchPlan:
                 **{f"constraints.{k}": v for k, v in asdict(self.constraints).items()},
                 **({"faults.rate": self.faults.rate, "faults.kind": self.faults.kind} if self.faults.rate else {}),
                 "confirm.top_k": self.confirm_top_k, "confirm.seeds": self.confirm_seeds,
+                "confirm.max_seeds": self.confirm_max_seeds, "confirm.resolution": self.confirm_resolution,
                 **{f"budget.{k}": v for k, v in asdict(self.budget).items()}}
 
     def data_info(self) -> dict[str, Any]:
@@ -134,6 +149,12 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     name = settings.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_setting(RunConfig, "name", name)  # the default name too (it comes from the space)
     check_tracking_uri(settings.mlflow.tracking_uri)
+    confirm = CONFIRM_DEFAULTS[hardware]
+    seeds = settings.confirm.seeds or confirm.seeds
+    max_seeds = settings.confirm.max_seeds or max(seeds, confirm.max_seeds)
+    if max_seeds < seeds:
+        raise UserError(f"confirm.max_seeds={max_seeds} is below confirm.seeds={seeds}: the seed cap must be at "
+                        f"least the seeds of the first look")
     ray_address = (reachable_address(settings.ray.address, find_auto=find_cluster_address)
                    if settings.ray.address else None)
     try:
@@ -192,8 +213,10 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         study_storage=study_storage_url(settings.mlflow.tracking_uri, storage=storage, given=settings.study.storage),
         ray_address=ray_address,
         concurrency_given=settings.concurrency is not None,
-        confirm_top_k=(settings.confirm.top_k or CONFIRM_DEFAULTS[hardware][0]) if settings.confirm.enabled else 0,
-        confirm_seeds=settings.confirm.seeds or CONFIRM_DEFAULTS[hardware][1],
+        confirm_top_k=(settings.confirm.top_k or confirm.top_k) if settings.confirm.enabled else 0,
+        confirm_seeds=seeds,
+        confirm_max_seeds=max_seeds,
+        confirm_resolution=settings.confirm.resolution or confirm.resolution,
     )
 
 

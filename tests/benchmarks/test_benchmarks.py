@@ -6,11 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from benchmarks.latency_repeatability import spearman
 
 BENCHMARKS = ["trial_vs_bare", "data_pipeline", "latency_repeatability", "gpu_throughput", "train_speed"]
+PURE = ["sequential_rule"]  # no device: figures without the environment header
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
@@ -120,3 +122,56 @@ def test_attention_table_builder_trains_one_arch_and_resumes(tmp_path):
     assert float(row["latency_ms"]) > 0 and float(row["latency_rel"]) > 0 and float(row["params_m"]) > 0
     assert (tmp_path / "t.json").exists()
     assert main(args) == 1  # resumed: nothing to train, nothing to measure
+
+
+def test_planted_sets_hold_the_relation_and_the_twin_does_not(tmp_path):
+    """benchmarks.planted: a "same" image has two identical corner patterns, a "different" one two patterns that
+    differ; the twin keeps the images and the class balance but not the relation."""
+    from PIL import Image
+
+    from benchmarks.planted import CORNER, PATCH, SIDE, planted_images, write_folder
+
+    images, labels = planted_images(images=200, seed=3)
+    assert images.shape == (200, SIDE, SIDE) and labels.sum() == 100
+
+    def bits(corner):  # the pattern: the only pure-white pixels (noise stays below 60) in the corner region
+        white = corner == 255
+        ys, xs = np.nonzero(white)
+        if len(ys) == 0:
+            return np.zeros((PATCH, PATCH), bool)
+        # the pattern's box: its white pixels lie inside one PATCH x PATCH window; align on the window that holds them
+        for y in range(CORNER - PATCH + 1):
+            for x in range(CORNER - PATCH + 1):
+                if white[y:y + PATCH, x:x + PATCH].sum() == white.sum():
+                    window = corner[y:y + PATCH, x:x + PATCH]
+                    if ((window == 255) | (window == 0)).all():
+                        return window == 255
+        raise AssertionError("no pattern window found")
+
+    agree = 0
+    for image, label in zip(images, labels):
+        first, second = bits(image[:CORNER, :CORNER]), bits(image[-CORNER:, -CORNER:])
+        if label:
+            agree += bool((first == second).all())
+        else:
+            agree += bool((first != second).any())
+    assert agree >= 190  # a window can be ambiguous when a pattern has an all-black border row; nearly all align
+
+    relation = write_folder(tmp_path / "relation", kind="relation", images=40, seed=3)
+    twin = write_folder(tmp_path / "twin", kind="twin", images=40, seed=3)
+    files = {kind: {p.name: p.parent.name for p in (root).glob("*/*.png")} for kind, root in
+             (("relation", relation), ("twin", twin))}
+    assert files["relation"].keys() == files["twin"].keys() and len(files["relation"]) == 40
+    assert sorted(files["relation"].values()) == sorted(files["twin"].values())  # same class balance
+    assert files["relation"] != files["twin"]  # labels reshuffled
+    name = next(iter(files["relation"]))
+    same_pixels = np.asarray(Image.open(relation / files["relation"][name] / name))
+    assert (same_pixels == np.asarray(Image.open(twin / files["twin"][name] / name))).all()
+
+
+@pytest.mark.parametrize("name", PURE)
+def test_quick_pure_benchmarks_print_their_table(name, capsys):
+    figures = importlib.import_module(f"benchmarks.{name}").main(["--quick"])
+    out = capsys.readouterr().out
+    assert f"Command: `python -m benchmarks.{name} --quick`" in out and "\n|---|" in out and "Date: " in out
+    assert figures and all(isinstance(value, float) for value in figures.values())

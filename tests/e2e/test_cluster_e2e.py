@@ -154,7 +154,7 @@ def sessions(cluster, server, tmp_path_factory: pytest.TempPathFactory):
     command = [sys.executable, "-m", "search.run", f"space={space}", f"name={NAME}", f"budget.trials={TRIALS}",
                "budget.epochs=2", "budget.train_size=512", "budget.val_size=256", "latency.runs=10",
                "train.precision=fp32", "data.test_size=500",
-               "latency.batch=0", "sampler=random", "confirm.top_k=1", f"confirm.seeds={SEEDS}",
+               "latency.batch=0", "sampler=random", "confirm.top_k=1", f"confirm.seeds={SEEDS}", f"confirm.max_seeds={SEEDS}",
                f"ray.address={started.address}", f"mlflow.tracking_uri={uri}", f"storage={folder / 'shared'}"]
     first, wall_1 = _run_until(command, folder, rf"\(2/{TOTAL} finished\)")
     second, wall_2 = _run_until(command, folder, None)

@@ -30,7 +30,7 @@ def test_search_and_export_on_a_folder_of_pngs(tmp_path: Path, fashion_pngs, run
     search = ["search.run", "space=your_data", f"data.root={images}", f"data.cache={tmp_path / 'cache'}",
               "name=own", f"budget.trials={TRIALS}", f"budget.epochs={EPOCHS}", "budget.val_size=100",
               "budget.batch_size=32", "latency.runs=5", "latency.batch=0", "sampler=random", "confirm.top_k=1",
-              "confirm.seeds=2", "train.precision=fp32"]
+              "confirm.seeds=2", "confirm.max_seeds=2", "train.precision=fp32"]
     result = run_cli(search, cwd=tmp_path)
     out = result.stdout
     # the data line, before anything trains: count, classes, shape from the data (mixed modes -> RGB; 36 px median

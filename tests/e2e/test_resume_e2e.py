@@ -28,7 +28,7 @@ EPOCHS = 2
 SEEDS = 2  # confirmation seeds; confirm.top_k=1: up to CONTROLS + 1 architectures confirmed
 COMMAND = [sys.executable, "-m", "search.run", "space=fashion_attention", "name=crashy", f"budget.trials={TRIALS}",
            f"budget.epochs={EPOCHS}", "budget.train_size=384", "budget.val_size=128", "latency.runs=5",
-           "sampler=tpe", "confirm.top_k=1", f"confirm.seeds={SEEDS}", "train.precision=fp32",
+           "sampler=tpe", "confirm.top_k=1", f"confirm.seeds={SEEDS}", f"confirm.max_seeds={SEEDS}", "train.precision=fp32",
            "data.test_size=500"]
 DONE = re.compile(r"\] +(\w+) (done|stopped early by ASHA|FAILED)")
 STARTED = re.compile(r"trial \d+/\d+ (\w+) (start|restarts after the crash)")

@@ -84,8 +84,11 @@ def test_issue_10_figures_by_hand():
 
     # coord has the highest mean (0.733 > 0.729) but is within noise: the sentence must not name it
     sentence = confirmation_sentence(list(rows.values()))
-    assert sentence == ("No placement beats the plain backbone beyond seed noise (3 seeds, 95% intervals): "
+    # the largest upper bound of a difference is coord's +0.030229: that is the gain the intervals rule out
+    assert sentence == ("No placement beats the plain backbone by more than 3.0 points (95%, 3 seeds): "
                         "keep the plain backbone.")
+    assert confirmation_sentence(list(rows.values()), resolution=0.01).endswith(
+        "(95%, 3 seeds; intervals up to ±4.9 points, ±1.0 asked): keep the plain backbone.")
     assert "coord" not in sentence
 
 
@@ -104,14 +107,25 @@ def test_clear_better_case_names_the_winner_with_its_interval():
     assert se.diff_mean == approx(0.05) and se.diff_ci_low == approx(0.025158) and se.diff_ci_high == approx(0.074842)
     assert by_name(rows)["eca"].verdict is Verdict.WITHIN_NOISE
     assert confirmation_sentence(rows) == (
-        "se/r8 | - | - | - beats the plain backbone by +0.050 test_acc (95% CI +0.025..+0.075, 3 seeds), "
+        "se/r8 | - | - | - beats the plain backbone by +5.0 [+2.5, +7.5] points (95%, 3 seeds), "
         "at 2.80 ms vs 2.40 ms latency.")
+    assert by_name(rows)["se"].diff_half_width == approx(0.024842)
 
 
 def test_several_better_rows_name_the_largest_paired_gain():
     scores = {"plain": {0: 0.70, 1: 0.71, 2: 0.72}, "a": {0: 0.75, 1: 0.77, 2: 0.76}, "b": {0: 0.80, 1: 0.81, 2: 0.83}}
     sentence = confirmation_sentence(confirmation_statistics(scores, reference="plain"))
-    assert sentence.startswith("b beats the plain backbone by +0.103 test_acc") and "2 placements beat it" in sentence
+    assert sentence.startswith("b beats the plain backbone by +10.3 [") and "2 placements beat it" in sentence
+
+
+def test_every_placement_worse_and_a_wider_level() -> None:
+    scores = {"plain": {0: 0.80, 1: 0.81, 2: 0.82}, "a": {0: 0.70, 1: 0.705, 2: 0.72}}
+    rows = confirmation_statistics(scores, reference="plain", diff_confidence=0.99)
+    a = by_name(rows)["a"]
+    assert a.verdict is Verdict.WORSE and a.diff_level == 0.99
+    wide = by_name(confirmation_statistics(scores, reference="plain"))["a"]
+    assert a.diff_half_width > wide.diff_half_width  # 99% is wider than 95%
+    assert confirmation_sentence(rows).startswith("No placement beats the plain backbone: every one is worse")
 
 
 def test_pairing_uses_only_seeds_present_in_both():

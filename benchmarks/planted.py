@@ -149,13 +149,20 @@ def why(root: Path, *, seeds: int, quick: bool) -> list[dict]:
     from backbones import ArchConfig, build
     from spaces import load_space
     from trials import ProbeConfig, TrainConfig, evaluate, load_dataset, run_trial
+    from trials.augment import normalize
+    from trials.speed import CANDIDATES, choose_precision
 
     space = load_space("your_data")
     budget = space.budgets["cpu"]
-    data = load_dataset("image_folder", root=str(root), train_size=256 if quick else budget.train_size,
-                        val_size=budget.val_size, seed=0, test=True, log=lambda _text: None)
+    data = load_dataset("image_folder", root=str(root), train_size=96 if quick else budget.train_size,
+                        val_size=32 if quick else budget.val_size, seed=0, test=True, log=lambda _text: None)
     base = space.base_arch(backbone=budget.backbone, in_chans=data.in_chans, num_classes=data.num_classes,
                            backbone_kwargs=budget.backbone_kwargs)
+    torch.set_num_threads(1)
+    images = normalize(data.train_x[:budget.batch_size], mean=data.mean, std=data.std)
+    choice = choose_precision(build(base.plain()), images=images, labels=data.train_y[:budget.batch_size])
+    precision, channels_last = CANDIDATES[choice.label]
+    print(f"  why: training arithmetic {choice.describe()}", flush=True)
     archs = {"plain": base.to_dict()}
     for kind in PLANTED_TYPES:
         arch = base.to_dict()
@@ -168,10 +175,11 @@ def why(root: Path, *, seeds: int, quick: bool) -> list[dict]:
             model = build(ArchConfig.from_dict(arch))
             epochs: list[float] = []
             train = TrainConfig(epochs=1 if quick else budget.epochs, batch_size=budget.batch_size, lr=budget.lr,
-                                weight_decay=budget.weight_decay, seed=seed)
+                                weight_decay=budget.weight_decay, seed=seed, precision=precision,
+                                channels_last=channels_last)
             run_trial(model=model, data=data, train=train, probe=ProbeConfig(runs=1, warmup=0, batch=0),
                       device="cpu", threads=1, report=lambda r, _: epochs.append(r.metrics["val_acc"]))
-            test_acc = evaluate(model, data, device=torch.device("cpu"), split="test")
+            test_acc = evaluate(model, data, device=torch.device("cpu"), split="test", precision=precision)
             rows.append({"arch": name, "seed": seed, "test_acc": round(test_acc, 4),
                          "val_acc": [round(v, 3) for v in epochs]})
             print(f"  why: {name} seed {seed}: test_acc {test_acc:.4f}, val_acc by epoch "
@@ -182,7 +190,7 @@ def why(root: Path, *, seeds: int, quick: bool) -> list[dict]:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("planted"), help="work folder (default: ./planted)")
-    parser.add_argument("--searches", type=int, default=5, help="search seeds per dataset (default 5)")
+    parser.add_argument("--searches", type=int, default=5, help="search seeds per dataset (default 5; 0: --why only)")
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma list of {', '.join(DATASETS)}")
     parser.add_argument("--images", type=int, default=4000, help="images in the relation and twin folders")
     parser.add_argument("--why", action="store_true", help="first train plain, nl and gc directly (3 seeds)")
@@ -190,9 +198,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in datasets if d not in DATASETS]
-    if unknown or args.searches < 1:
+    if unknown or args.searches < 0:
         print(f"error: --datasets {','.join(unknown)} / --searches {args.searches}: datasets are "
-              f"{', '.join(DATASETS)}, searches >= 1", file=sys.stderr)
+              f"{', '.join(DATASETS)}, searches >= 0", file=sys.stderr)
         raise SystemExit(2)
     images = 200 if args.quick else args.images
     roots = {kind: write_folder(args.out / "data" / kind, kind=kind, images=images) for kind in ("relation", "twin")}
@@ -208,8 +216,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             outcomes.append(outcome)
             print(f"  {dataset} seed {seed} ({outcome['wall_s']:.0f} s): pick {outcome['pick']}; "
                   f"{outcome['verdict']}", flush=True)
-    (args.out / "outcomes.json").write_text(json.dumps(outcomes, indent=1))
-    print(summary(outcomes))
+    if outcomes:
+        (args.out / "outcomes.json").write_text(json.dumps(outcomes, indent=1))
+        print(summary(outcomes))
 
 
 def summary(outcomes: Sequence[dict]) -> str:

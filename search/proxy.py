@@ -38,7 +38,7 @@ from search.settings import cli
 from search.settings.config import ProxyConfig, proxy_settings
 from search.settings.errors import UserError, exit_on_bad_input
 from search.settings.terminal import format_table, say
-from search.summary.fidelity import BudgetFidelity, fidelity, recommend
+from search.summary.fidelity import BudgetFidelity, fidelity, grace_period, recommend
 from spaces import SearchSpace, SpaceError, load_space
 from trials import (DatasetMissingError, ProbeConfig, TrainConfig, device_info, evaluate, load_dataset,
                     resolve_device, run_trial)
@@ -126,7 +126,9 @@ def proxy(cfg: DictConfig | ProxyConfig) -> dict[str, Any]:
     record["summary"] = {"rows": [dataclasses.asdict(r) for r in rows], "recommended": choice, "sentence": sentence}
     _save(out, record)
     print(_table(rows))
+    print(_epoch_table(rows))
     print(f"\n{sentence}")
+    print(_grace_sentence(rows, chosen=choice or settings.reference, min_tau=settings.min_tau))
     return record
 
 
@@ -262,6 +264,31 @@ def _table(rows: list[BudgetFidelity]) -> str:
         ("lat", "latency tau", "s"), ("e1", "epoch-1 val tau (ema)", "s"), ("e1raw", "(raw)", "s"),
         ("rho", "epoch-1 val rho (ema)", "s"), ("rhoraw", "(raw)", "s"),
         ("cost", "training s per run", "s")])
+
+
+def _epoch_table(rows: list[BudgetFidelity]) -> str:
+    """Kendall tau of val_acc after each epoch against the reference's final test_acc (average / live weights)."""
+    def cell(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.2f}"
+
+    epochs = max((len(r.epoch_tau) for r in rows), default=0)
+    return ("\nval_acc after epoch k ranks the reference's final test_acc (Kendall tau, weight average / live):\n"
+            + format_table([{"budget": r.budget, **{f"e{k + 1}": (f"{cell(r.epoch_tau[k])} / "
+                                                               f"{cell(r.epoch_tau_raw[k])}" if k < len(r.epoch_tau)
+                                                               else "") for k in range(epochs)}} for r in rows],
+                           [("budget", "budget", "s"), *((f"e{k + 1}", f"epoch {k + 1}", "s") for k in range(epochs))]))
+
+
+def _grace_sentence(rows: list[BudgetFidelity], *, chosen: str, min_tau: float) -> str:
+    row = next((r for r in rows if r.budget == chosen), None)
+    if row is None or not row.epoch_tau:
+        return ""
+    epoch = grace_period(row, min_tau=min_tau)
+    if epoch is None:
+        return (f"Early stopping at {chosen}: no epoch before the last ranks with tau >= {min_tau:g}; ASHA would "
+                f"stop on noise there (asha.grace_period={len(row.epoch_tau)} leaves it off).")
+    return (f"Early stopping at {chosen}: val_acc after epoch {epoch} ranks with tau {row.epoch_tau[epoch - 1]:.2f} "
+            f">= {min_tau:g}: asha.grace_period={epoch}.")
 
 
 @hydra.main(config_path=None, config_name="proxy", version_base=None)  # search.settings.config.ProxyConfig

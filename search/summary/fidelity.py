@@ -11,9 +11,12 @@ split, its per-epoch ``val_acc`` and its wall time), each budget gets:
 - ``epoch1_tau`` / ``epoch1_tau_raw``: Kendall's tau of the epoch-1 val_acc (of the weight average, and of the live
   weights) against the reference's final test_acc: how well early stopping at epoch 1 can rank; ``epoch1_rho`` /
   ``epoch1_rho_raw``: the same as Spearman's rho (``scipy.stats.spearmanr``);
+- ``epoch_tau`` / ``epoch_tau_raw``: the same Kendall tau after every epoch k (index k-1; the last epoch's val_acc
+  included), which tells ASHA's first rung where to be (:func:`grace_period`);
 - ``cost_s``: the median seconds one run spends training and validating (what a search trial pays; the probe and
   the test-split scoring are left out).
 
+:func:`grace_period` gives the first epoch whose val_acc ranks the final test_acc with tau >= min_tau.
 :func:`recommend` picks the cheapest budget with ``tau >= min_tau`` whose ``seed_std`` is below the effect to resolve.
 """
 
@@ -43,6 +46,8 @@ class BudgetFidelity:
     epoch1_rho: float | None
     epoch1_rho_raw: float | None
     cost_s: float
+    epoch_tau: tuple[float | None, ...] = ()  # after epoch 1, 2, ... (weight average when on)
+    epoch_tau_raw: tuple[float | None, ...] = ()  # the same for the live weights
 
 
 def _rankable(x: Sequence[float], y: Sequence[float]) -> bool:
@@ -75,12 +80,18 @@ def _by_arch(runs: Sequence[Mapping[str, Any]], budget: str, key: str) -> dict[s
     return out
 
 
-def _first_epoch(runs: Sequence[Mapping[str, Any]], budget: str, key: str) -> dict[str, list[float]]:
+def _at_epoch(runs: Sequence[Mapping[str, Any]], budget: str, key: str, epoch: int = 1) -> dict[str, list[float]]:
+    """arch -> the ``key`` value after ``epoch`` (1-based) of each run at ``budget`` that has one."""
     out: dict[str, list[float]] = {}
     for run in runs:
-        if run["budget"] == budget and run.get(key) and run[key][0] is not None:
-            out.setdefault(run["arch"], []).append(float(run[key][0]))
+        values = run.get(key) or []
+        if run["budget"] == budget and len(values) >= epoch and values[epoch - 1] is not None:
+            out.setdefault(run["arch"], []).append(float(values[epoch - 1]))
     return out
+
+
+def _epochs_of(runs: Sequence[Mapping[str, Any]], budget: str) -> int:
+    return max((len(run.get("val_acc") or []) for run in runs if run["budget"] == budget), default=0)
 
 
 def fidelity(runs: Sequence[Mapping[str, Any]], *, reference: str, budgets: Sequence[str],
@@ -94,7 +105,8 @@ def fidelity(runs: Sequence[Mapping[str, Any]], *, reference: str, budgets: Sequ
         variances = [statistics.variance(v) for v in acc.values() if len(v) > 1]
         latency, latency_ref = _by_arch(runs, budget, "latency_ms"), _by_arch(runs, reference, "latency_ms")
         timed = sorted(set(latency) & set(latency_ref))
-        early, early_raw = _first_epoch(runs, budget, "val_acc"), _first_epoch(runs, budget, "val_acc_raw")
+        early, early_raw = _at_epoch(runs, budget, "val_acc"), _at_epoch(runs, budget, "val_acc_raw")
+        epochs = range(1, _epochs_of(runs, budget) + 1)
         tau, tau_p = _kendall([statistics.fmean(acc[a]) for a in common], [truth[a] for a in common])
         rows.append(BudgetFidelity(
             budget=budget, runs=sum(len(v) for v in acc.values()), archs=len(acc),
@@ -105,13 +117,26 @@ def fidelity(runs: Sequence[Mapping[str, Any]], *, reference: str, budgets: Sequ
             epoch1_tau=_kendall(*_against(early, truth))[0], epoch1_tau_raw=_kendall(*_against(early_raw, truth))[0],
             epoch1_rho=_spearman(*_against(early, truth)), epoch1_rho_raw=_spearman(*_against(early_raw, truth)),
             cost_s=statistics.median(run["train_s"] for run in runs if run["budget"] == budget)
-            if any(run["budget"] == budget for run in runs) else float("nan")))
+            if any(run["budget"] == budget for run in runs) else float("nan"),
+            epoch_tau=tuple(_kendall(*_against(_at_epoch(runs, budget, "val_acc", k), truth))[0] for k in epochs),
+            epoch_tau_raw=tuple(_kendall(*_against(_at_epoch(runs, budget, "val_acc_raw", k), truth))[0]
+                                for k in epochs)))
     return rows
 
 
 def _against(values: Mapping[str, list[float]], truth: Mapping[str, float]) -> tuple[list[float], list[float]]:
     common = sorted(set(values) & set(truth))
     return [statistics.fmean(values[a]) for a in common], [truth[a] for a in common]
+
+
+def grace_period(row: BudgetFidelity, *, min_tau: float) -> int | None:
+    """The first epoch (1-based, before the last) after which the val_acc ranks the reference's final test_acc with
+    Kendall tau >= ``min_tau``: where ASHA's first rung can stop trials without stopping on noise; None if no epoch
+    before the last does (then early stopping at this budget acts on noise: leave it off or lengthen the budget)."""
+    for epoch, tau in enumerate(row.epoch_tau[:-1], start=1):
+        if tau is not None and tau >= min_tau:
+            return epoch
+    return None
 
 
 def recommend(rows: Sequence[BudgetFidelity], *, reference: str, min_tau: float, effect: float) -> tuple[str | None, str]:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from search.summary.fidelity import fidelity, recommend
+from search.summary.fidelity import fidelity, grace_period, recommend
 
 ARCHS = ("plain", "a", "b", "c", "d")
 TRUTH = {"plain": 0.80, "a": 0.82, "b": 0.84, "c": 0.86, "d": 0.88}  # the reference ranks them plain < a < ... < d
@@ -41,3 +41,18 @@ def test_taus_stds_and_the_recommendation() -> None:
     assert choice == "3x3000"
     choice, sentence = recommend([rows["4x8000"], rows["2x3000"]], reference="4x8000", min_tau=0.65, effect=0.01)
     assert choice is None and "No cheap budget qualifies" in sentence
+
+
+def test_per_epoch_taus_and_the_grace_period() -> None:
+    """Epoch 1 ranks backwards, epoch 2 and 3 like the reference: ASHA's first rung belongs at epoch 2."""
+    reference = _runs("4x8000", TRUTH, spread=0.001, cost=100)
+    cheap = [dict(run, budget="3x3000", val_acc=[1 - run["test_acc"], run["test_acc"] - 0.2, run["test_acc"] - 0.1],
+                  val_acc_raw=[0.5, 0.5, run["test_acc"]]) for run in reference]
+    row = fidelity(reference + cheap, reference="4x8000", budgets=["3x3000"])[0]
+    assert row.epoch_tau == pytest.approx((-1.0, 1.0, 1.0))
+    assert row.epoch_tau_raw[:2] == (None, None) and row.epoch_tau_raw[2] == pytest.approx(1.0)  # constant: no tau
+    assert row.epoch_tau[0] == pytest.approx(row.epoch1_tau)
+    assert grace_period(row, min_tau=0.65) == 2
+    flat = fidelity(reference + [dict(r, val_acc=[0.5, 0.5, r["test_acc"]]) for r in cheap], reference="4x8000",
+                    budgets=["3x3000"])[0]
+    assert grace_period(flat, min_tau=0.65) is None  # only the last epoch ranks: early stopping would act on noise

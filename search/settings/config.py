@@ -112,7 +112,9 @@ class ConstraintsConfig:
 class AshaConfig:
     """Early stopping on val_acc (Li et al. 2018, https://arxiv.org/abs/1810.05934)."""
 
-    grace_period: int = field(default=1, metadata=integer(minimum=1))  # epochs every trial gets before it can be stopped
+    # epochs every trial gets before it can be stopped; 2: at the shipped CPU budget val_acc after epoch 1 ranks the
+    # final accuracy with Kendall tau 0.45, after epoch 2 with 0.63 (BENCHMARKS.md section 10)
+    grace_period: int = field(default=2, metadata=integer(minimum=1))
     reduction_factor: float = field(default=2.0, metadata=number(above=1))  # keep the top 1/reduction_factor at each rung
 
 

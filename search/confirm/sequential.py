@@ -36,7 +36,8 @@ import random
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+
+from search.confirm.statistics import t_quantile
 
 LOOK_GROWTH = 1.5  # each look after about this many times the seeds of the one before
 ALPHA = 0.05  # family-wise two-sided error of the whole confirmation: all candidates, all looks (95% intervals)
@@ -127,15 +128,8 @@ def t_interval(values: Sequence[float], *, level: float) -> Interval:
     mean = math.fsum(values) / n
     if n < 2:
         return Interval(n=n, mean=mean, low=None, high=None, level=None)
-    half = _t_quantile(n - 1, level) * statistics.stdev(values) / math.sqrt(n)
+    half = t_quantile(n - 1, level) * statistics.stdev(values) / math.sqrt(n)
     return Interval(n=n, mean=mean, low=mean - half, high=mean + half, level=level)
-
-
-@lru_cache(maxsize=4096)
-def _t_quantile(df: int, level: float) -> float:
-    from scipy import stats  # imported on first use: importing this module stays cheap
-
-    return float(stats.t.ppf(0.5 + level / 2, df))
 
 
 def look(diffs: Mapping[str, Sequence[float]], *, design: SequentialDesign) -> Look:

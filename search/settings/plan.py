@@ -37,8 +37,8 @@ class ConfirmDefaults:
 
 
 # On CPU one front architecture besides the 3 controls and at most 5 seeds (looks at 3 and 5: 12 to 20 runs), so that
-# the default command ends within minutes on 2 cores (README, "Run a search"); at the CPU budget the seeds' std of
-# the difference to plain is about 0.01 (BENCHMARKS.md section 10), which 5 seeds resolve to about +-2.5 points.
+# the default command ends within minutes on 2 cores (README, "Run a search": 24.5 min on a 2-core EPYC, 2026-12-02,
+# where 5 seeds resolved the differences to plain to +-0.7 to +-3.4 points, wider than the asked +-1).
 CONFIRM_DEFAULTS: dict[str, ConfirmDefaults] = {
     "cuda": ConfirmDefaults(top_k=3, seeds=3, max_seeds=10, resolution=0.005),
     "cpu": ConfirmDefaults(top_k=1, seeds=3, max_seeds=5, resolution=0.01),

@@ -107,6 +107,8 @@ def fidelity(runs: Sequence[Mapping[str, Any]], *, reference: str, budgets: Sequ
         timed = sorted(set(latency) & set(latency_ref))
         early, early_raw = _at_epoch(runs, budget, "val_acc"), _at_epoch(runs, budget, "val_acc_raw")
         epochs = range(1, _epochs_of(runs, budget) + 1)
+        epoch_tau = tuple(_kendall(*_against(_at_epoch(runs, budget, "val_acc", k), truth))[0] for k in epochs)
+        epoch_tau_raw = tuple(_kendall(*_against(_at_epoch(runs, budget, "val_acc_raw", k), truth))[0] for k in epochs)
         tau, tau_p = _kendall([statistics.fmean(acc[a]) for a in common], [truth[a] for a in common])
         rows.append(BudgetFidelity(
             budget=budget, runs=sum(len(v) for v in acc.values()), archs=len(acc),
@@ -114,13 +116,11 @@ def fidelity(runs: Sequence[Mapping[str, Any]], *, reference: str, budgets: Sequ
             seed_std=math.sqrt(statistics.fmean(variances)) if variances else None, tau=tau, tau_p=tau_p,
             latency_tau=_kendall([statistics.median(latency[a]) for a in timed],
                                  [statistics.median(latency_ref[a]) for a in timed])[0],
-            epoch1_tau=_kendall(*_against(early, truth))[0], epoch1_tau_raw=_kendall(*_against(early_raw, truth))[0],
+            epoch1_tau=epoch_tau[0] if epoch_tau else None, epoch1_tau_raw=epoch_tau_raw[0] if epoch_tau_raw else None,
             epoch1_rho=_spearman(*_against(early, truth)), epoch1_rho_raw=_spearman(*_against(early_raw, truth)),
             cost_s=statistics.median(run["train_s"] for run in runs if run["budget"] == budget)
             if any(run["budget"] == budget for run in runs) else float("nan"),
-            epoch_tau=tuple(_kendall(*_against(_at_epoch(runs, budget, "val_acc", k), truth))[0] for k in epochs),
-            epoch_tau_raw=tuple(_kendall(*_against(_at_epoch(runs, budget, "val_acc_raw", k), truth))[0]
-                                for k in epochs)))
+            epoch_tau=epoch_tau, epoch_tau_raw=epoch_tau_raw))
     return rows
 
 

@@ -33,6 +33,7 @@ from timm.layers.coord_attn import CoordAttn, EfficientLocalAttn, SimpleCoordAtt
 from timm.layers.lambda_layer import LambdaLayer
 from torch import nn
 
+from .calls import Call
 from .modules import (
     BottleneckAttention, PointwiseSpatialAttention, SelfAttention2d, SpatialGate, TripletAttention,
 )
@@ -45,74 +46,81 @@ KNOB_CHOICES: Mapping[str, tuple[int, ...]] = {"reduction": (4, 8, 16, 32), "ker
 
 @dataclass(frozen=True)
 class AttentionKind:
-    """One registered attention type; ``make(channels, **knobs)`` returns a shape-preserving module."""
+    """One registered attention type; ``call(channels, **knobs)`` is the constructor call of a shape-preserving
+    module (:class:`backbones.calls.Call`: built by ``make``, written out as source by an export)."""
 
     name: str
-    make: Callable[..., nn.Module]
+    call: Callable[..., Call]
     knobs: frozenset[str]  # subset of KNOBS that really changes the module
     paper: str  # URL
     channel_multiple: int = 1  # channels must be a multiple of this (grouped convs, attention heads)
 
-
-# --- constructors: (channels, **knobs) -> nn.Module -------------------------------------------------
-
-def _none(channels: int) -> nn.Module:
-    return nn.Identity()
+    def make(self, channels: int, **knobs: int) -> nn.Module:
+        return self.call(channels, **knobs).build()
 
 
-def _reduced(cls: type[nn.Module], channels: int, *, reduction: int = 16, **kw) -> nn.Module:
-    return cls(channels, rd_channels=channels // reduction, **kw)
+# --- constructor calls: (channels, **knobs) -> Call -------------------------------------------------
+
+def _none(channels: int) -> Call:
+    return Call(nn.Identity)
 
 
-def _eca(channels: int, *, kernel_size: int = 3) -> nn.Module:
+def _plain(cls: type[nn.Module], channels: int, **knobs: int) -> Call:
+    return Call(cls, (channels,), dict(knobs))
+
+
+def _reduced(cls: type[nn.Module], channels: int, *, reduction: int = 16, **kw) -> Call:
+    return Call(cls, (channels,), {"rd_channels": channels // reduction, **kw})
+
+
+def _eca(channels: int, *, kernel_size: int = 3) -> Call:
     # channels=None: otherwise timm derives kernel_size from channels and ignores ours.
-    return EcaModule(None, kernel_size=kernel_size)
+    return Call(EcaModule, (None,), {"kernel_size": kernel_size})
 
 
-def _ceca(channels: int, *, kernel_size: int = 3) -> nn.Module:
-    return CecaModule(None, kernel_size=kernel_size)
+def _ceca(channels: int, *, kernel_size: int = 3) -> Call:
+    return Call(CecaModule, (None,), {"kernel_size": kernel_size})
 
 
-def _cbam(cls: type[nn.Module], channels: int, *, reduction: int = 16, kernel_size: int = 7) -> nn.Module:
-    return cls(channels, rd_channels=channels // reduction, spatial_kernel_size=kernel_size)
+def _cbam(cls: type[nn.Module], channels: int, *, reduction: int = 16, kernel_size: int = 7) -> Call:
+    return Call(cls, (channels,), {"rd_channels": channels // reduction, "spatial_kernel_size": kernel_size})
 
 
-def _ela(channels: int, *, kernel_size: int = 7) -> nn.Module:
-    return EfficientLocalAttn(channels, kernel_size=kernel_size)
+def _ela(channels: int, *, kernel_size: int = 7) -> Call:
+    return Call(EfficientLocalAttn, (channels,), {"kernel_size": kernel_size})
 
 
-def _ecam(channels: int, *, reduction: int = 8) -> nn.Module:
+def _ecam(channels: int, *, reduction: int = 8) -> Call:
     # timm's MLP variant of ECA; with channels given, timm picks the 1-D kernel from channels (so no k knob).
-    return EcaModule(channels, use_mlp=True, rd_channels=channels // reduction)
+    return Call(EcaModule, (channels,), {"use_mlp": True, "rd_channels": channels // reduction})
 
 
-def _ge(channels: int, *, reduction: int = 16) -> nn.Module:
+def _ge(channels: int, *, reduction: int = 16) -> Call:
     # Gather: parameter-free average over extent 8 (GE-theta-minus); excite: timm's 1x1 MLP. timm 1.0.31 builds
     # that MLP with ``*dd`` (dict keys as positional args) and crashes, so we build it ourselves.
-    module = GatherExcite(channels, extent=8, use_mlp=False)
-    module.mlp = ConvMlp(channels, channels // reduction, act_layer=nn.ReLU)
-    return module
+    return Call(GatherExcite, (channels,), {"extent": 8, "use_mlp": False},
+                children={"mlp": Call(ConvMlp, (channels, channels // reduction), {"act_layer": nn.ReLU})})
 
 
-def _splat(channels: int, *, reduction: int = 4, kernel_size: int = 3) -> nn.Module:
+def _splat(channels: int, *, reduction: int = 4, kernel_size: int = 3) -> Call:
     # A radix-2 split-attention conv (replaces a kxk conv in ResNeSt); shape-preserving, no BatchNorm by default.
-    return SplitAttn(channels, channels, kernel_size=kernel_size, rd_channels=channels // reduction)
+    return Call(SplitAttn, (channels, channels), {"kernel_size": kernel_size, "rd_channels": channels // reduction})
 
 
-def _lambda(channels: int, *, kernel_size: int = 9) -> nn.Module:
+def _lambda(channels: int, *, kernel_size: int = 9) -> Call:
     # kernel_size is the local context size r of the position lambdas (a (r, r) conv); 4 heads of values.
-    return LambdaLayer(channels, channels, r=kernel_size)
+    return Call(LambdaLayer, (channels, channels), {"r": kernel_size})
 
 
-def _kind(name: str, make: Callable[..., nn.Module], knobs: set[str], paper: str, multiple: int = 1) -> AttentionKind:
-    return AttentionKind(name=name, make=make, knobs=frozenset(knobs), paper=paper, channel_multiple=multiple)
+def _kind(name: str, call: Callable[..., Call], knobs: set[str], paper: str, multiple: int = 1) -> AttentionKind:
+    return AttentionKind(name=name, call=call, knobs=frozenset(knobs), paper=paper, channel_multiple=multiple)
 
 
 _R, _K = "reduction", "kernel_size"
 ATTENTION: dict[str, AttentionKind] = {k.name: k for k in (
     _kind("none", _none, set(), ""),
     _kind("se", partial(_reduced, SEModule), {_R}, "https://arxiv.org/abs/1709.01507"),
-    _kind("ese", EffectiveSEModule, set(), "https://arxiv.org/abs/1911.06667"),
+    _kind("ese", partial(_plain, EffectiveSEModule), set(), "https://arxiv.org/abs/1911.06667"),
     _kind("eca", _eca, {_K}, "https://arxiv.org/abs/1910.03151"),
     _kind("ceca", _ceca, {_K}, "https://arxiv.org/abs/1910.03151"),  # timm variant: circular padding
     _kind("cbam", partial(_cbam, CbamModule), {_R, _K}, "https://arxiv.org/abs/1807.06521"),
@@ -128,11 +136,11 @@ ATTENTION: dict[str, AttentionKind] = {k.name: k for k in (
     _kind("ge", _ge, {_R}, "https://arxiv.org/abs/1810.12348"),
     _kind("splat", _splat, {_R, _K}, "https://arxiv.org/abs/2004.08955", multiple=2),  # radix-2 grouped conv
     _kind("lambda", _lambda, {_K}, "https://arxiv.org/abs/2102.08602", multiple=4),  # 4 heads
-    _kind("psa", PointwiseSpatialAttention, {_R}, "https://hszhao.github.io/papers/eccv18_psanet.pdf"),
-    _kind("sa", SelfAttention2d, {_R}, "https://arxiv.org/abs/1805.08318"),
-    _kind("bam", BottleneckAttention, {_R}, "https://arxiv.org/abs/1807.06514"),
-    _kind("triplet", TripletAttention, {_K}, "https://arxiv.org/abs/2010.03045"),
-    _kind("spatial", SpatialGate, {_K}, "https://arxiv.org/abs/1807.06521"),  # CBAM's spatial half
+    _kind("psa", partial(_plain, PointwiseSpatialAttention), {_R}, "https://hszhao.github.io/papers/eccv18_psanet.pdf"),
+    _kind("sa", partial(_plain, SelfAttention2d), {_R}, "https://arxiv.org/abs/1805.08318"),
+    _kind("bam", partial(_plain, BottleneckAttention), {_R}, "https://arxiv.org/abs/1807.06514"),
+    _kind("triplet", partial(_plain, TripletAttention), {_K}, "https://arxiv.org/abs/2010.03045"),
+    _kind("spatial", partial(_plain, SpatialGate), {_K}, "https://arxiv.org/abs/1807.06521"),  # CBAM's spatial half
 )}
 
 # Types considered and not registered (name -> why); ``python -m backbones`` prints this list.
@@ -191,5 +199,10 @@ def make_attention(name: str, *, channels: int, **knobs: int) -> nn.Module:
     ``channel_multiple``, a knob the type does not take, a reduction with ``channels // reduction < 1``
     or an even / non-positive kernel size.
     """
+    return attention_call(name, channels=channels, **knobs).build()
+
+
+def attention_call(name: str, *, channels: int, **knobs: int) -> Call:
+    """The checked constructor call :func:`make_attention` builds (what an export writes out as source)."""
     check_attention(name, channels=channels, **knobs)
-    return ATTENTION[name].make(channels, **knobs)
+    return ATTENTION[name].call(channels, **knobs)

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from .arch import ArchConfig
-from .attention import check_attention, make_attention
+from .attention import attention_call, check_attention
+from .calls import Edit
 from .head import install_head
 from .placement import (Slot, apply_small_input, block_channels, declared_stage_channels, dry_run, find_stages,
                         install, supported_positions)
@@ -40,7 +41,7 @@ def _check_backbone(name: object) -> str:
 
 
 def _create(backbone: str, *, in_chans: int, num_classes: int, small_input: bool,
-            backbone_kwargs: Mapping[str, Any]) -> tuple[nn.Module, list[str]]:
+            backbone_kwargs: Mapping[str, Any]) -> tuple[nn.Module, list[str], list[Edit]]:
     try:
         model = timm.create_model(backbone, pretrained=False, in_chans=in_chans, num_classes=num_classes,
                                   **backbone_kwargs)
@@ -50,9 +51,7 @@ def _create(backbone: str, *, in_chans: int, num_classes: int, small_input: bool
     if not stages:
         raise ValueError(f"backbone {backbone!r} has no Sequential stages in feature_info; "
                          f"tested: {', '.join(SUPPORTED_BACKBONES)}")
-    if small_input:
-        apply_small_input(model, stages=stages)
-    return model, stages
+    return model, stages, apply_small_input(model, stages=stages) if small_input else []
 
 
 def build(arch: ArchConfig | Mapping[str, Any]) -> nn.Module:
@@ -62,9 +61,15 @@ def build(arch: ArchConfig | Mapping[str, Any]) -> nn.Module:
     Stages with ``attn: none`` are left untouched, so a plain arch (``arch.plain()``) is exactly the timm model
     (same parameters, same state-dict keys, same outputs under the same seed).
     """
+    return build_recorded(arch)[0]
+
+
+def build_recorded(arch: ArchConfig | Mapping[str, Any]) -> tuple[nn.Module, list[Edit]]:
+    """:func:`build`, and every edit it made to the timm model, in order (``backbones.calls.Edit``): what
+    ``backbones.source`` writes out so the model can be rebuilt without this package."""
     arch = ArchConfig.from_dict(arch)
     backbone = _check_backbone(arch.backbone)
-    model, stages = _create(backbone, in_chans=arch.in_chans, num_classes=arch.num_classes,
+    model, stages, edits = _create(backbone, in_chans=arch.in_chans, num_classes=arch.num_classes,
                             small_input=arch.small_input, backbone_kwargs=arch.backbone_kwargs)
     if len(arch.stages) != len(stages):
         raise ValueError(f"backbone {backbone!r} has {len(stages)} stages (0..{len(stages) - 1}: "
@@ -87,17 +92,21 @@ def build(arch: ArchConfig | Mapping[str, Any]) -> nn.Module:
                 check_attention(spec.attn, channels=min(s.channels for s in stage_slots), **spec.knobs)
             except ValueError as err:
                 raise ValueError(f"stage {i} ({stages[i]}): {err}") from None
+    paths = {id(module): path for path, module in model.named_modules()}
     for spec, stage_slots in zip(arch.stages, slots):
         for slot in stage_slots:
-            slot.fill(make_attention(spec.attn, channels=slot.channels, **spec.knobs))
-    install_head(model, head=arch.head, in_chans=arch.in_chans, size=_DRY_RUN_SIZE)
-    return model
+            call = attention_call(spec.attn, channels=slot.channels, **spec.knobs)
+            slot.fill(call.build())
+            parent = paths[id(slot.parent)]
+            edits.append(Edit("wrap", parent, call) if slot.wraps else Edit("set", f"{parent}.{slot.name}", call))
+    head = install_head(model, head=arch.head, in_chans=arch.in_chans, size=_DRY_RUN_SIZE)
+    return model, edits + ([head] if head else [])
 
 
 @lru_cache(maxsize=None)
 def _stage_depths(backbone: str, kwargs_json: str) -> tuple[int, ...]:
     with torch.random.fork_rng(devices=[]):
-        model, stages = _create(backbone, in_chans=3, num_classes=0, small_input=False,
+        model, stages, _ = _create(backbone, in_chans=3, num_classes=0, small_input=False,
                                 backbone_kwargs=json.loads(kwargs_json))
     return tuple(len(list(model.get_submodule(name).children())) for name in stages)
 
@@ -117,7 +126,7 @@ def stage_depths(*, backbone: str, backbone_kwargs: Mapping[str, Any] | None = N
 @lru_cache(maxsize=None)
 def _stage_channels(backbone: str, in_chans: int, kwargs_json: str) -> tuple[int, ...]:
     with torch.random.fork_rng(devices=[]):  # building the probe model must not shift the caller's RNG
-        model, stages = _create(backbone, in_chans=in_chans, num_classes=0, small_input=False,
+        model, stages, _ = _create(backbone, in_chans=in_chans, num_classes=0, small_input=False,
                                 backbone_kwargs=json.loads(kwargs_json))
     declared = declared_stage_channels(model)  # feature_info's num_chs: every tested family declares them all
     if None not in declared:
@@ -143,7 +152,7 @@ def stage_channels(*, backbone: str, in_chans: int = 3, backbone_kwargs: Mapping
 @lru_cache(maxsize=None)
 def _stage_positions(backbone: str, kwargs_json: str) -> tuple[tuple[str, ...], ...]:
     with torch.random.fork_rng(devices=[]):
-        model, stages = _create(backbone, in_chans=3, num_classes=0, small_input=False,
+        model, stages, _ = _create(backbone, in_chans=3, num_classes=0, small_input=False,
                                 backbone_kwargs=json.loads(kwargs_json))
     return tuple(tuple(supported_positions(model.get_submodule(name), "every")) for name in stages)
 

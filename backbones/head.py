@@ -15,6 +15,8 @@ import torch
 from timm.layers import SelectAdaptivePool2d
 from torch import nn
 
+from .calls import Call, Edit
+
 
 class AttentionPool2d(nn.Module):
     """Additive attention pooling: ``sum_n softmax_n(v·tanh(W x_n + b)) x_n`` over the H×W positions.
@@ -45,16 +47,16 @@ class AttentionPool2d(nn.Module):
         return pooled if self.flatten else pooled[:, :, None, None]
 
 
-def _avg(pool: SelectAdaptivePool2d, channels: int) -> nn.Module:
-    return pool
+def _avg(pool: SelectAdaptivePool2d, channels: int) -> Call | None:
+    return None  # timm's pool stays
 
 
-def _attn_pool(pool: SelectAdaptivePool2d, channels: int) -> nn.Module:
-    return AttentionPool2d(channels, flatten=isinstance(pool.flatten, nn.Flatten))
+def _attn_pool(pool: SelectAdaptivePool2d, channels: int) -> Call | None:
+    return Call(AttentionPool2d, (channels,), {"flatten": isinstance(pool.flatten, nn.Flatten)})
 
 
-# name -> make(timm's pool, feature channels) -> the module that takes the pool's place
-HEADS: dict[str, Callable[[SelectAdaptivePool2d, int], nn.Module]] = {"avg": _avg, "attn_pool": _attn_pool}
+# name -> call(timm's pool, feature channels) -> the constructor call of the module that takes the pool's place
+HEADS: dict[str, Callable[[SelectAdaptivePool2d, int], Call | None]] = {"avg": _avg, "attn_pool": _attn_pool}
 
 
 def check_head(name: object) -> str:
@@ -64,11 +66,12 @@ def check_head(name: object) -> str:
     return name  # type: ignore[return-value]
 
 
-def install_head(model: nn.Module, *, head: str, in_chans: int, size: int = 32) -> None:
-    """Replace ``model``'s global pool with ``HEADS[head]`` (``avg`` leaves the model as timm built it)."""
+def install_head(model: nn.Module, *, head: str, in_chans: int, size: int = 32) -> Edit | None:
+    """Replace ``model``'s global pool with ``HEADS[head]`` (``avg`` leaves the model as timm built it); returns the
+    edit made, if any."""
     check_head(head)
     if head == "avg":
-        return
+        return None
     pools = [name for name, module in model.named_modules() if isinstance(module, SelectAdaptivePool2d)]
     if not pools:
         raise ValueError(f"head {head!r} needs timm's SelectAdaptivePool2d, which {type(model).__name__} lacks")
@@ -78,4 +81,6 @@ def install_head(model: nn.Module, *, head: str, in_chans: int, size: int = 32) 
     model.train(was_training)
     parent_name, _, child = pools[0].rpartition(".")
     parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, HEADS[head](getattr(parent, child), channels))
+    call = HEADS[head](getattr(parent, child), channels)
+    setattr(parent, child, call.build())
+    return Edit("set", pools[0], call)

@@ -43,6 +43,8 @@ from timm.models.regnet import RegStage
 from timm.models.resnet import BasicBlock, Bottleneck
 from torch import nn
 
+from .calls import Call, Edit
+
 BLOCKS: tuple[str, ...] = ("every", "last")  # values of the ArchConfig stage key ``blocks``; first is the default
 
 # Stage classes whose forward runs their children in order, so children can be wrapped or appended.
@@ -74,6 +76,7 @@ class Slot:
     parent: nn.Module
     name: str
     replaced: nn.Module | None = None  # what the slot held before (in_block: the block's own SE), if anything
+    wraps: bool = False  # parent is the nn.Sequential(block, placeholder) that after_block made (an Edit "wrap")
 
     @property
     def channels(self) -> int:
@@ -107,7 +110,7 @@ def _install_after_block(stage: nn.Module, blocks: str) -> list[Slot]:
     for name, block in _targets(stage, blocks):
         wrapper = nn.Sequential(block, _Probe())
         setattr(stage, name, wrapper)
-        slots.append(Slot(wrapper, "1"))
+        slots.append(Slot(wrapper, "1", wraps=True))
     return slots
 
 
@@ -212,7 +215,7 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
-def apply_small_input(model: nn.Module, *, stages: Sequence[str]) -> None:
+def apply_small_input(model: nn.Module, *, stages: Sequence[str]) -> list[Edit]:
     """Adapt a timm model to 28x28 / 32x32 inputs (Fashion-MNIST, CIFAR) in place.
 
     The stem conv (``pretrained_cfg['first_conv']``: ResNet ``conv1`` / ``conv1.0``, MobileNetV3 and EfficientNet
@@ -223,18 +226,23 @@ def apply_small_input(model: nn.Module, *, stages: Sequence[str]) -> None:
     parameter count changes. Every ``nn.MaxPool2d`` of the stem (the top-level children before the first stage,
     e.g. ResNet ``maxpool``) becomes ``nn.Identity``. The first stage then sees the input at full resolution
     (ResNet, EfficientNet, ConvNeXt) or half (MobileNetV3 ``blocks.0`` and RegNet ``s1`` stride 2).
+    Returns the edits made, in order (``backbones.calls.Edit``).
     """
     first_conv = model.pretrained_cfg["first_conv"]
     conv = model.get_submodule(first_conv)
+    edits = []
     if conv.stride != (1, 1) and tuple(conv.kernel_size) == tuple(conv.stride):
-        stem = nn.Conv2d(conv.in_channels, conv.out_channels, kernel_size=3, stride=1, padding=1,
-                         bias=conv.bias is not None)
+        call = Call(nn.Conv2d, (conv.in_channels, conv.out_channels),
+                    {"kernel_size": 3, "stride": 1, "padding": 1, "bias": conv.bias is not None})
+        stem = call.build()
         nn.init.trunc_normal_(stem.weight, std=0.02)
         if stem.bias is not None:
             nn.init.zeros_(stem.bias)
         _set_submodule(model, first_conv, stem)
+        edits.append(Edit("set", first_conv, call))
     else:
         conv.stride = (1, 1)
+        edits.append(Edit("stride1", first_conv))
     first_top = stages[0].split(".")[0]
     for top, child in model.named_children():
         if top == first_top:
@@ -242,6 +250,8 @@ def apply_small_input(model: nn.Module, *, stages: Sequence[str]) -> None:
         for name, m in list(child.named_modules(prefix=top)):
             if isinstance(m, nn.MaxPool2d):
                 _set_submodule(model, name, nn.Identity())
+                edits.append(Edit("set", name, Call(nn.Identity)))
+    return edits
 
 
 def takes_blocks(position: str) -> bool:

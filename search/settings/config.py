@@ -257,10 +257,12 @@ class ExportConfig:
     search: str = field(default="latest", metadata=text())  # search name (MLflow parent run name) or 'latest'
     # pick the most accurate front trial with latency_ms <= this; null: most accurate overall
     max_latency_ms: Optional[float] = field(default=None, metadata=number(above=0))
-    out: str = field(default="exported", metadata=FOLDER)  # folder for <name>.py and <name>.safetensors
+    out: str = field(default="exported", metadata=FOLDER)  # the export goes to OUT/<module_name>/
     # default: attnas_<search name>, made a valid Python identifier
     module_name: Optional[str] = field(default=None, metadata=text("a valid Python identifier",
                                                                    pattern=r"[A-Za-z_]\w*"))
+    overwrite: bool = False  # true: replace an existing OUT/<module_name>/ (false: refuse, write nothing)
+    register: bool = True  # register the model in the MLflow Model Registry under the search's parent run
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
     def __post_init__(self) -> None:

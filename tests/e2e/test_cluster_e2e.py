@@ -245,8 +245,10 @@ def test_export_against_the_server(sessions, server, tmp_path: Path) -> None:
                              f"out={tmp_path}"], cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)},
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "output matches the trial's reference output" in result.stdout
-    assert (tmp_path / "attnas_on_cluster.py").is_file() and (tmp_path / "attnas_on_cluster.safetensors").is_file()
+    assert "check __init__.py" in result.stdout and "registered models:/attnas_on_cluster/1" in result.stdout
+    package = tmp_path / "attnas_on_cluster"
+    assert (package / "__init__.py").is_file() and (package / "model.safetensors").is_file()
+    assert (package / "model.onnx").is_file() and (package / "model.pt2").is_file()
 
 
 def test_without_ray_address_a_local_ray_starts_even_beside_a_cluster(cluster) -> None:

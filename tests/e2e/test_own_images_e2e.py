@@ -49,7 +49,7 @@ def test_search_and_export_on_a_folder_of_pngs(tmp_path: Path, fashion_pngs, run
 
     # the exported module rebuilds the confirmed pick (in_chans and num_classes from the folder) and classifies a PNG
     exported = run_cli(["search.export", "out=exported", "module_name=my_model"], cwd=tmp_path)
-    assert "my_model.py" in exported.stdout
+    assert f"to {tmp_path / 'exported' / 'my_model'}/: README.md, __init__.py" in exported.stdout
     check = (
         "import sys, torch\n"
         "from my_model import build_model, load_image, DATA\n"

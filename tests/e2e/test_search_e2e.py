@@ -139,41 +139,87 @@ def test_confirmation_runs_and_the_confirmed_table_are_in_mlflow(search: tuple[P
 def test_export_rebuilds_the_confirmed_pick_in_a_new_process(search: tuple[Path, str], run_cli) -> None:
     folder, _ = search
     result = run_cli(["search.export", "out=exported", "module_name=best_arch"], cwd=folder)
-    assert "best_arch.py" in result.stdout
+    package = folder / "exported" / "best_arch"
+    assert f"to {package}/: README.md, __init__.py, model.onnx, model.pt2, model.safetensors" in result.stdout
+    assert re.search(r"check model\.onnx +max abs diff \S+ \(onnxruntime .* 64 images\)", result.stdout)
+    assert "registered models:/best_arch/1" in result.stdout
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{folder / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("attnas")
     (parent,) = client.search_runs([experiment.experiment_id], filter_string="tags.`attnas.role` = 'search'")
     better = not parent.data.tags["attnas.verdict"].startswith(("No placement", "With "))  # a placement is named
-    docstring = (folder / "exported" / "best_arch.py").read_text().split('"""')[1]
+    docstring = (package / "__init__.py").read_text().split('"""')[1]
     assert "test_acc" in docstring and "over 2 seeds on the official test split (1,000 images)" in docstring
     assert parent.data.params["data.test_images"] == "1000"  # data.test_size: a fixed subset, said where it is used
     assert "Verdict: " + ("better" if better else "reference") in docstring
     assert "The search's verdict: " + parent.data.tags["attnas.verdict"] in docstring  # with its resolution
+    card = (package / "README.md").read_text()
+    assert parent.data.tags["attnas.verdict"] in card and "| `model.onnx` | onnxruntime" in card
+    assert "ONNX Runtime (CPUExecutionProvider)" in card and "models:/best_arch/1" in card
     picked = re.search(r"Confirmed \((\w+):", docstring).group(1)
     assert better or picked == "plain"  # nothing beat the plain backbone beyond noise: the plain backbone is exported
     (best,) = client.search_runs([experiment.experiment_id], filter_string=(
         f"tags.`attnas.confirm_of` = '{picked}' and tags.`attnas.seed` = '{SEEDS[0]}'"))
     reference = load_file(client.download_artifacts(best.info.run_id, "model/reference.safetensors", str(folder)))
-    check = (
-        "import sys, torch\n"
-        "from safetensors.torch import load_file\n"
-        "from best_arch import build_model, METRICS\n"
-        "ref = load_file(sys.argv[1])\n"
-        "out = build_model()(ref['input'])\n"
-        "assert torch.allclose(out, ref['output'], atol=1e-5), (out - ref['output']).abs().max()\n"
-        "print('test_acc', METRICS['test_acc'])\n"
-    )
-    ref_path = folder / "ref.safetensors"
     from safetensors.torch import save_file
 
-    save_file(reference, str(ref_path))
-    env = {**os.environ, "PYTHONPATH": f"{folder / 'exported'}{os.pathsep}{REPO}"}
-    out = subprocess.run([sys.executable, "-c", check, str(ref_path)], cwd=folder, env=env, capture_output=True,
-                         text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert f"test_acc {round(best.data.metrics['test_acc'], 6)}" in out.stdout
-    assert (folder / "exported" / "best_arch.safetensors").is_file()
-    assert b"pickle" not in (folder / "exported" / "best_arch.py").read_bytes()
+    save_file(reference, str(folder / "ref.safetensors"))
+    out = _run_without_this_package(_DEPLOY_CHECK, str(folder / "exported"), str(folder / "ref.safetensors"),
+                                    f"sqlite:///{folder / 'mlflow.db'}", cwd=folder)
+    assert f"test_acc {round(best.data.metrics['test_acc'], 6)}" in out
+    assert "module onnx pt2 registry: all match" in out
+    assert b"pickle" not in (package / "__init__.py").read_bytes()
+    # a second export into the same folder is refused (nothing changes) unless overwrite=true
+    again = subprocess.run([sys.executable, "-m", "search.export", "out=exported", "module_name=best_arch"], cwd=folder,
+                           env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and "already exists; pass overwrite=true" in again.stderr
+
+
+# Runs in a virtual environment that has torch, timm, safetensors, onnxruntime and mlflow but not this package.
+_DEPLOY_CHECK = """
+import importlib.util, sys
+import torch, onnxruntime, mlflow
+from safetensors.torch import load_file
+assert not [m for m in ("backbones", "trials", "search", "spaces") if importlib.util.find_spec(m)], "attnas importable"
+sys.path.insert(0, sys.argv[1])
+from best_arch import load_model, METRICS
+ref = load_file(sys.argv[2])
+x, expected = ref["input"], ref["output"]
+with torch.inference_mode():
+    out = load_model()(x)
+assert torch.allclose(out, expected, atol=1e-5), (out - expected).abs().max()
+session = onnxruntime.InferenceSession(sys.argv[1] + "/best_arch/model.onnx", providers=["CPUExecutionProvider"])
+onnx = torch.from_numpy(session.run(None, {"images": x.numpy()})[0])
+assert torch.allclose(onnx, expected, atol=1e-4), (onnx - expected).abs().max()
+pt2 = torch.export.load(sys.argv[1] + "/best_arch/model.pt2").module()(x)
+assert torch.allclose(pt2, expected, atol=1e-5), (pt2 - expected).abs().max()
+mlflow.set_tracking_uri(sys.argv[3])
+registry = mlflow.pytorch.load_model("models:/best_arch/1")(x)
+assert torch.allclose(registry, expected, atol=1e-5), (registry - expected).abs().max()
+assert not [m for m in sys.modules if m.split(".")[0] in ("backbones", "trials", "search", "spaces")]
+print("test_acc", METRICS["test_acc"])
+print("module onnx pt2 registry: all match")
+"""
+
+
+def _run_without_this_package(code: str, *args: str, cwd: Path) -> str:
+    """Run ``code`` in a fresh virtual environment whose only packages are this interpreter's installed ones,
+    reached through a .pth line: a .pth file inside that folder (this package's editable-install finder) is not
+    processed there, so attnas is not importable; no PYTHONPATH, cwd outside the repository."""
+    import sysconfig
+    import venv
+
+    env_dir = cwd / "clean-venv"
+    if not env_dir.exists():
+        venv.create(env_dir, with_pip=False)
+    python = env_dir / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "installed.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    result = subprocess.run([str(python), "-c", code, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def test_failing_trials_are_recorded_and_the_search_finishes(tmp_path: Path, run_cli) -> None:

@@ -170,7 +170,7 @@ CASES = {
         files=tuple((f"imgs/{c}/{i}.png", "png") for c in ("cats", "dogs") for i in range(3))),
     # search.export.
     "export: unknown key": Case(("serach=x",), ("'serach'", "valid settings: search, max_latency_ms, out, "
-                                                           "module_name, mlflow.*"), entry="export"),
+                                                           "module_name, overwrite, register, mlflow.*"), entry="export"),
     "export: latency not a number": Case(("max_latency_ms=abc",), ("max_latency_ms='abc'", "number > 0"),
                                          entry="export"),
     "export: bad module name": Case(("module_name=1st",), ("module_name='1st'", "Python identifier"), entry="export"),

@@ -238,12 +238,12 @@ th{{background:#f5f7fa}} td.num{{text-align:right;font-variant-numeric:tabular-n
 
 def _confirmed_table(rows: Sequence[Confirmed]) -> str:
     head = ("name", "architecture", "seeds", "test_acc mean ± std", "95% interval", "diff vs plain [95% CI]",
-            "verdict", "latency_ms (alone)")
+            "verdict", "latency_ms (alone)", "ONNX Runtime ms (alone)")
     body = []
     for r in rows:
         cells = [r.name, r.arch_text, str(r.n), f"{_fmt(r.mean, 4)} ± {_fmt(r.std, 4)}",
                  f"{_fmt(r.ci_low, 4)} .. {_fmt(r.ci_high, 4)}", diff_text(r), str(r.verdict),
-                 _fmt(r.latency_ms, 3)]
+                 _fmt(r.latency_ms, 3), _fmt(r.latency_onnxruntime_ms, 3)]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return _table(head, body, table_id="confirmed")
 

@@ -7,6 +7,7 @@ from trials.constraints import Constraints
 from trials.data import DATASETS, DEFAULT_CACHE_ROOT, TensorData, load_dataset
 from trials.source import DatasetError, DatasetMissingError
 from trials.probe import PRECISIONS, PROBE_MINIMUMS, ProbeConfig, device_info, measure_latency
+from trials.runtime import RUNTIMES
 from trials.slot import ProbeSlot
 from trials.train import TRAIN_PRECISIONS, TrainConfig, TrialDiverged, evaluate
 from trials.trial import ReportFn, TrialResult, resolve_device, run_trial
@@ -21,6 +22,7 @@ __all__ = [
     "PROBE_MINIMUMS",
     "ProbeConfig",
     "ProbeSlot",
+    "RUNTIMES",
     "ReportFn",
     "TRAIN_PRECISIONS",
     "TensorData",

@@ -19,6 +19,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from trials.runtime import RUNTIMES
+
 # Deployment precisions for the latency probe: name -> dtype of the weights and the input of the timed copy.
 PRECISIONS: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -36,10 +38,15 @@ class ProbeConfig:
     batch: int = 32  # images per pass of the throughput latency latency_b{N}_ms; 0 (or 1) = not measured
     precision: str = "fp32"  # "fp32" | "bf16" | "fp16" (`PRECISIONS`): deployment precision
     channels_last: bool = False  # time NHWC on CPU too (on CUDA run_trial times NHWC anyway, as in training)
+    runtime: str = "torch"  # "torch" | "onnxruntime" (`trials.runtime.RUNTIMES`): what runs the timed inferences
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise ValueError(f"unknown latency precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
+        if self.runtime not in RUNTIMES:
+            raise ValueError(f"unknown latency runtime {self.runtime!r}; valid: {', '.join(RUNTIMES)}")
+        if self.runtime == "onnxruntime" and self.precision != "fp32":
+            raise ValueError(f"latency runtime 'onnxruntime' times fp32 models; got precision {self.precision!r}")
         for name, minimum in PROBE_MINIMUMS.items():
             if getattr(self, name) < minimum:
                 raise ValueError(f"latency {name}={getattr(self, name)} must be >= {minimum}"
@@ -115,6 +122,8 @@ def measure_latency(
 ) -> dict[str, float]:
     """Forward-pass wall time in milliseconds: median over `probe.runs` timed calls after `probe.warmup` untimed ones.
 
+    probe.runtime: what runs each inference (`trials.runtime.RUNTIMES`: eager torch, or the model exported to ONNX
+    and run by ONNX Runtime, the export untimed).
     input_shape: (C, H, W). The model must already be on `device`. Eval mode, `torch.inference_mode`, no
     autocast; on CUDA every call is bracketed by `torch.cuda.synchronize`. probe.precision: other than fp32,
     weights and input are cast to it (on a copy). probe.channels_last: time the model in NHWC (on a copy); False
@@ -131,17 +140,18 @@ def measure_latency(
     models = [_deployed(m, probe) for m in ([model] if reference is None else [model, reference])]
     x = _example_input(models[0], input_shape, batch_size, device)
     times_ms: list[list[float]] = [[] for _ in models]
-    with contextlib.ExitStack() as stack, torch.inference_mode():
+    with contextlib.ExitStack() as stack:
         for m in models:
             stack.enter_context(_eval_mode(m))
+        runners = [RUNTIMES[probe.runtime](m, x) for m in models]
         for _ in range(probe.warmup):
-            for m in models:
-                m(x)
+            for run in runners:
+                run()
         for _ in range(probe.runs):
-            for m, times in zip(models, times_ms):
+            for run, times in zip(runners, times_ms):
                 _sync(device)
                 start = time.perf_counter()
-                m(x)
+                run()
                 _sync(device)
                 times.append((time.perf_counter() - start) * 1e3)
     own = times_ms[0]

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -221,9 +221,15 @@ def finish_confirmation(plan: SearchPlan, *, confirmation: Confirmation) -> list
     """The confirmed table: each candidate's latency measured alone (call it once no trial trains), then the
     statistics of its test_acc over the seeds."""
     print("Measuring the latency of each confirmed architecture alone ...", flush=True)
-    latency = measure_alone({c.name: c.arch for c in confirmation.candidates}, probe=plan.trial_settings.probe,
-                            input_shape=plan.data.image_shape, device=plan.hardware, threads=plan.budget.cpu_per_trial)
-    return summarise_confirmation(confirmation, latency_ms=latency, design=confirm_design(plan))
+    archs = {c.name: c.arch for c in confirmation.candidates}
+    alone = dict(input_shape=plan.data.image_shape, device=plan.hardware, threads=plan.budget.cpu_per_trial)
+    probe = plan.trial_settings.probe
+    latency = measure_alone(archs, probe=replace(probe, runtime="torch"), **alone)
+    rows = summarise_confirmation(confirmation, latency_ms=latency, design=confirm_design(plan))
+    if plan.hardware != "cpu" or probe.precision != "fp32":
+        return rows  # ONNX Runtime's CPU provider times fp32 CPU models only
+    onnx = measure_alone(archs, probe=replace(probe, runtime="onnxruntime", channels_last=False), **alone)
+    return [replace(row, latency_onnxruntime_ms=onnx.get(row.name)) for row in rows]
 
 
 def record_confirmation(search: SearchRun, rows: Sequence[Confirmed], *, resolution: float) -> str:

@@ -71,7 +71,8 @@ class Confirmed:
     diff_ci_high: float | None
     verdict: Verdict
     note: str = ""  # why a verdict is weak (too few paired seeds, seeds missing on one side); "" when nothing to say
-    latency_ms: float | None = None  # median latency, batch 1 (filled by the caller)
+    latency_ms: float | None = None  # median latency, batch 1, eager PyTorch (filled by the caller)
+    latency_onnxruntime_ms: float | None = None  # the same in ONNX Runtime's CPU provider (None: not measured)
     diff_level: float = CONFIDENCE  # two-sided confidence of this row's own difference interval (sequential: > 0.95)
 
     @property
@@ -255,7 +256,8 @@ def confirmation_sentence(rows: Sequence[Confirmed], *, resolution: float | None
 
 # column -> Confirmed field. test_acc_* and diff_vs_plain_* are fractions 0–1 of test accuracy (diff: this minus the
 # plain backbone, paired by seed); ci95 = 95% Student t intervals (the diff's: simultaneous 95% over every candidate
-# and look, each interval at its own diff_vs_plain_ci_level); latency_ms: median, batch 1.
+# and look, each interval at its own diff_vs_plain_ci_level); latency_ms: median, batch 1, eager PyTorch;
+# latency_onnxruntime_ms: the same in ONNX Runtime (empty when not measured).
 CSV_COLUMNS: dict[str, str] = {
     "name": "name",
     "arch": "arch_text",
@@ -272,10 +274,11 @@ CSV_COLUMNS: dict[str, str] = {
     "diff_vs_plain_ci_level": "diff_level",
     "verdict": "verdict",
     "latency_ms": "latency_ms",
+    "latency_onnxruntime_ms": "latency_onnxruntime_ms",
     "note": "note",
 }
 _FLOAT_FIELDS = ("mean", "std", "ci_low", "ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "latency_ms",
-                 "diff_level")
+                 "latency_onnxruntime_ms", "diff_level")
 _DIGITS = 6  # decimals written for fractions and milliseconds (test_acc on 10,000 images has 4)
 
 

@@ -39,7 +39,7 @@ from omegaconf import DictConfig
 
 from backbones.source import standalone_source
 from search.execution.artifacts import ARCH, REFERENCE, WEIGHTS, load_reference
-from search.export.artefacts import ONNX_FILE, PT2_FILE, Check, check, onnx_latency_ms, write_onnx, write_pt2
+from search.export.artefacts import ONNX_FILE, PT2_FILE, Check, check, write_onnx, write_pt2
 from search.export.card import model_card
 from search.export.pick import confirmed_table, data_info, find_search, pick_confirmed, pick_front
 from search.export.registry import register
@@ -50,10 +50,12 @@ from search.settings.errors import UserError, exit_on_bad_input
 from search.settings.tracking_uri import check_tracking_uri, sqlite_path
 from trials import DatasetMissingError, ProbeConfig, load_dataset, measure_latency
 from trials.augment import normalize
+from trials.runtime import RUNTIMES
 
 WEIGHTS_FILE, CARD_FILE = "model.safetensors", "README.md"
 CHECK_IMAGES = 64  # test images every artefact is checked on
 LATENCY_THREADS = 1  # threads of the card's latency figures (the CPU budget's trials run on one)
+RUNTIME_NAMES = {"torch": f"PyTorch {torch.__version__} eager", "onnxruntime": "ONNX Runtime (CPUExecutionProvider)"}
 
 # The module's image reader: trials.image_folder.decode_image + trials.augment.normalize, written with PIL + numpy
 _LOAD_IMAGE = '''
@@ -146,7 +148,7 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
             eager = model(images)
         checks.append(write_onnx(model, images=images, path=staging / ONNX_FILE))
         checks.append(write_pt2(model, images=images, path=staging / PT2_FILE))
-        latency = _latencies(model, onnx=staging / ONNX_FILE, input_shape=tuple(images.shape[1:]))
+        latency = _latencies(model, input_shape=tuple(images.shape[1:]))
         card = dict(module=module, search=search_name, arch=arch, data=info, note=note, metrics=metrics,
                     checks=checks, images_from=images_from, latency_ms=latency, threads=LATENCY_THREADS)
         (staging / CARD_FILE).write_text(model_card(**card, registered=None))
@@ -187,17 +189,16 @@ def _check_images(info: dict[str, Any] | None, *, fallback: torch.Tensor) -> tup
     return fallback, "the trial's reference input (random normal): the search recorded no data description"
 
 
-def _latencies(model: torch.nn.Module, *, onnx: Path, input_shape: tuple[int, ...]) -> dict[str, float]:
-    """Median batch-1 latency (ms) in eager PyTorch (trials' probe) and ONNX Runtime, same threads."""
+def _latencies(model: torch.nn.Module, *, input_shape: tuple[int, ...]) -> dict[str, float]:
+    """Median batch-1 latency (ms) in each probe runtime (eager PyTorch, ONNX Runtime), LATENCY_THREADS threads."""
     threads = torch.get_num_threads()
     torch.set_num_threads(LATENCY_THREADS)
     try:
-        eager = measure_latency(model, ProbeConfig(batch=0), input_shape=input_shape, device="cpu")["latency_ms"]
+        return {RUNTIME_NAMES[runtime]: measure_latency(model, ProbeConfig(batch=0, runtime=runtime),
+                                                        input_shape=input_shape, device="cpu")["latency_ms"]
+                for runtime in RUNTIMES}
     finally:
         torch.set_num_threads(threads)
-    return {f"PyTorch {torch.__version__} eager": eager,
-            "ONNX Runtime (CPUExecutionProvider)": onnx_latency_ms(onnx, input_shape=input_shape,
-                                                                   threads=LATENCY_THREADS)}
 
 
 @hydra.main(config_path=None, config_name="export", version_base=None)  # search.settings.config.ExportConfig

@@ -32,12 +32,13 @@ from search.settings.tracking_uri import DEFAULT_TRACKING_URI
 from search.execution.faults import KINDS as FAULTS, MIXED
 from search.study.samplers import SAMPLERS
 from spaces import Budget
-from trials import DEFAULT_CACHE_ROOT, PRECISIONS, PROBE_MINIMUMS, TRAIN_PRECISIONS, ProbeConfig
+from trials import DEFAULT_CACHE_ROOT, PRECISIONS, PROBE_MINIMUMS, RUNTIMES, TRAIN_PRECISIONS, ProbeConfig
 
 # Choices: OmegaConf accepts a member's name (sampler=tpe) and lists the names when given another value.
 Sampler = enum.Enum("Sampler", {name: name for name in SAMPLERS}, module=__name__)
 Device = enum.Enum("Device", {name: name for name in ("auto", "cpu", "cuda")}, module=__name__)
 Precision = enum.Enum("Precision", {name: name for name in PRECISIONS}, module=__name__)
+Runtime = enum.Enum("Runtime", {name: name for name in RUNTIMES}, module=__name__)
 TrainPrecision = enum.Enum("TrainPrecision", {name: name for name in ("auto", *TRAIN_PRECISIONS)}, module=__name__)
 FaultKind = enum.Enum("FaultKind", {name: name for name in (*FAULTS, MIXED)}, module=__name__)
 
@@ -146,6 +147,9 @@ class LatencyConfig:
     batch: int = field(default=ProbeConfig.batch, metadata=integer(minimum=PROBE_MINIMUMS["batch"]))  # also time this batch size: latency_b32_ms (0 = skip)
     precision: Precision = field(default=Precision[ProbeConfig.precision], metadata=choice("latency precision"))  # fp32 | bf16 | fp16: the deployment precision latency is timed in
     channels_last: bool = ProbeConfig.channels_last  # time in NHWC on CPU too (on CUDA the model is NHWC, as in training)
+    # torch | onnxruntime: what runs the timed inferences, i.e. the runtime whose latency the search ranks
+    # (onnxruntime: exported to ONNX, ONNX Runtime's CPU provider, same batch and threads; CPU and fp32 only)
+    runtime: Runtime = field(default=Runtime[ProbeConfig.runtime], metadata=choice("latency runtime"))
     reference: bool = True  # also time the plain backbone interleaved: latency_rel = latency / plain latency
 
 

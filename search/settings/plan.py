@@ -139,6 +139,11 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     if settings.device is Device.cuda and not torch.cuda.is_available():
         raise UserError("device=cuda but no CUDA device is visible; use device=auto or device=cpu")
     hardware = resolve_device(settings.device.value).type  # trials.resolve_device: auto means CUDA when present
+    latency_setting = settings.latency
+    if latency_setting.runtime.value == "onnxruntime" and (hardware != "cpu" or latency_setting.precision.value != "fp32"):
+        raise UserError(f"latency.runtime=onnxruntime times fp32 models on the CPU; this search runs on {hardware} "
+                        f"with latency.precision={latency_setting.precision.value} (use device=cpu "
+                        f"latency.precision=fp32, or latency.runtime=torch)")
     try:
         space = load_space(settings.space)
         budget = space.budgets["gpu" if hardware == "cuda" else "cpu"].with_overrides(asdict(settings.budget))
@@ -192,7 +197,8 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
                               weight_decay=budget.weight_decay, compile=settings.compile, seed=settings.seed,
                               ema=budget.ema, **_precision(settings.train.precision.value)),
             probe=ProbeConfig(runs=latency.runs, warmup=latency.warmup, batch=latency.batch,
-                              precision=latency.precision.value, channels_last=latency.channels_last),
+                              precision=latency.precision.value, channels_last=latency.channels_last,
+                              runtime=latency.runtime.value),
             constraints=constraints, threads=budget.cpu_per_trial, device=hardware,
             probe_lock=probe_lock_path(storage, name=name),  # node-local; made by the first trial that takes it
         ),

@@ -59,7 +59,7 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
         print(format_table([confirmed_row(row) for row in summary.confirmed], [
             ("name", "confirmed", "s"), ("seeds", "seeds", "s"), ("test_acc", "test_acc", "s"),
             ("diff", "diff vs plain [95% CI]", "s"), ("verdict", "verdict", "s"), ("latency_ms", "latency_ms", ".2f"),
-            ("arch", stages, "s")]))
+            ("onnx_ms", "onnxruntime_ms", ".2f"), ("arch", stages, "s")]))
         print(f"\n{summary.verdict}")
     if summary.insight:
         print("\nPlacement insight (hints from few trials, not significant effects; the report has the heatmaps):")
@@ -78,6 +78,7 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
 def confirmed_row(row: Confirmed) -> dict[str, Any]:
     """One confirmed architecture as the summary table's cells."""
     return {"name": row.name, "seeds": str(row.n), "verdict": str(row.verdict), "latency_ms": row.latency_ms,
+            "onnx_ms": row.latency_onnxruntime_ms,
             "arch": row.arch_text,
             "test_acc": "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
             "diff": "" if row.verdict is Verdict.REFERENCE else diff_text(row)}

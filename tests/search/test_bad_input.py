@@ -168,6 +168,9 @@ CASES = {
         ("space=your_data", "data.root={tmp}/imgs", "data.cache={tmp}/cache", "budget.val_size=50"),
         ("val_size=50 must be in 1..4", "5 images outside the test split", "budget.val_size=N"),
         files=tuple((f"imgs/{c}/{i}.png", "png") for c in ("cats", "dogs") for i in range(3))),
+    "unknown latency runtime": Case(("latency.runtime=tflite",), ("'tflite'", "valid latency runtimes: torch, onnxruntime")),
+    "onnxruntime latency in bf16": Case(("latency.runtime=onnxruntime", "latency.precision=bf16"),
+                                        ("latency.runtime=onnxruntime", "latency.precision=bf16", "latency.runtime=torch")),
     # search.export.
     "export: unknown key": Case(("serach=x",), ("'serach'", "valid settings: search, max_latency_ms, out, "
                                                            "module_name, overwrite, register, mlflow.*"), entry="export"),

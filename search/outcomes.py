@@ -87,3 +87,7 @@ def trial_outcome(result: Mapping[str, Any] | None, *, full_epochs: int, error: 
     if result.get(REJECTED):
         return Outcome.REJECTED
     return Outcome.COMPLETED if int(result.get(EPOCH, 0)) >= full_epochs else Outcome.EARLY_STOPPED
+
+# asha.rank values: ASHA on val_acc alone, or MO-ASHA by non-dominated rank on (val_acc, latency_norm_ms)
+# (search.execution.scheduler.SCHEDULERS implements each; here so the Ray-free settings can list them)
+ASHA_RANKS = ("val_acc", "pareto")

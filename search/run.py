@@ -113,7 +113,8 @@ def _search_trials(plan: SearchPlan, *, search: SearchRun, settings: TrialSettin
         trainable=trainable, resources=plan.per_trial, experiment_dir=storage.join(plan.storage, plan.name),
         searcher=searcher, scheduler=make_scheduler(full_epochs=plan.budget.epochs,
                                                     grace_period=plan.asha_grace_period,
-                                                    reduction_factor=plan.asha_reduction_factor),
+                                                    reduction_factor=plan.asha_reduction_factor,
+                                                    rank=plan.asha_rank),
         num_samples=plan.budget.trials + len(controls), concurrency=plan.concurrency, callbacks=[tracker, printer])
     return results, tracker.run_ids
 

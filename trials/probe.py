@@ -12,7 +12,7 @@ import copy
 import platform
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -139,21 +139,11 @@ def measure_latency(
     device = torch.device(device)
     models = [_deployed(m, probe) for m in ([model] if reference is None else [model, reference])]
     x = _example_input(models[0], input_shape, batch_size, device)
-    times_ms: list[list[float]] = [[] for _ in models]
     with contextlib.ExitStack() as stack:
         for m in models:
             stack.enter_context(_eval_mode(m))
-        runners = [RUNTIMES[probe.runtime](m, x) for m in models]
-        for _ in range(probe.warmup):
-            for run in runners:
-                run()
-        for _ in range(probe.runs):
-            for run, times in zip(runners, times_ms):
-                _sync(device)
-                start = time.perf_counter()
-                run()
-                _sync(device)
-                times.append((time.perf_counter() - start) * 1e3)
+        times_ms = time_runners([RUNTIMES[probe.runtime](m, x) for m in models], runs=probe.runs,
+                                warmup=probe.warmup, device=device)
     own = times_ms[0]
     quartiles = statistics.quantiles(own, n=4) if len(own) > 1 else [own[0]] * 3
     median_key, iqr_key = latency_keys(batch_size)
@@ -161,6 +151,25 @@ def measure_latency(
     if reference is not None:
         result[relative_latency_key(batch_size)] = statistics.median(own) / statistics.median(times_ms[1])
     return result
+
+
+def time_runners(runners: Sequence[Callable[[], object]], *, runs: int, warmup: int,
+                 device: torch.device | str = "cpu") -> list[list[float]]:
+    """Wall time (ms) of each of ``runs`` calls of every runner, interleaved (A B A B ...) after ``warmup`` untimed
+    rounds; on CUDA each call is bracketed by a synchronize. One list of times per runner."""
+    device = torch.device(device)
+    for _ in range(warmup):
+        for run in runners:
+            run()
+    times_ms: list[list[float]] = [[] for _ in runners]
+    for _ in range(runs):
+        for run, times in zip(runners, times_ms):
+            _sync(device)
+            start = time.perf_counter()
+            run()
+            _sync(device)
+            times.append((time.perf_counter() - start) * 1e3)
+    return times_ms
 
 
 def count_params_m(model: nn.Module) -> float:

@@ -1,11 +1,87 @@
-"""Early stopping: ASHA (Li et al. 2018, https://arxiv.org/abs/1810.05934) on ``val_acc``, one rung unit per epoch;
-controls run their full budget."""
+"""Early stopping, one rung unit per epoch; controls run their full budget. Two rules (``asha.rank=``):
+
+- ``val_acc``: ASHA (Li et al. 2018, https://arxiv.org/abs/1810.05934), Ray's ``ASHAScheduler`` on ``val_acc``.
+- ``pareto``: multi-objective ASHA (MO-ASHA, Schmucker et al. 2021, https://arxiv.org/abs/2106.12639): at each rung
+  a trial continues when it is on the non-dominated front of (val_acc at the rung ↑, latency_norm_ms ↓) among the
+  trials recorded there, or ranks in their top ``1/reduction_factor`` by non-dominated sorting, so a fast
+  architecture of modest accuracy, which belongs on the front, is not stopped for its accuracy alone. Within one non-dominated front the NSGA-II crowding distance
+  decides (Deb et al. 2002: the two ends of the front first, then the most isolated points), one of the two
+  selections MO-ASHA's paper offers (the other is an ε-net).
+  Latency is known before any training (the trial's probe), so it is exact at every rung.
+
+Both use the same rungs (Ray's milestones: grace · rf^k below the full budget) and the same asynchronous rule: a
+trial arriving at a rung is compared with the trials recorded there before it, and the first one always continues.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+from search.outcomes import ASHA_RANKS, LATENCY_OBJECTIVE
+
+TIME_ATTR = "training_iteration"  # one unit per epoch: each trial reports once per epoch
+
+
+def rung_milestones(*, grace_period: int, reduction_factor: float, full_epochs: int) -> list[int]:
+    """Epochs at which a decision is taken, ascending (Ray's ASHA milestones below the full budget)."""
+    grace = min(grace_period, full_epochs)
+    count = int(math.log(full_epochs / grace) / math.log(reduction_factor) + 1)
+    return sorted(m for m in {int(grace * reduction_factor ** k) for k in range(count)} if m < full_epochs)
+
+
+def nondominated_ranks(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Front index of each (accuracy ↑, latency ↓) point: 0 for the non-dominated ones, 1 for those dominated only
+    by front 0, and so on (Deb et al. 2002's sorting; O(n²) per front, fine for a rung)."""
+    remaining, ranks, front = set(range(len(points))), [0] * len(points), 0
+
+    def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+        return a[0] >= b[0] and a[1] <= b[1] and a != b
+
+    while remaining:
+        current = {i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)}
+        for i in current:
+            ranks[i] = front
+        remaining -= current
+        front += 1
+    return ranks
+
+
+def crowding_distances(points: Sequence[tuple[float, float]]) -> list[float]:
+    """NSGA-II crowding distance of each point within its set (one front): infinite at the two ends of each
+    objective, else the sum over objectives of the normalised gap between its two neighbours."""
+    distance = [0.0] * len(points)
+    for objective in range(2):
+        order = sorted(range(len(points)), key=lambda i: points[i][objective])
+        span = points[order[-1]][objective] - points[order[0]][objective]
+        distance[order[0]] = distance[order[-1]] = math.inf
+        for before, here, after in zip(order, order[1:], order[2:]):
+            if span > 0:
+                distance[here] += (points[after][objective] - points[before][objective]) / span
+    return distance
+
+
+def pareto_keeps(candidate: tuple[float, float], recorded: Sequence[tuple[float, float]], *,
+                 reduction_factor: float) -> bool:
+    """The rung rule: ``candidate`` (val_acc, latency) continues when it is on the non-dominated front of the ``n``
+    points recorded at the rung including itself, or ranks in their top ``ceil(n / rf)`` by front, then crowding
+    distance within it (MO-ASHA's selection). Keeping the whole current front is our addition: with few trials at
+    a rung, MO-ASHA's top ``n / rf`` alone would stop half of a front whose every member may be on the final one."""
+    if not recorded:
+        return True
+    points = [*recorded, candidate]
+    ranks = nondominated_ranks(points)
+    crowding = [0.0] * len(points)
+    for front in set(ranks):
+        members = [i for i in range(len(points)) if ranks[i] == front]
+        for i, d in zip(members, crowding_distances([points[i] for i in members])):
+            crowding[i] = d
+    order = sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i], -points[i][0],
+                                                      i != len(points) - 1))
+    return ranks[-1] == 0 or order.index(len(points) - 1) < max(1, math.ceil(len(points) / reduction_factor))
 
 
 class ControlsRunFullASHA(ASHAScheduler):
@@ -14,7 +90,7 @@ class ControlsRunFullASHA(ASHAScheduler):
     A control's results still enter the rungs, so they raise the bar for searched trials as any other trial's do.
     """
 
-    TIME_ATTR = "training_iteration"  # one unit per epoch: each trial reports once per epoch
+    TIME_ATTR = TIME_ATTR
 
     def __init__(self, *, full_epochs: int, **kwargs: Any) -> None:
         super().__init__(time_attr=self.TIME_ATTR, max_t=full_epochs, **kwargs)
@@ -28,12 +104,56 @@ class ControlsRunFullASHA(ASHAScheduler):
         return decision
 
 
-def make_scheduler(*, full_epochs: int, grace_period: int, reduction_factor: float) -> ASHAScheduler:
-    """ASHA on ``val_acc``, one rung unit per epoch (each trial reports once per epoch); controls run in full."""
-    return ControlsRunFullASHA(
-        full_epochs=full_epochs,
-        metric="val_acc",
-        mode="max",
-        grace_period=min(grace_period, full_epochs),
-        reduction_factor=reduction_factor,
-    )
+class ParetoASHA(FIFOScheduler):
+    """MO-ASHA on (val_acc ↑, latency_norm_ms ↓) through Ray Tune's public ``TrialScheduler`` API; controls enter
+    the rungs but are never stopped. A result without val_acc (a trial rejected by constraints) is left alone."""
+
+    def __init__(self, *, full_epochs: int, grace_period: int, reduction_factor: float,
+                 metric: str = "val_acc", latency: str = LATENCY_OBJECTIVE) -> None:
+        super().__init__()
+        self.full_epochs, self.reduction_factor = full_epochs, reduction_factor
+        self._accuracy, self.latency = metric, latency
+        self.milestones = rung_milestones(grace_period=grace_period, reduction_factor=reduction_factor,
+                                          full_epochs=full_epochs)
+        self.recorded: dict[int, dict[str, tuple[float, float]]] = {m: {} for m in self.milestones}
+        self._latency: dict[str, float] = {}  # trial id -> its probe's latency (reported with every result)
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        return True  # the objectives are fixed: val_acc up, latency down
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if self.latency in result:
+            self._latency[trial.trial_id] = float(result[self.latency])
+        epoch = result.get(TIME_ATTR)
+        if epoch not in self.recorded or self._accuracy not in result or trial.trial_id not in self._latency:
+            return TrialScheduler.CONTINUE
+        rung = self.recorded[epoch]
+        point = (float(result[self._accuracy]), self._latency[trial.trial_id])
+        keep = pareto_keeps(point, [p for t, p in rung.items() if t != trial.trial_id],
+                            reduction_factor=self.reduction_factor)
+        rung[trial.trial_id] = point
+        return TrialScheduler.CONTINUE if keep or trial.config.get("control") else TrialScheduler.STOP
+
+    def debug_string(self) -> str:
+        return "ParetoASHA: " + ", ".join(f"rung {m}: {len(r)}" for m, r in self.recorded.items())
+
+
+def _asha(*, full_epochs: int, grace_period: int, reduction_factor: float) -> TrialScheduler:
+    return ControlsRunFullASHA(full_epochs=full_epochs, metric="val_acc", mode="max",
+                               grace_period=min(grace_period, full_epochs), reduction_factor=reduction_factor)
+
+
+def _pareto(*, full_epochs: int, grace_period: int, reduction_factor: float) -> TrialScheduler:
+    return ParetoASHA(full_epochs=full_epochs, grace_period=grace_period, reduction_factor=reduction_factor)
+
+
+# asha.rank -> the scheduler it makes
+SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {"val_acc": _asha, "pareto": _pareto}
+assert tuple(SCHEDULERS) == ASHA_RANKS, "search.outcomes.ASHA_RANKS lists the schedulers for the settings"
+
+
+def make_scheduler(*, full_epochs: int, grace_period: int, reduction_factor: float,
+                   rank: str = "val_acc") -> TrialScheduler:
+    """The early-stopping scheduler ``asha.rank`` names (``SCHEDULERS``), one rung unit per epoch; controls run in
+    full."""
+    return SCHEDULERS[rank](full_epochs=full_epochs, grace_period=grace_period, reduction_factor=reduction_factor)

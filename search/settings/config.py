@@ -30,6 +30,7 @@ from omegaconf.errors import OmegaConfBaseException
 from search.settings.errors import UserError
 from search.settings.tracking_uri import DEFAULT_TRACKING_URI
 from search.execution.faults import KINDS as FAULTS, MIXED
+from search.outcomes import ASHA_RANKS
 from search.study.samplers import SAMPLERS
 from spaces import Budget
 from trials import DEFAULT_CACHE_ROOT, PRECISIONS, PROBE_MINIMUMS, RUNTIMES, TRAIN_PRECISIONS, ProbeConfig
@@ -39,6 +40,7 @@ Sampler = enum.Enum("Sampler", {name: name for name in SAMPLERS}, module=__name_
 Device = enum.Enum("Device", {name: name for name in ("auto", "cpu", "cuda")}, module=__name__)
 Precision = enum.Enum("Precision", {name: name for name in PRECISIONS}, module=__name__)
 Runtime = enum.Enum("Runtime", {name: name for name in RUNTIMES}, module=__name__)
+AshaRank = enum.Enum("AshaRank", {name: name for name in ASHA_RANKS}, module=__name__)
 TrainPrecision = enum.Enum("TrainPrecision", {name: name for name in ("auto", *TRAIN_PRECISIONS)}, module=__name__)
 FaultKind = enum.Enum("FaultKind", {name: name for name in (*FAULTS, MIXED)}, module=__name__)
 
@@ -117,6 +119,9 @@ class AshaConfig:
     # final accuracy with Kendall tau 0.45, after epoch 2 with 0.63 (BENCHMARKS.md section 10)
     grace_period: int = field(default=2, metadata=integer(minimum=1))
     reduction_factor: float = field(default=2.0, metadata=number(above=1))  # keep the top 1/reduction_factor at each rung
+    # val_acc: ASHA on val_acc alone; pareto: MO-ASHA, non-dominated rank on (val_acc, latency_norm_ms) at each rung
+    # (search.execution.scheduler)
+    rank: AshaRank = field(default=AshaRank["val_acc"], metadata=choice("ASHA ranking"))
 
 
 @dataclass

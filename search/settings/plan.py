@@ -79,6 +79,7 @@ class SearchPlan:
     data_root: str  # data.root as an absolute path ("" when not set: the dataset's default folders)
     asha_grace_period: int  # epochs
     asha_reduction_factor: float
+    asha_rank: str  # "val_acc" | "pareto" (search.execution.scheduler.SCHEDULERS)
     constraints: Constraints  # hard budgets, checked in each trial after its probe
     faults: FaultInjection  # deliberate failures (testing); off by default
     latency_reference: bool  # time the plain backbone interleaved with each trial's model (latency_rel)
@@ -109,7 +110,8 @@ class SearchPlan:
         MAY_CHANGE_ON_RESUME)."""
         return {"space": self.space.name, "sampler": self.sampler, "seed": self.seed, "hardware": self.hardware,
                 "concurrency": self.concurrency, "asha_grace_period": self.asha_grace_period,
-                "asha_reduction_factor": self.asha_reduction_factor, "dataset": self.space.dataset,
+                "asha_reduction_factor": self.asha_reduction_factor, "asha_rank": self.asha_rank,
+                "dataset": self.space.dataset,
                 "train.precision": self.train_precision,
                 **({"data.root": self.data_root} if self.data_root else {}),
                 "data.image_shape": "x".join(str(d) for d in self.data.image_shape),
@@ -210,6 +212,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         data_root=str(Path(settings.data.root).expanduser().resolve()) if settings.data.root else "",
         asha_grace_period=settings.asha.grace_period,
         asha_reduction_factor=settings.asha.reduction_factor,
+        asha_rank=settings.asha.rank.value,
         constraints=constraints,
         faults=FaultInjection(rate=settings.faults.rate, kind=settings.faults.kind.value),
         latency_reference=latency.reference,

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import optuna
+
+def _tpe_mv(*, seed: int, trials: int) -> optuna.samplers.BaseSampler:
+    with warnings.catch_warnings():  # multivariate / group / constant_liar are chosen on purpose: no "experimental"
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3)), multivariate=True,
+                                          group=True, constant_liar=True)
+
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     # Tree-structured Parzen estimator; handles the conditional knobs natively (https://arxiv.org/abs/2304.11127).
     "tpe": lambda *, seed, trials: optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3))),
     # NSGA-II (https://doi.org/10.1109/4235.996017); two generations at least within the trial budget.
     "nsga2": lambda *, seed, trials: optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 2))),
+    # TPE as Optuna recommends for conditional spaces and parallel proposals: a joint density over the knobs drawn
+    # together (multivariate, group: one group per set of parameters that appear together) and "constant liar" for
+    # trials still running, so concurrent proposals do not pile up on one point (optuna.samplers.TPESampler docs).
+    "tpe_mv": lambda *, seed, trials: _tpe_mv(seed=seed, trials=trials),
     "random": lambda *, seed, trials: optuna.samplers.RandomSampler(seed=seed),
 }

@@ -92,7 +92,7 @@ CASES = {
     "negative train size": Case(("budget.train_size=-5",), ("train_size=-5", "positive integer")),
     "download not a bool": Case(("data.download=maybe",), ("data.download='maybe'", "true or false")),
     "unknown device": Case(("device=tpu",), ("'tpu'", "valid devices: auto, cpu, cuda")),
-    "unknown sampler": Case(("sampler=grid",), ("'grid'", "valid samplers: tpe, nsga2, random")),
+    "unknown sampler": Case(("sampler=grid",), ("'grid'", "valid samplers: tpe, nsga2, tpe_mv, random")),
     "name with a slash": Case(("name=bad/name",), ("name='bad/name'", "letters, digits, '.', '_' and '-'")),
     "empty storage": Case(("storage=",), ("storage=''", "folder path")),
     # Ray cluster (ray.address): malformed, nothing listening, no cluster to find for auto.

@@ -41,8 +41,10 @@ from pathlib import Path
 
 DATA_DIR = Path(__file__).parent / "data"
 CSV_PATH = DATA_DIR / "attention_table.csv"
-TYPES = ("none", "se", "eca")  # per stage; se with reduction 16, eca with kernel_size 3 (KNOBS)
-KNOBS = {"se": {"reduction": 16}, "eca": {"kernel_size": 3}}
+TYPES = ("none", "se", "eca")  # per stage, by default (--types); se with reduction 16, eca with kernel_size 3 (KNOBS)
+# the fixed knobs of each type a table can hold (--types picks from these)
+KNOBS = {"se": {"reduction": 16}, "eca": {"kernel_size": 3}, "cbam": {"reduction": 16, "kernel_size": 7},
+         "coord": {"reduction": 16}, "gc": {"reduction": 8}, "nl": {"reduction": 8}}
 NUM_STAGES = 4
 BUDGET = "cpu"  # the budget of spaces/fashion_attention.yaml whose backbone the table trains
 DEFAULTS = dict(epochs=2, train_size=1500, val_size=1000, batch_size=64, lr=0.05, seeds="0,1", workers=2)
@@ -63,15 +65,21 @@ def arch_key(types: Sequence[str]) -> str:
     return "-".join(types)
 
 
-def table_space():
+def table_space(types: Sequence[str] = TYPES):
     """The table's space as a ``SearchSpace`` (from ``spaces/fashion_attention.yaml``, narrowed): 4 stages ×
-    {none, se r16, eca k3}, after_block, every block, head avg; controls: the plain backbone and SE r16 everywhere."""
+    ``types`` (default {none, se r16, eca k3}) with KNOBS' knobs, after_block, every block, head avg; controls: the
+    plain backbone and SE r16 everywhere."""
     from backbones import StageConfig
     from spaces import StageSpace, load_space
 
     space = load_space("fashion_attention")
-    stages = tuple(StageSpace(index=i, types=TYPES, reduction=(16,), kernel_size=(3,), position=("after_block",),
-                              blocks=("every",)) for i in range(NUM_STAGES))
+    reductions = tuple(sorted({KNOBS[t]["reduction"] for t in types if "reduction" in KNOBS.get(t, {})})) or (16,)
+    kernels = tuple(sorted({KNOBS[t]["kernel_size"] for t in types if "kernel_size" in KNOBS.get(t, {})})) or (3,)
+    if len(reductions) > 1 or len(kernels) > 1:
+        raise SystemExit(f"--types {','.join(types)}: the replayed space needs one reduction and one kernel size "
+                         f"across its types (KNOBS); got reductions {reductions}, kernels {kernels}")
+    stages = tuple(StageSpace(index=i, types=tuple(types), reduction=reductions, kernel_size=kernels,
+                              position=("after_block",), blocks=("every",)) for i in range(NUM_STAGES))
     return dataclasses.replace(space, stages=stages, head=("avg",),
                                controls={"se_r16": StageConfig(attn="se", reduction=16)})
 
@@ -93,8 +101,17 @@ def arch_of(types: Sequence[str]):
     return dataclasses.replace(base, stages=stages)
 
 
-def all_types() -> list[tuple[str, ...]]:
-    return list(itertools.product(TYPES, repeat=NUM_STAGES))
+def all_types(types: Sequence[str] = TYPES, *, sample: int | None = None, seed: int = 0) -> list[tuple[str, ...]]:
+    """Every architecture of the table's space (``types`` at each stage), or a seeded random ``sample`` of them
+    that always holds the plain backbone and SE everywhere (the controls), in a fixed order."""
+    every = list(itertools.product(types, repeat=NUM_STAGES))
+    if sample is None or sample >= len(every):
+        return every
+    import random
+
+    controls = [tuple(["none"] * NUM_STAGES)] + ([tuple(["se"] * NUM_STAGES)] if "se" in types else [])
+    rest = [t for t in every if t not in controls]
+    return controls + random.Random(seed).sample(rest, sample - len(controls))
 
 
 # ---- training, in a worker process ---------------------------------------------------------------------------
@@ -119,16 +136,18 @@ def train_one(job: dict) -> dict:
     from trials import ProbeConfig, TrainConfig, evaluate, run_trial
 
     types, seed = tuple(job["types"]), job["seed"]
+    precision, channels_last = job.get("precision", "fp32"), job.get("channels_last", False)
     start = time.perf_counter()
     torch.manual_seed(seed)  # weight init (run_trial seeds again, for training)
     model = build(arch_of(types))
     epochs: list[float] = []
     result = run_trial(
         model=model, data=_DATA, device="cpu", threads=job["threads"],
-        train=TrainConfig(epochs=job["epochs"], batch_size=job["batch_size"], lr=job["lr"], seed=seed),
+        train=TrainConfig(epochs=job["epochs"], batch_size=job["batch_size"], lr=job["lr"], seed=seed,
+                          ema=job.get("ema", 0.0), precision=precision, channels_last=channels_last),
         probe=ProbeConfig(runs=1, warmup=0, batch=0),  # latency is measured alone afterwards (the latency phase)
         report=lambda r, _m: epochs.append(r.metrics["val_acc"]))
-    test_acc = evaluate(model, _DATA, device=torch.device("cpu"), split="test")
+    test_acc = evaluate(model, _DATA, device=torch.device("cpu"), split="test", precision=precision)
     row = {"arch": arch_key(types), **{f"s{i}": t for i, t in enumerate(types)}, "seed": seed,
            **{k: job[k] for k in ("epochs", "train_size", "val_size", "batch_size", "lr")},
            **{f"val_acc_e{e}": f"{v:.4f}" for e, v in enumerate(epochs, 1)},
@@ -195,11 +214,14 @@ def environment(args: argparse.Namespace, argv: Sequence[str] | None) -> dict:
         "device": f"{info['device_name']} (cpu, {os.cpu_count()} logical CPUs)", "platform": platform.platform(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
                      "numpy": numpy.__version__},
-        "space": {"stages": NUM_STAGES, "types": list(TYPES), "knobs": KNOBS, "position": "after_block",
-                  "blocks": "every", "head": "avg", "archs": len(TYPES) ** NUM_STAGES},
+        "space": {"stages": NUM_STAGES, "types": args.types.split(","),
+                  "knobs": {t: KNOBS[t] for t in args.types.split(",") if t in KNOBS}, "position": "after_block",
+                  "blocks": "every", "head": "avg", "archs": len(args.types.split(",")) ** NUM_STAGES,
+                  "sample": args.sample, "sample_seed": args.sample_seed},
         "backbone": base_arch().to_dict(),
         "budget": {"dataset": "fashion_mnist", "train_size": args.train_size, "val_size": args.val_size,
                    "data_seed": args.data_seed, "epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr,
+                   "ema": args.ema, "precision": args.precision,
                    "weight_decay": "TrainConfig default", "seeds": [int(s) for s in args.seeds.split(",")],
                    "threads_per_run": 1, "workers": args.workers,
                    "test_split": "official Fashion-MNIST test split, 10,000 images"},
@@ -222,6 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", default=DEFAULTS["seeds"], help="training seeds, comma-separated (default 0,1)")
     p.add_argument("--workers", type=int, default=DEFAULTS["workers"], help="training processes, 1 thread each (0: in this process, for tests)")
     p.add_argument("--archs", type=int, default=None, help="only the first N architectures (smoke runs)")
+    p.add_argument("--types", default=",".join(TYPES), help=f"types per stage, from none,{','.join(KNOBS)} "
+                                                            f"(default {','.join(TYPES)})")
+    p.add_argument("--sample", type=int, default=None, help="a seeded random sample of this many architectures "
+                                                            "(with the plain backbone and SE everywhere)")
+    p.add_argument("--sample-seed", type=int, default=0)
+    p.add_argument("--ema", type=float, default=0.0, help="TrainConfig.ema: evaluate a weight average (0 = off)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="training arithmetic (bf16: autocast + channels_last; the proxy check showed parity)")
     p.add_argument("--no-latency", action="store_true", help="skip the latency phase")
     p.add_argument("--latency-only", action="store_true",
                    help="train nothing: only measure the latency of archs in the CSV that lack it (a stopped table)")
@@ -242,10 +272,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta_path.write_text(json.dumps(meta, indent=2) + "\n")
 
     done = {(r["arch"], int(r["seed"])) for r in read_rows(args.out)}
-    types_list = all_types()[: args.archs]
+    unknown = [t for t in args.types.split(",") if t != "none" and t not in KNOBS]
+    if unknown:
+        raise SystemExit(f"--types: unknown {','.join(unknown)}; valid: none,{','.join(KNOBS)}")
+    types_list = all_types(args.types.split(","), sample=args.sample, seed=args.sample_seed)[: args.archs]
     seeds = [int(s) for s in args.seeds.split(",")]
     jobs = [{"types": t, "seed": s, "epochs": args.epochs, "train_size": args.train_size, "val_size": args.val_size,
-             "batch_size": args.batch_size, "lr": args.lr, "threads": 1}
+             "batch_size": args.batch_size, "lr": args.lr, "threads": 1, "ema": args.ema,
+             "precision": args.precision, "channels_last": args.precision == "bf16"}
             for s in seeds for t in types_list if (arch_key(t), s) not in done  # seed 0 of every arch first
             and not args.latency_only]
     print(f"{len(done)} rows already in {args.out}; {len(jobs)} to train", flush=True)

@@ -231,7 +231,11 @@ def summary(outcomes: Sequence[dict]) -> str:
                          f"{sum(o['pick_planted'] for o in runs)}")
     relation = [o for o in outcomes if o["dataset"] == "relation"]
     if relation:
-        lines.append(f"recall: {sum(o['pick_planted'] for o in relation)} of {len(relation)} relation searches")
+        gains = [float(r["diff_vs_plain_mean"]) for o in relation for r in o["rows"]
+                 if r["arch"] == o["pick"] and o["pick_better"]]
+        lines.append(f"recall: {sum(o['pick_better'] for o in relation)} of {len(relation)} relation searches confirm "
+                     f"a placement better" + (f" (the pick by {min(gains):+.3f} to {max(gains):+.3f})" if gains else "")
+                     + f"; {sum(o['pick_planted'] for o in relation)} of them pick nl or gc")
     for dataset in ("twin", "fashion"):
         runs = [o for o in outcomes if o["dataset"] == dataset]
         if runs:

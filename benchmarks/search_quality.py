@@ -224,7 +224,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     logging.getLogger("optuna").setLevel(logging.WARNING)
     samplers = args.samplers.split(",") if args.samplers else list(SAMPLERS)
     archs, seeds, epochs = load_table(args.table, latency=args.latency)
-    space, base = table_space(), base_arch()
+    meta_path = args.table.with_suffix(".json")
+    table_types = (json.loads(meta_path.read_text()).get("space", {}).get("types") if meta_path.exists() else None)
+    space, base = table_space(table_types or ("none", "se", "eca")), base_arch()
     full = len(space.stages[0].types) ** len(space.stages)
     if len(archs) < full:
         print(f"note: {len(archs)} of {full} architectures have every seed and a latency; replaying on those "

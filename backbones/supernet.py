@@ -1,0 +1,214 @@
+"""A weight-sharing supernet over a search space: every candidate of every searched stage in one model.
+
+Used by a one-shot pre-screen (issue 25): train the supernet once with one path sampled per step, then score each
+architecture with the weights it inherits. This module builds the supernet and maps paths to standalone models;
+training and scoring live above it.
+
+**Structure.** On the timm backbone (small-input stem and all, as ``backbones.build`` makes it), each searched
+stage gets a :class:`Choice` at every slot its candidates use: inside each block (``in_block``: the block's ``se``
+slot, keeping the block's own SE module, if any, as the "none" choice), after each block (``after_block``: the block
+becomes ``nn.Sequential(block, Choice)``) and at the end of the stage (``stage_end``); the head's global pool becomes
+a Choice over the space's heads. A Choice holds one module per distinct (type, knobs) that may sit there, built for
+the channels measured at that slot (the same two-phase placement as ``build``), and runs the active one.
+
+**Paths.** :meth:`Supernet.activate` sets every Choice for one ``ArchConfig`` of the space; the supernet then
+computes exactly what ``build(arch)`` with the same weights computes (:meth:`Supernet.extract` builds that
+standalone model and copies the weights; tests check bit-exact equality in eval mode). In training mode with
+``sampling`` on, every forward pass first activates a path drawn uniformly from the space (SPOS, Guo et al. 2020,
+https://arxiv.org/abs/1904.00420: type uniform per stage, then each knob uniform; uniform rather than FairNAS's
+strict fairness because the knobs are conditional on the type), so the ordinary training loop trains it.
+"""
+from __future__ import annotations
+
+import itertools
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from .arch import ArchConfig, StageConfig
+from .attention import ATTENTION, make_attention
+from .build import build, _create  # noqa: PLC2701 - the same timm model build() starts from
+from .head import HEADS
+from .placement import dry_run, install
+
+_SIZE = 32  # px of the dry run that measures each slot's channels (as build's)
+
+
+def module_key(spec: StageConfig) -> str:
+    """The key of a (type, knobs) module inside a Choice, e.g. ``se_r16``, ``cbam_r4_k3``."""
+    return "_".join([spec.attn] + [f"{name[0]}{value}" for name, value in spec.knobs.items()])
+
+
+class Choice(nn.Module):
+    """One slot of the supernet: ``choices[key]`` when ``active`` is a key, else ``original`` (the module the slot
+    held in the timm model, e.g. a block's own SE) or the identity."""
+
+    def __init__(self, choices: Mapping[str, nn.Module], original: nn.Module | None = None) -> None:
+        super().__init__()
+        self.choices = nn.ModuleDict(dict(choices))
+        self.original = original
+        self.active: str | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.active is not None:
+            return self.choices[self.active](x)
+        return self.original(x) if self.original is not None else x
+
+
+def stage_candidates(stage: Any) -> list[StageConfig]:
+    """Every StageConfig a ``spaces.StageSpace`` offers (none included), in a fixed order."""
+    found = [StageConfig()]
+    for kind in stage.types:
+        if kind == "none":
+            continue
+        knobs = sorted(ATTENTION[kind].knobs)
+        for values in itertools.product(*(getattr(stage, k) for k in knobs)):
+            for position in stage.position:
+                for blocks in (stage.blocks if position != "stage_end" else ("every",)):
+                    found.append(StageConfig(attn=kind, position=position, blocks=blocks, **dict(zip(knobs, values))))
+    return found
+
+
+class _Uniform:
+    """A ``space.sample`` suggester drawing every categorical uniformly from a seeded generator."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self.rng.choice(list(choices))
+
+
+class Supernet(nn.Module):
+    """Every architecture of ``space`` on ``base`` (its backbone, sizes and head) in one weight-shared model."""
+
+    def __init__(self, *, space: Any, base: ArchConfig, seed: int = 0) -> None:
+        super().__init__()
+        self.space, self.base = space, base
+        model, stages, _ = _create(base.backbone, in_chans=base.in_chans, num_classes=base.num_classes,
+                                   small_input=space.small_input, backbone_kwargs=base.backbone_kwargs)
+        self.stage_names = stages
+        self.candidates = {s.index: stage_candidates(s) for s in space.stages}
+        pending = []  # (stage index, position, slots) with placeholders to fill after one dry run
+        for index, candidates in self.candidates.items():
+            stage = model.get_submodule(stages[index])
+            positions = {c.position for c in candidates if not c.is_none}
+            for position in ("in_block", "after_block", "stage_end"):  # in_block first: after_block wraps blocks
+                if position in positions:
+                    pending.append((index, position, install(stage, position, "every")))
+        dry_run(model, in_chans=base.in_chans, size=_SIZE)
+        for index, position, slots in pending:
+            specs = {module_key(c): c for c in self.candidates[index] if not c.is_none and c.position == position}
+            for slot in slots:
+                modules = {key: make_attention(spec.attn, channels=slot.channels, **spec.knobs)
+                           for key, spec in specs.items()}
+                slot.fill(Choice(modules, original=slot.replaced if position == "in_block" else None))
+        self._head_path = None
+        heads = [h for h in space.head if h != "avg"]
+        if heads:
+            from timm.layers import SelectAdaptivePool2d
+
+            self._head_path = next(n for n, m in model.named_modules() if isinstance(m, SelectAdaptivePool2d))
+            parent_name, _, child = self._head_path.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            pool = getattr(parent, child)
+            with torch.no_grad():
+                channels = model.eval().forward_features(torch.zeros(1, base.in_chans, _SIZE, _SIZE)).shape[1]
+            model.train()
+            setattr(parent, child, Choice({h: HEADS[h](pool, channels).build() for h in heads}, original=pool))
+        self.model = model
+        self.sampling = True
+        self._rng = random.Random(seed)
+        self.activate(self.sample())
+
+    # ---- paths --------------------------------------------------------------------------------------------
+    def sample(self) -> ArchConfig:
+        """A path drawn uniformly from the space (its own seeded generator)."""
+        return self.space.sample(_Uniform(self._rng), base=self.base)
+
+    def activate(self, arch: ArchConfig | Mapping[str, Any]) -> None:
+        """Set every Choice to ``arch`` (an architecture of the space); a stage or head the space does not offer is
+        a one-line ``ValueError``."""
+        arch = ArchConfig.from_dict(arch)
+        for index, name in enumerate(self.stage_names):
+            spec = arch.stages[index]
+            offered = self.candidates.get(index, [StageConfig()])
+            if spec not in offered:
+                raise ValueError(f"stage {index}: {spec} is not in the space's stage {index} "
+                                 f"(offers {', '.join(map(str, offered[:6]))}{', ...' if len(offered) > 6 else ''})")
+            stage = self.model.get_submodule(name)
+            blocks = list(stage.named_children())
+            for b, (block_name, block) in enumerate(blocks):
+                if block_name == "attn":
+                    continue
+                on = (not spec.is_none and (spec.blocks == "every" or b == len(_blocks(stage)) - 1))
+                after = block[1] if isinstance(block, nn.Sequential) and isinstance(block[1], Choice) else None
+                inner = block[0] if after is not None else block
+                se = getattr(inner, "se", None)
+                if after is not None:
+                    after.active = module_key(spec) if on and spec.position == "after_block" else None
+                if isinstance(se, Choice):
+                    se.active = module_key(spec) if on and spec.position == "in_block" else None
+            end = getattr(stage, "attn", None)
+            if isinstance(end, Choice):
+                end.active = module_key(spec) if not spec.is_none and spec.position == "stage_end" else None
+        if arch.head not in self.space.head:
+            raise ValueError(f"head {arch.head!r} is not in the space (heads: {', '.join(self.space.head)})")
+        if self._head_path is not None:
+            self.model.get_submodule(self._head_path).active = None if arch.head == "avg" else arch.head
+        self.path = arch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and self.sampling:
+            self.activate(self.sample())
+        return self.model(x)
+
+    # ---- the standalone model of a path -----------------------------------------------------------------------
+    def extract(self, arch: ArchConfig | Mapping[str, Any]) -> nn.Module:
+        """``build(arch)`` with the weights (and BatchNorm buffers) ``arch``'s path holds in the supernet."""
+        arch = ArchConfig.from_dict(arch)
+        self.activate(arch)
+        standalone = build(arch)
+        own = self.model.state_dict()
+        mapped = {key: own[self._supernet_key(key, arch)] for key in standalone.state_dict()}
+        standalone.load_state_dict(mapped)
+        return standalone
+
+    def _supernet_key(self, key: str, arch: ArchConfig) -> str:
+        """Where standalone state-dict ``key`` of ``build(arch)`` lives in the supernet."""
+        if self._head_path is not None and key.startswith(self._head_path + "."):
+            rest = key[len(self._head_path) + 1:]
+            return f"{self._head_path}.choices.{arch.head}.{rest}" if arch.head != "avg" else \
+                f"{self._head_path}.original.{rest}"
+        for index, name in enumerate(self.stage_names):
+            if not key.startswith(name + "."):
+                continue
+            spec, stage = arch.stages[index], self.model.get_submodule(name)
+            block, _, rest = key[len(name) + 1:].partition(".")
+            if block == "attn":  # stage_end
+                return f"{name}.attn.choices.{module_key(spec)}.{rest}"
+            names = [n for n, _ in stage.named_children() if n != "attn"]
+            last = names.index(block) == len(names) - 1  # block names are "0", "1" (ResNet) or "b1", "b2" (RegNet)
+            wrapped_here = not spec.is_none and spec.position == "after_block" and (spec.blocks == "every" or last)
+            if wrapped_here:
+                part, _, rest = rest.partition(".")
+                if part == "1":
+                    return f"{name}.{block}.1.choices.{module_key(spec)}.{rest}"
+            prefix = f"{name}.{block}.0" if isinstance(stage.get_submodule(block), nn.Sequential) and isinstance(
+                stage.get_submodule(block)[-1], Choice) else f"{name}.{block}"
+            inner = self.model.get_submodule(prefix)
+            if rest.startswith("se.") and isinstance(getattr(inner, "se", None), Choice):
+                in_block_here = not spec.is_none and spec.position == "in_block" and (spec.blocks == "every" or last)
+                tail = rest[len("se."):]
+                return (f"{prefix}.se.choices.{module_key(spec)}.{tail}" if in_block_here
+                        else f"{prefix}.se.original.{tail}")
+            return f"{prefix}.{rest}"
+        return key
+
+
+def _blocks(stage: nn.Module) -> list[nn.Module]:
+    """The stage's blocks (its children but a stage_end Choice)."""
+    return [m for n, m in stage.named_children() if n != "attn"]

@@ -12,7 +12,7 @@ import pytest
 from benchmarks.latency_repeatability import spearman
 
 BENCHMARKS = ["trial_vs_bare", "data_pipeline", "latency_repeatability", "gpu_throughput", "train_speed",
-              "runtime_latency"]
+              "runtime_latency", "oneshot"]
 PURE = ["sequential_rule"]  # no device: figures without the environment header
 
 

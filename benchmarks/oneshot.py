@@ -1,0 +1,167 @@
+"""Does a weight-sharing supernet rank placements as training them from scratch does? Measured on the ground truth.
+
+Issue 25, item 2 (the measurement; the ``strategy=oneshot`` search mode is not built yet). A
+``backbones.supernet.Supernet`` over the ground-truth table's space (``benchmarks.attention_table``: 4 stages ×
+its types, after every block, head avg) is trained once through the project's training loop
+(``trials.train.train_epochs``: the supernet draws one path uniformly per step, SPOS) on a Fashion-MNIST training
+slice. Then every architecture of the table is scored with the weights it inherits: its path is activated, the
+BatchNorm statistics are re-estimated on ``--recal-batches`` training batches (cumulative average; the shared
+statistics belong to no single path), and its val_acc is measured on the table's validation slice (data seed 0,
+1,000 images). It prints Kendall tau (with a bootstrap 95% interval over architectures) and Spearman between the
+supernet's val_acc and the table's mean test_acc, the overlap of the two top-10 lists, and the table's own
+seed-vs-seed tau (the ceiling any ranking can reach against it); and the cost in image-epochs against one table
+run's.
+
+    python -m benchmarks.oneshot                       # ~15 min on one core of this EPYC
+    python -m benchmarks.oneshot --quick               # a smoke run (figures meaningless)
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import random
+import statistics
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from benchmarks._common import emit, header, parser, setup, spearman, table
+from benchmarks.attention_table import CSV_PATH, arch_key, arch_of, base_arch, table_space
+from trials.speed import CANDIDATES
+
+TOP = 10
+
+
+def recalibrate(model: nn.Module, images: torch.Tensor, *, batch_size: int, prepare) -> None:
+    """Re-estimate every BatchNorm's running statistics on ``images`` for the model's active path (cumulative
+    average over the batches, as for SPOS / OFA evaluation); the model stays in eval mode afterwards."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            model(prepare(images[start:start + batch_size]))
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    model.eval()
+
+
+def _kendall(a: Sequence[float], b: Sequence[float]) -> float:
+    from scipy import stats
+
+    return float(stats.kendalltau(a, b).statistic)
+
+
+def _bootstrap(a: list[float], b: list[float], *, draws: int = 2000) -> tuple[float, float]:
+    rng = random.Random(0)
+    taus = []
+    for _ in range(draws):
+        idx = [rng.randrange(len(a)) for _ in a]
+        taus.append(_kendall([a[i] for i in idx], [b[i] for i in idx]))
+    taus = sorted(t for t in taus if t == t)
+    return taus[int(0.025 * len(taus))], taus[int(0.975 * len(taus)) - 1]
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, float]:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--table", type=Path, default=CSV_PATH)
+    p.add_argument("--epochs", type=int, default=None, help="supernet training epochs (default 6)")
+    p.add_argument("--train-size", type=int, default=None, help="training images (default 6000)")
+    p.add_argument("--recal-batches", type=int, default=None, help="BatchNorm recalibration batches (default 20)")
+    args = p.parse_args(argv)
+    device = setup(args)
+    args.epochs = args.epochs or (1 if args.quick else 6)
+    args.train_size = args.train_size or (256 if args.quick else 6000)
+    args.recal_batches = args.recal_batches or (2 if args.quick else 20)
+
+    from backbones.supernet import Supernet
+    from trials import TrainConfig, evaluate, load_dataset
+    from trials.augment import normalize
+    from trials.speed import choose_precision
+    from trials.train import train_epochs
+
+    meta_path = args.table.with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    types = meta.get("space", {}).get("types") or ["none", "se", "eca"]
+    budget = meta.get("budget", {})
+    rows = list(csv.DictReader(args.table.open(newline="")))
+    by_arch: dict[str, dict[int, float]] = {}
+    for r in rows:
+        by_arch.setdefault(r["arch"], {})[int(r["seed"])] = float(r["test_acc"])
+    keys = sorted(by_arch)[: 6 if args.quick else None]
+    truth = {k: statistics.fmean(v.values()) for k, v in by_arch.items()}
+
+    data = load_dataset("fashion_mnist", train_size=args.train_size, val_size=budget.get("val_size", 1000),
+                        seed=budget.get("data_seed", 0))
+    space, base = table_space(types), base_arch()
+    batch = budget.get("batch_size", 64)
+    images = normalize(data.train_x[:batch], mean=data.mean, std=data.std)
+    from backbones import build
+
+    choice = choose_precision(build(base.plain()), images=images, labels=data.train_y[:batch])
+    precision, channels_last = CANDIDATES[choice.label]
+    torch.manual_seed(0)
+    supernet = Supernet(space=space, base=base, seed=0)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=batch, lr=budget.get("lr", 0.05), seed=0, precision=precision,
+                      channels_last=channels_last)
+    start = time.perf_counter()
+    for metrics in train_epochs(supernet, data, cfg, device=device):
+        print(f"  supernet epoch {metrics['epoch']}/{args.epochs}: train_loss {metrics['train_loss']:.3f} "
+              f"({metrics['epoch_s']:.0f} s)", flush=True)
+    train_s = time.perf_counter() - start
+
+    def prepare(x: torch.Tensor) -> torch.Tensor:
+        x = normalize(x, mean=data.mean, std=data.std)
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+    supernet.sampling = False
+    recal = data.train_x[: args.recal_batches * batch]
+    start = time.perf_counter()
+    scores = {}
+    for key in keys:
+        supernet.activate(arch_of(key.split("-")))
+        recalibrate(supernet, recal, batch_size=batch, prepare=prepare)
+        scores[key] = evaluate(supernet, data, device=device, prepare=prepare, precision=precision)
+    score_s = time.perf_counter() - start
+
+    a, b = [scores[k] for k in keys], [truth[k] for k in keys]
+    tau = _kendall(a, b)
+    low, high = _bootstrap(a, b)
+    top_super = set(sorted(keys, key=lambda k: -scores[k])[:TOP])
+    top_truth = set(sorted(keys, key=lambda k: -truth[k])[:TOP])
+    seeds = sorted({s for v in by_arch.values() for s in v})
+    both = [k for k in keys if all(s in by_arch[k] for s in seeds[:2])]
+    ceiling = _kendall([by_arch[k][seeds[0]] for k in both], [by_arch[k][seeds[1]] for k in both]) \
+        if len(seeds) > 1 else float("nan")
+    table_run = budget.get("epochs", 2) * budget.get("train_size", 1500)
+    cost = args.epochs * args.train_size
+    figures = {"kendall": tau, "kendall_low": low, "kendall_high": high, "spearman": spearman(a, b),
+               "top10_overlap": float(len(top_super & top_truth)), "table_seed_kendall": ceiling,
+               "cost_in_table_runs": cost / table_run, "train_s": train_s, "score_s": score_s}
+    body = (
+        f"Supernet over the table's space ({len(keys)} architectures: {', '.join(types)} at each of 4 stages), "
+        f"trained {args.epochs} epochs on {args.train_size} images ({choice.describe()}), {train_s:.0f} s; each "
+        f"path scored after BatchNorm recalibration on {len(recal)} training images, {score_s:.0f} s for all. "
+        f"Supernet cost {cost:,} image-epochs = {cost / table_run:.1f} table runs ({table_run:,} each); the "
+        f"table itself is {len(rows)} runs.\n\n"
+        + table(["ranking against the table's mean test_acc", "value"], [
+            ["Kendall tau (bootstrap 95% over architectures)", f"{tau:.2f} [{low:.2f}, {high:.2f}]"],
+            ["Spearman", f"{figures['spearman']:.2f}"],
+            [f"top-{TOP} overlap", f"{len(top_super & top_truth)} of {TOP}"],
+            [f"the table's own test_acc seed {seeds[0]} vs seed {seeds[-1]} (Kendall: the ceiling)",
+             f"{ceiling:.2f}"]]))
+    print(body)
+    emit("One-shot supernet ranking vs the ground truth (benchmarks.oneshot)", header(device, argv, "benchmarks.oneshot"),
+         body)
+    return figures
+
+
+if __name__ == "__main__":
+    main()

@@ -27,30 +27,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from benchmarks._common import emit, header, parser, setup, spearman, table
 from benchmarks.attention_table import CSV_PATH, arch_key, arch_of, base_arch, table_space
 from trials.speed import CANDIDATES
 
 TOP = 10
-
-
-def recalibrate(model: nn.Module, images: torch.Tensor, *, batch_size: int, prepare) -> None:
-    """Re-estimate every BatchNorm's running statistics on ``images`` for the model's active path (cumulative
-    average over the batches, as for SPOS / OFA evaluation); the model stays in eval mode afterwards."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    model.train()
-    with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            model(prepare(images[start:start + batch_size]))
-    for m, momentum in zip(norms, momenta):
-        m.momentum = momentum
-    model.eval()
 
 
 def _kendall(a: Sequence[float], b: Sequence[float]) -> float:
@@ -82,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     args.recal_batches = args.recal_batches or (2 if args.quick else 20)
 
     from backbones.supernet import Supernet
+    from search.study.prescreen import recalibrate
     from trials import TrainConfig, evaluate, load_dataset
     from trials.augment import normalize
     from trials.speed import choose_precision

@@ -53,7 +53,8 @@ REJECTED_BECAUSE_TAG = "attnas.rejected_because"  # on a rejected trial run: the
 ERROR_TAG = "attnas.error"  # on a failed trial run: the last line of its error
 RESUMED_TAG = "attnas.resumed"  # "true" on a trial run a resumed search reopened
 # attnas.role values: the parent run, a searched trial, a confirmation run
-SEARCH_ROLE, TRIAL_ROLE, CONFIRM_ROLE = "search", "trial", "confirm"
+SEARCH_ROLE, TRIAL_ROLE, CONFIRM_ROLE, SUPERNET_ROLE = "search", "trial", "confirm", "supernet"
+PRESCREEN_TAG = "attnas.prescreen"  # on the parent run (strategy=oneshot): the supernet's picks, as a JSON list
 
 
 class Outcome(str, Enum):

@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import hydra
 from omegaconf import DictConfig
@@ -33,6 +33,7 @@ from search.settings.config import RunConfig
 from search.settings.errors import exit_on_bad_input
 from search.settings.plan import MAY_CHANGE_ON_RESUME, SearchPlan, TrialSettings, prepare
 from search.settings.terminal import say
+from search.study.prescreen import compare_with_trials, prescreen
 from search.study.searcher import StudySearcher
 from search.summary.console import announce, announce_resume, print_summary
 from search.summary.front import SearchSummary, summarise_search
@@ -69,10 +70,14 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
             announce_resume(plan, search, controls=len(controls))
         search.log_dict(plan.data_info(), path=DATA_JSON)
         settings = calibrate(plan, remember=search.remember)  # before Ray starts: nothing else runs
+        proposals = prescreen(plan, search=search, settings=settings) if plan.strategy == "oneshot" else []
         local_ray = (contextlib.nullcontext() if plan.ray_address else  # on a cluster: joined already (execute)
                      ray_runtime(num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial)))
         with local_ray:
-            results, run_ids = _search_trials(plan, search=search, settings=settings, controls=controls)
+            results, run_ids = _search_trials(plan, search=search, settings=settings, controls=controls,
+                                              proposals=proposals)
+            if proposals:
+                compare_with_trials(plan, search=search, results=results)
             print("Computing the Pareto front over the full-budget trials ...", flush=True)
             summary = summarise_search(results, full_epochs=plan.budget.epochs, study_storage=plan.study_storage,
                                        run_ids=run_ids, search=search, wall_s=time.monotonic() - t0)
@@ -93,7 +98,8 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
 
 
 def _search_trials(plan: SearchPlan, *, search: SearchRun, settings: TrialSettings,
-                   controls: Mapping[str, ArchConfig]) -> tuple[tune.ResultGrid, dict[str, str]]:
+                   controls: Mapping[str, ArchConfig],
+                   proposals: Sequence[ArchConfig] = ()) -> tuple[tune.ResultGrid, dict[str, str]]:
     """The search proper: the controls first, then the sampler's proposals, as Ray Tune trials with ASHA; returns
     Ray's results and the MLflow run id of each trial. Needs Ray running."""
     tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
@@ -105,7 +111,7 @@ def _search_trials(plan: SearchPlan, *, search: SearchRun, settings: TrialSettin
     searcher = StudySearcher(space=plan.space, base=plan.base_arch, storage=plan.study_storage, study_name=plan.name,
                              sampler=plan.sampler, seed=plan.seed, trials=plan.budget.trials,
                              full_epochs=plan.budget.epochs, constraints=plan.constraints, controls=controls,
-                             announce=say)
+                             proposals=proposals, announce=say)
     search_data = dataclasses.replace(plan.data, test_x=None, test_y=None)  # the search never sees the test split
     trainable = tune.with_parameters(with_faults(train_architecture, faults=plan.faults), data=search_data,
                                      settings=settings, latency_reference=plan.latency_reference)

@@ -41,6 +41,7 @@ Device = enum.Enum("Device", {name: name for name in ("auto", "cpu", "cuda")}, m
 Precision = enum.Enum("Precision", {name: name for name in PRECISIONS}, module=__name__)
 Runtime = enum.Enum("Runtime", {name: name for name in RUNTIMES}, module=__name__)
 AshaRank = enum.Enum("AshaRank", {name: name for name in ASHA_RANKS}, module=__name__)
+Strategy = enum.Enum("Strategy", {name: name for name in ("multi_trial", "oneshot")}, module=__name__)
 TrainPrecision = enum.Enum("TrainPrecision", {name: name for name in ("auto", *TRAIN_PRECISIONS)}, module=__name__)
 FaultKind = enum.Enum("FaultKind", {name: name for name in (*FAULTS, MIXED)}, module=__name__)
 
@@ -205,6 +206,20 @@ class FaultsConfig:
 
 
 @dataclass
+class OneshotConfig:
+    """strategy=oneshot: a weight-sharing supernet pre-screens the space, and the sampler's trials are its top picks
+    (search.study.prescreen; its ranking measured against the ground truth in BENCHMARKS.md section 14)."""
+
+    # supernet training epochs on the budget's training images; null: twice the budget's epochs (every path gets
+    # a fraction of the steps, so it needs more than one trial)
+    epochs: Optional[int] = field(default=None, metadata=integer(minimum=1))
+    # distinct architectures drawn from the space (uniformly, as the supernet trains) and scored with inherited
+    # weights; the budget.trials best by Pareto rank on (supernet val_acc, latency_norm_ms) are trained from scratch
+    sample: int = field(default=48, metadata=integer(minimum=2))
+    recal_batches: int = field(default=10, metadata=integer(minimum=1))  # BatchNorm re-estimation batches per path
+
+
+@dataclass
 class ConfirmConfig:
     """After the search: the front's top_k and the controls retrained from scratch on fresh seeds and scored on the
     dataset's official test split, with a verdict against the plain backbone (search.confirm.phase)."""
@@ -249,6 +264,10 @@ class RunConfig:
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
+    # multi_trial: the sampler proposes every trial (default); oneshot: a supernet pre-screens the space first and
+    # the trials are its picks (oneshot.*)
+    strategy: Strategy = field(default=Strategy["multi_trial"], metadata=choice("search strategy"))
+    oneshot: OneshotConfig = field(default_factory=OneshotConfig)
     # Ray Tune experiment folders and checkpoints (runs/NAME/...): a folder or a URI (s3://BUCKET/attnas); on a
     # cluster every node must reach it (a shared folder at the same path, or a URI; checked before any trial)
     storage: str = field(default="runs", metadata=STORAGE)
@@ -408,7 +427,8 @@ def explain(exc: OmegaConfBaseException, schema: type) -> UserError:
             name = str(value).lower()
             return UserError(f"{key}={value}: Hydra reads {value} as a number here; quote it: {key}='{name}'")
         noun = f.metadata.get("noun", key)
-        return UserError(f"unknown {noun} {_show(value)}; valid {noun}s: {', '.join(kind.__members__)}")
+        nouns = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+        return UserError(f"unknown {noun} {_show(value)}; valid {nouns}: {', '.join(kind.__members__)}")
     return UserError(f"{key}={_show(value)} must be {_valid(f, kind)}")
 
 

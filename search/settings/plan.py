@@ -80,6 +80,8 @@ class SearchPlan:
     asha_grace_period: int  # epochs
     asha_reduction_factor: float
     asha_rank: str  # "val_acc" | "pareto" (search.execution.scheduler.SCHEDULERS)
+    strategy: str  # "multi_trial" or "oneshot": a supernet pre-screen proposes the trials (search.study.prescreen)
+    oneshot: Any  # search.settings.config.OneshotConfig (read with strategy=oneshot)
     constraints: Constraints  # hard budgets, checked in each trial after its probe
     faults: FaultInjection  # deliberate failures (testing); off by default
     latency_reference: bool  # time the plain backbone interleaved with each trial's model (latency_rel)
@@ -111,6 +113,8 @@ class SearchPlan:
         return {"space": self.space.name, "sampler": self.sampler, "seed": self.seed, "hardware": self.hardware,
                 "concurrency": self.concurrency, "asha_grace_period": self.asha_grace_period,
                 "asha_reduction_factor": self.asha_reduction_factor, "asha_rank": self.asha_rank,
+                "strategy": self.strategy,
+                **({f"oneshot.{k}": v for k, v in asdict(self.oneshot).items()} if self.strategy == "oneshot" else {}),
                 "dataset": self.space.dataset,
                 "train.precision": self.train_precision,
                 **({"data.root": self.data_root} if self.data_root else {}),
@@ -213,6 +217,8 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         asha_grace_period=settings.asha.grace_period,
         asha_reduction_factor=settings.asha.reduction_factor,
         asha_rank=settings.asha.rank.value,
+        strategy=settings.strategy.value,
+        oneshot=settings.oneshot,
         constraints=constraints,
         faults=FaultInjection(rate=settings.faults.rate, kind=settings.faults.kind.value),
         latency_reference=latency.reference,

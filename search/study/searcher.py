@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import pickle
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import optuna
@@ -45,6 +45,7 @@ CANONICAL_ATTR = "canonical"  # its canonical form as JSON: the de-duplication k
 RAY_TRIAL_ATTR = "ray_trial_id"  # the Ray trial that trains it (absent on duplicates)
 DUPLICATE_ATTR = "duplicate_of"  # on a duplicate: the Optuna trial number whose result it reuses
 CONTROL_ATTR = "control"  # on a control trial: its name (plain, se_r16, ...)
+PROPOSAL_ATTR = "proposal"  # on a trial proposed from a fixed list (strategy=oneshot's picks): its index there
 CUT_OFF_ATTR = "cut_off"  # True on a trial asked after Ray's last snapshot of a killed search: it never ran
 MAX_DUPLICATES_IN_A_ROW = 200  # proposals that are all duplicates before the space is taken as exhausted
 
@@ -70,11 +71,14 @@ class StudySearcher(Searcher):
 
     def __init__(self, *, space: SearchSpace, base: ArchConfig, storage: str, study_name: str, sampler: str,
                  seed: int, trials: int, full_epochs: int, constraints: Constraints = Constraints(),
-                 controls: Mapping[str, ArchConfig] | None = None,
+                 controls: Mapping[str, ArchConfig] | None = None, proposals: Sequence[ArchConfig] = (),
                  announce: Callable[[str], None] = print) -> None:
-        """``controls``: reference architectures (name -> ArchConfig) proposed first, before the sampler's."""
+        """``controls``: reference architectures (name -> ArchConfig) proposed first, before the sampler's.
+        ``proposals``: architectures proposed next, in order, before the sampler's own (strategy=oneshot's picks);
+        each is a study trial with its parameters, so the sampler learns from it."""
         super().__init__()
         self.controls = dict(controls or {})
+        self.proposals = list(proposals)
         self.space, self.base = space, base
         self.storage, self.study_name = storage, study_name
         self.sampler_name, self.seed, self.trials = sampler, seed, trials
@@ -110,6 +114,9 @@ class StudySearcher(Searcher):
         done = {t.user_attrs[CONTROL_ATTR] for t in ran if CONTROL_ATTR in t.user_attrs}
         if pending := [name for name in self.controls if name not in done]:
             return self._suggest_control(trial_id, pending[0])
+        proposed = {t.user_attrs[PROPOSAL_ATTR] for t in ran if PROPOSAL_ATTR in t.user_attrs}
+        if waiting := [i for i in range(len(self.proposals)) if i not in proposed]:
+            return self._suggest_proposal(trial_id, waiting[0])
         for _ in range(MAX_DUPLICATES_IN_A_ROW):
             trial = self.study.ask()
             arch = self.space.sample(trial, base=self.base)
@@ -145,6 +152,18 @@ class StudySearcher(Searcher):
         trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
         self.numbers[trial_id] = trial.number
         return {"arch": arch.to_dict(), "optuna_trial": trial.number, "control": name, "label": f"control {name}"}
+
+    def _suggest_proposal(self, trial_id: str, index: int) -> dict[str, Any]:
+        """Proposal ``index`` as a study trial with its parameters (enqueued, then asked: the sampler draws them)."""
+        self.study.enqueue_trial(self.space.params_of(self.proposals[index]))
+        trial = self.study.ask()
+        arch = self.space.sample(trial, base=self.base)
+        trial.set_user_attr(PROPOSAL_ATTR, index)
+        trial.set_user_attr(ARCH_ATTR, arch.to_json())
+        trial.set_user_attr(CANONICAL_ATTR, canonical(arch).to_json())
+        trial.set_user_attr(RAY_TRIAL_ATTR, trial_id)
+        self.numbers[trial_id] = trial.number
+        return {"arch": arch.to_dict(), "optuna_trial": trial.number}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Tell Optuna how the trial ended (module docstring), then every duplicate that waited for it."""

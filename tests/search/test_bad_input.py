@@ -55,7 +55,7 @@ CASES = {
     # Hydra-level: unknown keys and malformed overrides.
     "unknown key": Case(("foo=1",), ("'foo'", "valid settings: space, name, sampler, seed, device, concurrency, "
                                           "budget.*, constraints.*, asha.*, data.*, latency.*, train.*, compile, mlflow.*, "
-                                          "faults.*, confirm.*, storage, ray.*, study.*")),
+                                          "faults.*, confirm.*, strategy, oneshot.*, storage, ray.*, study.*")),
     "unknown budget key": Case(("budget.epoch=3",), ("'budget.epoch'", "valid settings under budget: backbone, "
                                                      "backbone_kwargs, epochs, trials, batch_size")),
     "added unknown key": Case(("+colour=red",), ("'colour'", "valid settings: space")),
@@ -171,6 +171,8 @@ CASES = {
     "unknown latency runtime": Case(("latency.runtime=tflite",), ("'tflite'", "valid latency runtimes: torch, onnxruntime")),
     "onnxruntime latency in bf16": Case(("latency.runtime=onnxruntime", "latency.precision=bf16"),
                                         ("latency.runtime=onnxruntime", "latency.precision=bf16", "latency.runtime=torch")),
+    "unknown strategy": Case(("strategy=darts",), ("'darts'", "valid search strategies: multi_trial, oneshot")),
+    "oneshot sample of one": Case(("strategy=oneshot", "oneshot.sample=1"), ("oneshot.sample=1", "an integer >= 2")),
     # search.export.
     "export: unknown key": Case(("serach=x",), ("'serach'", "valid settings: search, max_latency_ms, out, "
                                                            "module_name, overwrite, register, mlflow.*"), entry="export"),

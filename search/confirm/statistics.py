@@ -239,6 +239,11 @@ def confirmation_sentence(rows: Sequence[Confirmed], *, resolution: float | None
             return (f"With {paired} seed per architecture no difference can be told from seed noise: "
                     f"keep the plain backbone.")
         bound = max(highs)
+        room = 1.0 - reference.mean if reference.mean is not None else None
+        if room is not None and bound >= room:  # the intervals allow any gain there is room for: nothing resolved
+            return (f"Nothing was resolved: the intervals ({level}) allow any gain up to the plain backbone's "
+                    f"{100 * room:.1f} points of headroom; keep the plain backbone, or confirm with more seeds "
+                    f"(confirm.max_seeds=).")
         if bound <= 0:
             return f"No placement beats the plain backbone: every one is worse ({level}): keep the plain backbone."
         return (f"No placement beats the plain backbone by more than {100 * bound:.1f} points ({level}): "

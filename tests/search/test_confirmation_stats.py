@@ -90,6 +90,11 @@ def test_issue_10_figures_by_hand():
     assert confirmation_sentence(list(rows.values()), resolution=0.01).endswith(
         "(95%, 3 seeds; intervals up to ±4.9 points, ±1.0 asked): keep the plain backbone.")
     assert "coord" not in sentence
+    # intervals wider than the plain backbone's headroom (1 - its mean) resolve nothing: said so, not "more than X"
+    wide = [dataclasses.replace(r, diff_ci_high=0.5) if r.verdict is not Verdict.REFERENCE else r
+            for r in rows.values()]
+    assert confirmation_sentence(wide).startswith("Nothing was resolved: the intervals (95%, 3 seeds) allow any gain "
+                                                  "up to the plain backbone's")
 
 
 def test_clear_better_case_names_the_winner_with_its_interval():

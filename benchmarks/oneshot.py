@@ -10,7 +10,12 @@ statistics belong to no single path), and its val_acc is measured on the table's
 1,000 images). It prints Kendall tau (with a bootstrap 95% interval over architectures) and Spearman between the
 supernet's val_acc and the table's mean test_acc, the overlap of the two top-10 lists, and the table's own
 seed-vs-seed tau (the ceiling any ranking can reach against it); and the cost in image-epochs against one table
-run's.
+run's. Then, at equal cost, the search each strategy would run, replayed on the table as
+``benchmarks.search_quality`` does: one-shot = the supernet's cost (in table runs) plus its top-k by Pareto rank on
+(supernet val_acc, the table's latency_norm_ms) trained (their table val_acc of one seed), with the plain and SE
+controls; multi-trial = tpe through ``StudySearcher`` with as many trials as the one-shot's total. Each is scored
+by the HV ratio of its front (on val_acc) on the table's truth. The per-architecture scores are written to
+``benchmarks/data/oneshot_scores.csv``.
 
     python -m benchmarks.oneshot                       # ~15 min on one core of this EPYC
     python -m benchmarks.oneshot --quick               # a smoke run (figures meaningless)
@@ -125,7 +130,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         if len(seeds) > 1 else float("nan")
     table_run = budget.get("epochs", 2) * budget.get("train_size", 1500)
     cost = args.epochs * args.train_size
-    figures = {"kendall": tau, "kendall_low": low, "kendall_high": high, "spearman": spearman(a, b),
+    hv_rows = _equal_cost(args, scores=scores, cost_runs=cost / table_run, figures_out=(hv := {}))
+    if not args.quick:  # a smoke run's scores mean nothing: the committed file stays
+        with (args.table.parent / "oneshot_scores.csv").open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["arch", "supernet_val_acc", "table_mean_test_acc"])
+            writer.writerows([k, f"{scores[k]:.4f}", f"{truth[k]:.4f}"] for k in keys)
+    figures = {**hv, "kendall": tau, "kendall_low": low, "kendall_high": high, "spearman": spearman(a, b),
                "top10_overlap": float(len(top_super & top_truth)), "table_seed_kendall": ceiling,
                "cost_in_table_runs": cost / table_run, "train_s": train_s, "score_s": score_s}
     body = (
@@ -139,11 +150,54 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             ["Spearman", f"{figures['spearman']:.2f}"],
             [f"top-{TOP} overlap", f"{len(top_super & top_truth)} of {TOP}"],
             [f"the table's own test_acc seed {seeds[0]} vs seed {seeds[-1]} (Kendall: the ceiling)",
-             f"{ceiling:.2f}"]]))
+             f"{ceiling:.2f}"]])
+        + "\n\nAt equal cost (HV ratio of the front on the table's truth, mean ± std over replays):\n\n"
+        + table(["strategy", "cost (table runs)", "HV ratio of its front", "export beats plain"], hv_rows))
     print(body)
     emit("One-shot supernet ranking vs the ground truth (benchmarks.oneshot)", header(device, argv, "benchmarks.oneshot"),
          body)
     return figures
+
+
+def _equal_cost(args, *, scores: dict[str, float], cost_runs: float, figures_out: dict) -> list[list[str]]:
+    """Rows comparing one-shot (supernet + top-k) with multi-trial tpe at the same total cost, on the table."""
+    from benchmarks.attention_table import base_arch, table_space
+    from benchmarks.search_quality import PLAIN, curve, hypervolume, load_table, mean_std, pareto, replay, truth_of
+    from search.study.prescreen import pareto_order
+
+    archs, seeds, epochs = load_table(args.table)
+    meta = json.loads(args.table.with_suffix(".json").read_text()) if args.table.with_suffix(".json").exists() else {}
+    space, base = table_space(meta.get("space", {}).get("types") or ("none", "se", "eca")), base_arch()
+    truth = [(a.test_acc, a.latency_ms) for a in archs.values()]
+    ref = (min(a for a, _ in truth) - 0.01, 1.05 * max(lat for _, lat in truth))
+    true_hv = hypervolume(truth, ref)
+    keys = [k for k in scores if k in archs]
+    order = [keys[i] for i in pareto_order([(scores[k], archs[k].latency_ms) for k in keys])]
+    controls = [PLAIN, "se-se-se-se"]
+    rows = []
+    for k in ((2, 4) if args.quick else (4, 8, 20)):
+        picks = [key for key in order if key not in controls][:k]
+        total = round(cost_runs + k + len(controls))  # both pay for the controls (tpe's count includes them)
+        one, multi, one_beats, multi_beats = [], [], [], []
+        for r in range(2 if args.quick else 10):
+            seed = seeds[r % len(seeds)]
+            ran = controls + picks
+            told = [(curve(archs[key], seed)[-1], archs[key].latency_ms, key) for key in ran]
+            front = [key for acc, lat, key in told if (acc, lat) in pareto([(a, l) for a, l, _ in told])]
+            one.append(hypervolume([truth_of(archs, key) for key in front], ref) / true_hv)
+            pick = max(front, key=lambda key: curve(archs[key], seed)[-1])
+            one_beats.append(archs[pick].test_acc > archs[PLAIN].test_acc)
+            result = replay("tpe", seed=r, trials=total, archs=archs, seeds=seeds, epochs=epochs, space=space,
+                            base=base)
+            multi.append(hypervolume([truth_of(archs, key) for key in result["front"]], ref) / true_hv)
+            multi_beats.append(archs[result["pick"]].test_acc > archs[PLAIN].test_acc)
+        figures_out[f"hv_oneshot_top{k}"] = statistics.fmean(one)
+        figures_out[f"hv_tpe_{total}"] = statistics.fmean(multi)
+        rows.append([f"one-shot: supernet + 2 controls + top {k}", f"{cost_runs:.0f} + 2 + {k} = {total}", mean_std(one),
+                     f"{sum(one_beats)}/{len(one_beats)}"])
+        rows.append([f"multi-trial tpe, {total} trials", f"{total}", mean_std(multi),
+                     f"{sum(multi_beats)}/{len(multi_beats)}"])
+    return rows
 
 
 if __name__ == "__main__":

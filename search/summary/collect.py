@@ -15,11 +15,14 @@ Hypervolume and the Pareto front come from Optuna as well (``dashboards.report``
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import statistics
+import tempfile
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import mlflow
 import optuna
@@ -28,9 +31,9 @@ from optuna.trial import TrialState
 from backbones import NONE, ArchConfig
 from search.confirm.statistics import Confirmed, Verdict
 from search.outcomes import (CONTROL_TAG, EPOCHS_RUN_TAG, ERROR_TAG, LATENCY_OBJECTIVE, OBJECTIVES, OUTCOME_TAG, PARETO_TAG,
-                             REJECTED_BECAUSE_TAG, ROLE_TAG, TRIAL_ROLE, TRIAL_TAG, Outcome)
+                             REJECTED_BECAUSE_TAG, ROLE_TAG, SUPERNET_ROLE, TRIAL_ROLE, TRIAL_TAG, Outcome)
 from search.study.searcher import ARCH_ATTR, CUT_OFF_ATTR, DUPLICATE_ATTR
-from search.summary.report_data import Cell, PlacementEffects, ReportData, TrialPoint
+from search.summary.report_data import Cell, PlacementEffects, PrescreenPoint, ReportData, TrialPoint
 from search.tracking.parent import trial_runs
 
 HYPERVOLUME_MARGIN = 1.1  # the hypervolume's reference latency: this times the slowest feasible full-budget trial
@@ -63,7 +66,25 @@ def collect_report_data(*, study: optuna.Study, client: mlflow.MlflowClient, exp
         latency_effects=placement_effects(timed, metric=LATENCY_OBJECTIVE, types=columns, num_stages=num_stages,
                                           trials=f"{len(timed)} trials with a latency (early-stopped included)"),
         importances=importances, importance_note=note, reference_point=reference, confirmed=tuple(confirmed),
-        verdict=verdict, noise=plain.std if plain else None, experiment_url=experiment_url)
+        verdict=verdict, noise=plain.std if plain else None, experiment_url=experiment_url,
+        **_prescreen(client, experiment_id=experiment_id, parent_run_id=parent_run_id, points=points))
+
+
+def _prescreen(client: mlflow.MlflowClient, *, experiment_id: str, parent_run_id: str,
+               points: Sequence[TrialPoint]) -> dict[str, Any]:
+    """The supernet run's ranking (strategy=oneshot), joined with the trials' own full-budget val_acc."""
+    runs = client.search_runs([experiment_id], max_results=1, filter_string=(
+        f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{SUPERNET_ROLE}'"))
+    if not runs:
+        return {}
+    with tempfile.TemporaryDirectory() as folder:
+        with open(client.download_artifacts(runs[0].info.run_id, "ranking.csv", folder), newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    trained = {p.arch: p.val_acc for p in points if p.outcome is Outcome.COMPLETED and not p.control}
+    ranking = tuple(PrescreenPoint(arch=r["arch"], supernet_val_acc=float(r["supernet_val_acc"]),
+                                   latency_norm_ms=float(r["latency_norm_ms"]), picked=r["picked"] == "True",
+                                   trained_val_acc=trained.get(r["arch"])) for r in rows)
+    return {"prescreen": ranking, "prescreen_tau": runs[0].data.metrics.get("kendall_vs_trials")}
 
 
 def _point(run: mlflow.entities.Run, trials: Mapping[int, optuna.trial.FrozenTrial], *, num_stages: int,

@@ -18,7 +18,7 @@ from search.outcomes import LATENCY_OBJECTIVE, OBJECTIVES, Outcome
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["LATENCY_OBJECTIVE", "NONE", "OBJECTIVES", "Cell", "Confirmed", "Outcome", "PlacementEffects", "ReportData",
+__all__ = ["LATENCY_OBJECTIVE", "NONE", "OBJECTIVES", "Cell", "Confirmed", "Outcome", "PlacementEffects", "PrescreenPoint", "ReportData",
            "TrialPoint", "Verdict", "diff_text"]
 
 
@@ -43,6 +43,18 @@ class TrialPoint:
     params_m: float | None = None  # millions of parameters
     flops_g: float | None = None  # GFLOPs per image
     note: str = ""  # why a trial was rejected or how it failed
+
+
+@dataclass(frozen=True)
+class PrescreenPoint:
+    """One architecture the one-shot pre-screen scored (strategy=oneshot): its supernet val_acc and, when it was
+    picked and trained in full, its own val_acc."""
+
+    arch: str  # ArchConfig string form
+    supernet_val_acc: float  # with the supernet's inherited weights (fraction 0-1)
+    latency_norm_ms: float
+    picked: bool  # among the trials the search trained
+    trained_val_acc: float | None = None  # the trial's full-budget val_acc (None: not picked, or not finished)
 
 
 @dataclass(frozen=True)
@@ -88,3 +100,5 @@ class ReportData:
     verdict: str = ""  # the confirmation's one-sentence answer
     noise: float | None = None  # the plain backbone's test_acc std over the confirmation seeds (fraction)
     experiment_url: str = ""  # the experiment in the MLflow UI, on its training-runs view
+    prescreen: tuple[PrescreenPoint, ...] = ()  # strategy=oneshot: the supernet's ranking, best first
+    prescreen_tau: float | None = None  # Kendall tau of supernet vs trained val_acc over the picks trained in full

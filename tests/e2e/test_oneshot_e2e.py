@@ -36,5 +36,8 @@ def test_oneshot_search_trains_the_supernets_picks_and_resumes(tmp_path: Path, r
     rows = list(csv.DictReader(open(client.download_artifacts(supernet.info.run_id, "ranking.csv", str(tmp_path)))))
     assert len(rows) == 8 and [r["arch"] for r in rows if r["picked"] == "True"] == picks
     assert parent.data.params["strategy"] == "oneshot"
+    report = Path(client.download_artifacts(parent.info.run_id, "report.html", str(tmp_path))).read_text()
+    assert "One-shot pre-screen: the supernet's ranking against training from scratch" in report
+    assert 'id="prescreen"' in report and "plot-prescreen" in report
     again = run_cli(ARGS, cwd=tmp_path).stdout
     assert "One-shot pre-screen: resumed with its 3 picks" in again and "supernet epoch" not in again

@@ -125,6 +125,13 @@ class Supernet(nn.Module):
         self.activate(self.sample())
 
     # ---- paths --------------------------------------------------------------------------------------------
+    def path_state(self) -> object:
+        """The path generator's state (save it with a training checkpoint, so a resumed training draws on)."""
+        return self._rng.getstate()
+
+    def set_path_state(self, state: object) -> None:
+        self._rng.setstate(state)
+
     def sample(self) -> ArchConfig:
         """A path drawn uniformly from the space (its own seeded generator)."""
         return self.space.sample(_Uniform(self._rng), base=self.base)

@@ -10,7 +10,8 @@ permutation, augments them on the device, trains, then evaluates on the whole va
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -66,7 +67,8 @@ class TrialDiverged(RuntimeError):
 
 def train_epochs(
     model: nn.Module, data: TensorData, cfg: TrainConfig, *, device: torch.device | str,
-    slot: ProbeSlot | None = None,
+    slot: ProbeSlot | None = None, checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    resume: Mapping[str, Any] | None = None,
 ) -> Iterator[dict[str, float]]:
     """Train `model` (already on `device`, as is `data`) as `cfg` says and yield metrics after every epoch.
 
@@ -77,6 +79,9 @@ def train_epochs(
     slot: the search's exclusive probe slot (`trials.slot.ProbeSlot`), held shared while an epoch trains and while it
     validates, paused before every step and batch: another trial's latency probe waits for the step in flight, then
     has the machine to itself. Nothing is held between epochs (while the caller reports). None: no locking.
+    checkpoint: called after every epoch, before its metrics are yielded, with the state that continues training
+    exactly (``epoch``, the model's, optimizer's, LR schedule's, batch generator's and weight average's states);
+    ``resume``: such a state: training continues after its epoch, bit for bit as if it had not stopped (on CPU).
     """
     device = torch.device(device)
     on_cuda = device.type == "cuda"
@@ -109,12 +114,21 @@ def train_epochs(
 
     slot = slot or ProbeSlot(None)  # None: a no-op slot
     forward = torch.compile(model) if cfg.compile else model  # shares model's parameters; model stays the eager module
+    first = 1
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["schedule"])
+        generator.set_state(resume["generator"])
+        if average is not None:
+            average.load_state_dict(resume["average"])
+        first = resume["epoch"] + 1
 
     def prepare(images: torch.Tensor) -> torch.Tensor:
         x = normalize(images, mean=data.mean, std=data.std)
         return x.contiguous(memory_format=torch.channels_last) if nhwc else x
 
-    for epoch in range(1, cfg.epochs + 1):
+    for epoch in range(first, cfg.epochs + 1):
         start = time.perf_counter()
 
         # ---- train
@@ -145,6 +159,10 @@ def train_epochs(
                            slot=slot, precision=cfg.precision)
         raw = ({"val_acc_raw": evaluate(model, data, device=device, prepare=prepare, slot=slot,
                                         precision=cfg.precision)} if average is not None and cfg.report_raw else {})
+        if checkpoint is not None and epoch < cfg.epochs:
+            checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(), "generator": generator.get_state(),
+                        **({"average": average.state_dict()} if average is not None else {})})
         if average is not None and epoch == cfg.epochs:
             model.load_state_dict(average.module.state_dict())
         if on_cuda:

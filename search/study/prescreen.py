@@ -8,7 +8,8 @@ usual probe. The ``budget.trials`` best by Pareto rank on (supernet val_acc ↑,
 front, then NSGA-II crowding) become the search's trials, trained from scratch and confirmed as in a multi-trial
 search. MLflow: the supernet is a nested run (``attnas.role`` = supernet) with its ranking as ``ranking.csv``; after
 the search, Kendall tau between the supernet's val_acc and the trials' own full-budget val_acc is logged there and
-printed. On the ground-truth table the supernet ranked architectures with Kendall tau 0.19 [0.04, 0.34] against
+printed. The supernet's training state is saved after every epoch (``runs/NAME/supernet.pt`` with a folder storage),
+so an interrupted pre-screen resumes after its last finished epoch, bit for bit. On the ground-truth table the supernet ranked architectures with Kendall tau 0.19 [0.04, 0.34] against
 0.46 for the table against itself (BENCHMARKS.md section 14): treat its picks as a pre-screen, not a verdict.
 """
 from __future__ import annotations
@@ -95,8 +96,20 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
     torch.manual_seed(plan.seed)
     supernet = Supernet(space=plan.space, base=plan.base_arch, seed=plan.seed).to(device)
     train = dataclasses.replace(settings.train, epochs=epochs, ema=0.0, compile=False)
+    state_path = _state_path(plan)
+    resume = torch.load(state_path, weights_only=False) if state_path is not None and state_path.is_file() else None
+    if resume is not None:
+        supernet.set_path_state(resume["path_rng"])
+        say(f"supernet: resuming after epoch {resume['epoch']}/{epochs} ({state_path})")
+
+    def save(state: dict[str, Any]) -> None:
+        if state_path is not None:  # written whole, then renamed: a kill leaves the previous epoch's state
+            state_path.parent.mkdir(parents=True, exist_ok=True)
+            torch.save({**state, "path_rng": supernet.path_state()}, state_path.with_suffix(".tmp"))
+            state_path.with_suffix(".tmp").replace(state_path)
+
     start = time.monotonic()
-    for metrics in train_epochs(supernet, data, train, device=device):
+    for metrics in train_epochs(supernet, data, train, device=device, checkpoint=save, resume=resume):
         say(f"supernet epoch {metrics['epoch']}/{epochs}: train_loss {metrics['train_loss']:.3f} "
             f"({metrics['epoch_s']:.0f} s)")
     train_s = time.monotonic() - start
@@ -112,6 +125,14 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
                         ("lat", "latency_norm_ms", ".2f"), ("arch", "architecture", "s")]), flush=True)
     search.client.set_tag(search.run_id, PRESCREEN_TAG, json.dumps([a.to_dict() for a in picks]))
     return picks
+
+
+def _state_path(plan: Any) -> Path | None:
+    """Where the supernet's training state is kept between epochs: the search's storage folder (None when the
+    storage is a URI: an interrupted pre-screen then trains again from the start)."""
+    from search.execution import storage
+
+    return None if storage.is_uri(plan.storage) else Path(storage.join(plan.storage, plan.name)) / "supernet.pt"
 
 
 def _draw(supernet: Supernet, *, count: int) -> list[ArchConfig]:

@@ -144,8 +144,6 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
             checks = [check(artefact="__init__.py", how=f"load_model() ({WEIGHTS_FILE}) vs the trial's saved output",
                             expected=reference_output, got=model(reference_input))]
         images, images_from = _check_images(info, fallback=reference_input)
-        with torch.inference_mode():
-            eager = model(images)
         checks.append(write_onnx(model, images=images, path=staging / ONNX_FILE))
         checks.append(write_pt2(model, images=images, path=staging / PT2_FILE))
         latency = _latencies(model, input_shape=tuple(images.shape[1:]))
@@ -157,8 +155,8 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
         staging.rename(folder)
     registered = None
     if cfg.register:
-        registered = register(tracking_uri=uri, parent_run_id=parent.info.run_id, model=_import(folder, module).load_model(),
-                              example=images[:2], name=module)
+        registered = register(tracking_uri=uri, parent_run_id=parent.info.run_id,
+                              model=_import(folder, module).load_model(), example=images[:2], name=module)
         (folder / CARD_FILE).write_text(model_card(**card, registered=registered))
     return Exported(folder=folder, run_id=run.info.run_id, checks=checks, latency_ms=latency, registered=registered,
                     note=note, files=sorted(p.name for p in folder.iterdir()))

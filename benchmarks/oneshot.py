@@ -163,7 +163,7 @@ def _equal_cost(args, *, scores: dict[str, float], cost_runs: float, figures_out
     """Rows comparing one-shot (supernet + top-k) with multi-trial tpe at the same total cost, on the table."""
     from benchmarks.attention_table import base_arch, table_space
     from benchmarks.search_quality import PLAIN, curve, hypervolume, load_table, mean_std, pareto, replay, truth_of
-    from search.study.prescreen import pareto_order
+    from search.execution.scheduler import pareto_order
 
     archs, seeds, epochs = load_table(args.table)
     meta = json.loads(args.table.with_suffix(".json").read_text()) if args.table.with_suffix(".json").exists() else {}

@@ -64,6 +64,18 @@ def crowding_distances(points: Sequence[tuple[float, float]]) -> list[float]:
     return distance
 
 
+def pareto_order(points: Sequence[tuple[float, float]], *, favour: int | None = None) -> list[int]:
+    """Indices of (accuracy ↑, latency ↓) points, best first: non-dominated front, then NSGA-II crowding distance
+    within it, then accuracy; remaining ties go to ``favour`` (an index), if given."""
+    ranks = nondominated_ranks(points)
+    crowding = [0.0] * len(points)
+    for front in set(ranks):
+        members = [i for i in range(len(points)) if ranks[i] == front]
+        for i, d in zip(members, crowding_distances([points[i] for i in members])):
+            crowding[i] = d
+    return sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i], -points[i][0], i != favour))
+
+
 def pareto_keeps(candidate: tuple[float, float], recorded: Sequence[tuple[float, float]], *,
                  reduction_factor: float) -> bool:
     """The rung rule: ``candidate`` (val_acc, latency) continues when it is on the non-dominated front of the ``n``
@@ -73,15 +85,10 @@ def pareto_keeps(candidate: tuple[float, float], recorded: Sequence[tuple[float,
     if not recorded:
         return True
     points = [*recorded, candidate]
-    ranks = nondominated_ranks(points)
-    crowding = [0.0] * len(points)
-    for front in set(ranks):
-        members = [i for i in range(len(points)) if ranks[i] == front]
-        for i, d in zip(members, crowding_distances([points[i] for i in members])):
-            crowding[i] = d
-    order = sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i], -points[i][0],
-                                                      i != len(points) - 1))
-    return ranks[-1] == 0 or order.index(len(points) - 1) < max(1, math.ceil(len(points) / reduction_factor))
+    last = len(points) - 1
+    if nondominated_ranks(points)[last] == 0:
+        return True
+    return pareto_order(points, favour=last).index(last) < max(1, math.ceil(len(points) / reduction_factor))
 
 
 class ControlsRunFullASHA(ASHAScheduler):

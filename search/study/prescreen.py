@@ -28,7 +28,7 @@ from torch import nn
 
 from backbones import ArchConfig, build, canonical
 from backbones.supernet import Supernet
-from search.execution.scheduler import crowding_distances, nondominated_ranks
+from search.execution.scheduler import pareto_order
 from search.outcomes import PRESCREEN_TAG, ROLE_TAG, SEARCH_TAG, SUPERNET_ROLE
 from search.settings.terminal import format_table, say
 from trials import measure_latency
@@ -65,17 +65,6 @@ def recalibrate(model: nn.Module, images: torch.Tensor, *, batch_size: int, prep
     for m, momentum in zip(norms, momenta):
         m.momentum = momentum
     model.eval()
-
-
-def pareto_order(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of (accuracy ↑, latency ↓) points, best first: non-dominated front, then crowding, then accuracy."""
-    ranks = nondominated_ranks(points)
-    crowding = [0.0] * len(points)
-    for front in set(ranks):
-        members = [i for i in range(len(points)) if ranks[i] == front]
-        for i, d in zip(members, crowding_distances([points[i] for i in members])):
-            crowding[i] = d
-    return sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i], -points[i][0]))
 
 
 def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:

@@ -14,11 +14,15 @@ run's. Then, at equal cost, the search each strategy would run, replayed on the 
 ``benchmarks.search_quality`` does: one-shot = the supernet's cost (in table runs) plus its top-k by Pareto rank on
 (supernet val_acc, the table's latency_norm_ms) trained (their table val_acc of one seed), with the plain and SE
 controls; multi-trial = tpe through ``StudySearcher`` with as many trials as the one-shot's total. Each is scored
-by the HV ratio of its front (on val_acc) on the table's truth. The per-architecture scores are written to
-``benchmarks/data/oneshot_scores.csv``.
+by the HV ratio of its front (on val_acc) on the table's truth. The per-architecture scores are written beside the
+table: ``oneshot_scores_seed{S}.csv`` for ``attention_table.csv``, ``oneshot_scores_v2_seed{S}.csv`` for
+``attention_table_v2.csv``, with the run's settings and times in a JSON of the same name.
 
     python -m benchmarks.oneshot                       # ~15 min on one core of this EPYC
     python -m benchmarks.oneshot --quick               # a smoke run (figures meaningless)
+    python -m benchmarks.oneshot --table benchmarks/data/attention_table_v2.csv --supernet-seed 1 --scores-only
+    python -m benchmarks.oneshot --table benchmarks/data/attention_table_v2.csv \
+        --scores benchmarks/data/oneshot_scores_v2_seed1.csv   # compare saved scores once the table is complete
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from pathlib import Path
 import torch
 
 from benchmarks._common import emit, header, parser, setup, spearman, table
-from benchmarks.attention_table import CSV_PATH, arch_key, arch_of, base_arch, table_space
+from benchmarks.attention_table import CSV_PATH, all_types, arch_key, arch_of, base_arch, table_space
 from trials.speed import CANDIDATES
 
 TOP = 10
@@ -62,18 +66,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     p.add_argument("--epochs", type=int, default=None, help="supernet training epochs (default 6)")
     p.add_argument("--train-size", type=int, default=None, help="training images (default 6000)")
     p.add_argument("--recal-batches", type=int, default=None, help="BatchNorm recalibration batches (default 20)")
+    p.add_argument("--supernet-seed", type=int, default=0, help="seed of the supernet's init, batches and paths")
+    p.add_argument("--scores-only", action="store_true",
+                   help="train and score the supernet, write the scores, stop (the table may still be building)")
+    p.add_argument("--scores", type=Path, default=None,
+                   help="compare the scores a --scores-only run wrote (its CSV) instead of training a supernet")
     args = p.parse_args(argv)
     device = setup(args)
     args.epochs = args.epochs or (1 if args.quick else 6)
     args.train_size = args.train_size or (256 if args.quick else 6000)
     args.recal_batches = args.recal_batches or (2 if args.quick else 20)
 
-    from backbones.supernet import Supernet
-    from search.study.prescreen import recalibrate
-    from trials import TrainConfig, evaluate, load_dataset
-    from trials.augment import normalize
-    from trials.speed import choose_precision
-    from trials.train import train_epochs
+    from trials import load_dataset
 
     meta_path = args.table.with_suffix(".json")
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -83,22 +87,94 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     by_arch: dict[str, dict[int, float]] = {}
     for r in rows:
         by_arch.setdefault(r["arch"], {})[int(r["seed"])] = float(r["test_acc"])
-    keys = sorted(by_arch)[: 6 if args.quick else None]
+    keys = sorted(arch_key(t) for t in all_types(types))[: 6 if args.quick else None]  # every arch of the space
     truth = {k: statistics.fmean(v.values()) for k, v in by_arch.items()}
 
     data = load_dataset("fashion_mnist", train_size=args.train_size, val_size=budget.get("val_size", 1000),
                         seed=budget.get("data_seed", 0))
     space, base = table_space(types), base_arch()
     batch = budget.get("batch_size", 64)
-    images = normalize(data.train_x[:batch], mean=data.mean, std=data.std)
-    from backbones import build
+    scores_path = args.table.parent / f"oneshot_scores{args.table.stem.removeprefix('attention_table')}_seed{args.supernet_seed}.csv"
+    if args.scores:  # a --scores-only run's output: the supernet is not trained again
+        with args.scores.open(newline="") as handle:
+            scores = {r["arch"]: float(r["supernet_val_acc"]) for r in csv.DictReader(handle)}
+        run = json.loads(args.scores.with_suffix(".json").read_text())
+        args.epochs, args.train_size, args.supernet_seed = run["epochs"], run["train_size"], run["supernet_seed"]
+        train_s, score_s, described, recal_images = run["train_s"], run["score_s"], run["precision"], run["recal_images"]
+        keys = [k for k in keys if k in scores]
+    else:
+        scores, train_s, score_s, described, recal_images = _train_and_score(args, data=data, space=space, base=base,
+                                                                             batch=batch, lr=budget.get("lr", 0.05), keys=keys,
+                                                                             device=device)
+        if not args.quick:  # a smoke run's scores mean nothing: the committed files stay
+            with scores_path.open("w", newline="") as handle:
+                writer = csv.writer(handle)
+                writer.writerow(["arch", "supernet_val_acc"])
+                writer.writerows([k, f"{scores[k]:.4f}"] for k in keys)
+            scores_path.with_suffix(".json").write_text(json.dumps(
+                {"epochs": args.epochs, "train_size": args.train_size, "supernet_seed": args.supernet_seed,
+                 "train_s": round(train_s, 1), "score_s": round(score_s, 1), "precision": described,
+                 "recal_images": recal_images, "table": args.table.name,
+                 "device": header(device, argv, "benchmarks.oneshot")}, indent=2) + "\n")
+            print(f"scores: {scores_path}", flush=True)
+        if args.scores_only:
+            return {"train_s": train_s, "score_s": score_s}
+    keys = [k for k in keys if k in truth]
 
+    a, b = [scores[k] for k in keys], [truth[k] for k in keys]
+    tau = _kendall(a, b)
+    low, high = _bootstrap(a, b)
+    top_super = set(sorted(keys, key=lambda k: -scores[k])[:TOP])
+    top_truth = set(sorted(keys, key=lambda k: -truth[k])[:TOP])
+    seeds = sorted({s for v in by_arch.values() for s in v})
+    both = [k for k in keys if all(s in by_arch[k] for s in seeds[:2])]
+    ceiling = _kendall([by_arch[k][seeds[0]] for k in both], [by_arch[k][seeds[1]] for k in both]) \
+        if len(seeds) > 1 else float("nan")
+    table_run = budget.get("epochs", 2) * budget.get("train_size", 1500)
+    cost = args.epochs * args.train_size
+    hv_rows = _equal_cost(args, scores=scores, cost_runs=cost / table_run, figures_out=(hv := {}))
+    figures = {**hv, "kendall": tau, "kendall_low": low, "kendall_high": high, "spearman": spearman(a, b),
+               "top10_overlap": float(len(top_super & top_truth)), "table_seed_kendall": ceiling,
+               "cost_in_table_runs": cost / table_run, "train_s": train_s, "score_s": score_s}
+    body = (
+        f"Supernet over the table's space ({len(keys)} architectures: {', '.join(types)} at each of 4 stages), "
+        f"seed {args.supernet_seed}, trained {args.epochs} epochs on {args.train_size} images ({described}), "
+        f"{train_s:.0f} s; each path scored after BatchNorm recalibration on {recal_images} training images, "
+        f"{score_s:.0f} s for all. "
+        f"Supernet cost {cost:,} image-epochs = {cost / table_run:.1f} table runs ({table_run:,} each); the "
+        f"table itself is {len(rows)} runs.\n\n"
+        + table(["ranking against the table's mean test_acc", "value"], [
+            ["Kendall tau (bootstrap 95% over architectures)", f"{tau:.2f} [{low:.2f}, {high:.2f}]"],
+            ["Spearman", f"{figures['spearman']:.2f}"],
+            [f"top-{TOP} overlap", f"{len(top_super & top_truth)} of {TOP}"],
+            [f"the table's own test_acc seed {seeds[0]} vs seed {seeds[-1]} (Kendall: the ceiling)",
+             f"{ceiling:.2f}"]])
+        + "\n\nAt equal cost (HV ratio of the front on the table's truth, mean ± std over replays):\n\n"
+        + table(["strategy", "cost (table runs)", "HV ratio of its front", "export beats plain"], hv_rows))
+    print(body)
+    emit("One-shot supernet ranking vs the ground truth (benchmarks.oneshot)", header(device, argv, "benchmarks.oneshot"),
+         body)
+    return figures
+
+
+def _train_and_score(args, *, data, space, base, batch: int, lr: float, keys: list[str], device: torch.device,
+                     ) -> tuple[dict[str, float], float, float, str, int]:
+    """Train the supernet (SPOS) and score every path in ``keys``: scores, train s, score s, precision, recal images."""
+    from backbones import build
+    from backbones.supernet import Supernet
+    from search.study.prescreen import recalibrate
+    from trials import TrainConfig, evaluate
+    from trials.augment import normalize
+    from trials.speed import choose_precision
+    from trials.train import train_epochs
+
+    images = normalize(data.train_x[:batch], mean=data.mean, std=data.std)
     choice = choose_precision(build(base.plain()), images=images, labels=data.train_y[:batch])
     precision, channels_last = CANDIDATES[choice.label]
-    torch.manual_seed(0)
-    supernet = Supernet(space=space, base=base, seed=0)
-    cfg = TrainConfig(epochs=args.epochs, batch_size=batch, lr=budget.get("lr", 0.05), seed=0, precision=precision,
-                      channels_last=channels_last)
+    torch.manual_seed(args.supernet_seed)
+    supernet = Supernet(space=space, base=base, seed=args.supernet_seed)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=batch, lr=lr, seed=args.supernet_seed,
+                      precision=precision, channels_last=channels_last)
     start = time.perf_counter()
     for metrics in train_epochs(supernet, data, cfg, device=device):
         print(f"  supernet epoch {metrics['epoch']}/{args.epochs}: train_loss {metrics['train_loss']:.3f} "
@@ -117,46 +193,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         supernet.activate(arch_of(key.split("-")))
         recalibrate(supernet, recal, batch_size=batch, prepare=prepare)
         scores[key] = evaluate(supernet, data, device=device, prepare=prepare, precision=precision)
-    score_s = time.perf_counter() - start
-
-    a, b = [scores[k] for k in keys], [truth[k] for k in keys]
-    tau = _kendall(a, b)
-    low, high = _bootstrap(a, b)
-    top_super = set(sorted(keys, key=lambda k: -scores[k])[:TOP])
-    top_truth = set(sorted(keys, key=lambda k: -truth[k])[:TOP])
-    seeds = sorted({s for v in by_arch.values() for s in v})
-    both = [k for k in keys if all(s in by_arch[k] for s in seeds[:2])]
-    ceiling = _kendall([by_arch[k][seeds[0]] for k in both], [by_arch[k][seeds[1]] for k in both]) \
-        if len(seeds) > 1 else float("nan")
-    table_run = budget.get("epochs", 2) * budget.get("train_size", 1500)
-    cost = args.epochs * args.train_size
-    hv_rows = _equal_cost(args, scores=scores, cost_runs=cost / table_run, figures_out=(hv := {}))
-    if not args.quick:  # a smoke run's scores mean nothing: the committed file stays
-        with (args.table.parent / "oneshot_scores.csv").open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(["arch", "supernet_val_acc", "table_mean_test_acc"])
-            writer.writerows([k, f"{scores[k]:.4f}", f"{truth[k]:.4f}"] for k in keys)
-    figures = {**hv, "kendall": tau, "kendall_low": low, "kendall_high": high, "spearman": spearman(a, b),
-               "top10_overlap": float(len(top_super & top_truth)), "table_seed_kendall": ceiling,
-               "cost_in_table_runs": cost / table_run, "train_s": train_s, "score_s": score_s}
-    body = (
-        f"Supernet over the table's space ({len(keys)} architectures: {', '.join(types)} at each of 4 stages), "
-        f"trained {args.epochs} epochs on {args.train_size} images ({choice.describe()}), {train_s:.0f} s; each "
-        f"path scored after BatchNorm recalibration on {len(recal)} training images, {score_s:.0f} s for all. "
-        f"Supernet cost {cost:,} image-epochs = {cost / table_run:.1f} table runs ({table_run:,} each); the "
-        f"table itself is {len(rows)} runs.\n\n"
-        + table(["ranking against the table's mean test_acc", "value"], [
-            ["Kendall tau (bootstrap 95% over architectures)", f"{tau:.2f} [{low:.2f}, {high:.2f}]"],
-            ["Spearman", f"{figures['spearman']:.2f}"],
-            [f"top-{TOP} overlap", f"{len(top_super & top_truth)} of {TOP}"],
-            [f"the table's own test_acc seed {seeds[0]} vs seed {seeds[-1]} (Kendall: the ceiling)",
-             f"{ceiling:.2f}"]])
-        + "\n\nAt equal cost (HV ratio of the front on the table's truth, mean ± std over replays):\n\n"
-        + table(["strategy", "cost (table runs)", "HV ratio of its front", "export beats plain"], hv_rows))
-    print(body)
-    emit("One-shot supernet ranking vs the ground truth (benchmarks.oneshot)", header(device, argv, "benchmarks.oneshot"),
-         body)
-    return figures
+    return scores, train_s, time.perf_counter() - start, choice.describe(), len(recal)
 
 
 def _equal_cost(args, *, scores: dict[str, float], cost_runs: float, figures_out: dict) -> list[list[str]]:

@@ -132,7 +132,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         if len(seeds) > 1 else float("nan")
     table_run = budget.get("epochs", 2) * budget.get("train_size", 1500)
     cost = args.epochs * args.train_size
-    hv_rows = _equal_cost(args, scores=scores, cost_runs=cost / table_run, figures_out=(hv := {}))
+    run_s = statistics.median(float(r["wall_s"]) for r in rows if r.get("wall_s"))  # one table run's training s
+    hv_rows, hv = _equal_cost(args, scores=scores, cost_runs=cost / table_run, supernet_s=train_s + score_s,
+                              run_s=run_s)
     figures = {**hv, "kendall": tau, "kendall_low": low, "kendall_high": high, "spearman": spearman(a, b),
                "top10_overlap": float(len(top_super & top_truth)), "table_seed_kendall": ceiling,
                "cost_in_table_runs": cost / table_run, "train_s": train_s, "score_s": score_s}
@@ -150,7 +152,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             [f"the table's own test_acc seed {seeds[0]} vs seed {seeds[-1]} (Kendall: the ceiling)",
              f"{ceiling:.2f}"]])
         + "\n\nAt equal cost (HV ratio of the front on the table's truth, mean ± std over replays):\n\n"
-        + table(["strategy", "cost (table runs)", "HV ratio of its front", "export beats plain"], hv_rows))
+        + table(["strategy", "cost (table runs of image-epochs)", "CPU s (1 thread)", "HV ratio of its front",
+                 "export beats plain", "multi-trial at equal HV"], hv_rows)
+        + f"\n\nSeconds: the supernet's {train_s:.0f} s of training and {score_s:.0f} s of scoring, and the table's "
+          f"median {run_s:.0f} s per run (its runs trained two at a time on 2 cores).")
     print(body)
     emit("One-shot supernet ranking vs the ground truth (benchmarks.oneshot)", header(device, argv, "benchmarks.oneshot"),
          body)
@@ -196,8 +201,15 @@ def _train_and_score(args, *, data, space, base, batch: int, lr: float, keys: li
     return scores, train_s, time.perf_counter() - start, choice.describe(), len(recal)
 
 
-def _equal_cost(args, *, scores: dict[str, float], cost_runs: float, figures_out: dict) -> list[list[str]]:
-    """Rows comparing one-shot (supernet + top-k) with multi-trial tpe at the same total cost, on the table."""
+EQUAL_HV_TRIALS = (6, 8, 10, 12, 14, 17, 20, 24, 28, 34, 40)  # tpe budgets (trials) searched for one-shot's HV
+
+
+def _equal_cost(args, *, scores: dict[str, float], cost_runs: float, supernet_s: float, run_s: float,
+                ) -> tuple[list[list[str]], dict[str, float]]:
+    """Rows comparing one-shot (supernet + top-k) with multi-trial tpe on the table, and their figures: at the same
+    total cost in image-epochs, and the tpe trials that first reach one-shot's HV ratio (mean over replays) on a grid
+    of budgets. Seconds: the supernet's training and scoring (``supernet_s``) plus ``run_s`` per trained
+    architecture (the table's median run), against ``run_s`` per tpe trial."""
     from benchmarks.attention_table import base_arch, table_space
     from benchmarks.search_quality import PLAIN, curve, hypervolume, load_table, mean_std, pareto, replay, truth_of
     from search.execution.scheduler import pareto_order
@@ -211,30 +223,45 @@ def _equal_cost(args, *, scores: dict[str, float], cost_runs: float, figures_out
     keys = [k for k in scores if k in archs]
     order = [keys[i] for i in pareto_order([(scores[k], archs[k].latency_ms) for k in keys])]
     controls = [PLAIN, "se-se-se-se"]
-    rows = []
+    replays = 2 if args.quick else 10
+    tpe_hv: dict[int, tuple[list[float], list[bool]]] = {}
+
+    def tpe(trials: int) -> tuple[list[float], list[bool]]:
+        if trials not in tpe_hv:
+            runs = [replay("tpe", seed=r, trials=trials, archs=archs, seeds=seeds, epochs=epochs, space=space,
+                           base=base) for r in range(replays)]
+            tpe_hv[trials] = ([hypervolume([truth_of(archs, key) for key in run["front"]], ref) / true_hv for run in runs],
+                              [archs[run["pick"]].test_acc > archs[PLAIN].test_acc for run in runs])
+        return tpe_hv[trials]
+
+    rows, figures = [], {}
     for k in ((2, 4) if args.quick else (4, 8, 20)):
         picks = [key for key in order if key not in controls][:k]
         total = round(cost_runs + k + len(controls))  # both pay for the controls (tpe's count includes them)
-        one, multi, one_beats, multi_beats = [], [], [], []
-        for r in range(2 if args.quick else 10):
+        one, one_beats = [], []
+        for r in range(replays):
             seed = seeds[r % len(seeds)]
-            ran = controls + picks
-            told = [(curve(archs[key], seed)[-1], archs[key].latency_ms, key) for key in ran]
+            told = [(curve(archs[key], seed)[-1], archs[key].latency_ms, key) for key in controls + picks]
             front = [key for acc, lat, key in told if (acc, lat) in pareto([(a, l) for a, l, _ in told])]
             one.append(hypervolume([truth_of(archs, key) for key in front], ref) / true_hv)
             pick = max(front, key=lambda key: curve(archs[key], seed)[-1])
             one_beats.append(archs[pick].test_acc > archs[PLAIN].test_acc)
-            result = replay("tpe", seed=r, trials=total, archs=archs, seeds=seeds, epochs=epochs, space=space,
-                            base=base)
-            multi.append(hypervolume([truth_of(archs, key) for key in result["front"]], ref) / true_hv)
-            multi_beats.append(archs[result["pick"]].test_acc > archs[PLAIN].test_acc)
-        figures_out[f"hv_oneshot_top{k}"] = statistics.fmean(one)
-        figures_out[f"hv_tpe_{total}"] = statistics.fmean(multi)
-        rows.append([f"one-shot: supernet + 2 controls + top {k}", f"{cost_runs:.0f} + 2 + {k} = {total}", mean_std(one),
-                     f"{sum(one_beats)}/{len(one_beats)}"])
-        rows.append([f"multi-trial tpe, {total} trials", f"{total}", mean_std(multi),
-                     f"{sum(multi_beats)}/{len(multi_beats)}"])
-    return rows
+        multi, multi_beats = tpe(total)
+        grid = [n for n in EQUAL_HV_TRIALS if n <= len(archs)][: 2 if args.quick else None]
+        equal = next((n for n in grid if statistics.fmean(tpe(n)[0]) >= statistics.fmean(one)), None)
+        figures[f"hv_oneshot_top{k}"] = statistics.fmean(one)
+        figures[f"hv_tpe_{total}"] = statistics.fmean(multi)
+        one_s = supernet_s + (k + len(controls)) * run_s
+        figures[f"tpe_trials_equal_hv_top{k}"] = float(equal) if equal else float("nan")
+        figures[f"oneshot_s_top{k}"] = one_s
+        rows.append([f"one-shot: supernet + 2 controls + top {k}", f"{cost_runs:.1f} + 2 + {k} = {total}",
+                     f"{one_s:.0f}", mean_std(one), f"{sum(one_beats)}/{len(one_beats)}",
+                     f"tpe needs {equal} trials, {equal * run_s:.0f} s: one-shot costs {total / equal:.2f} of its "
+                     f"image-epochs, {one_s / (equal * run_s):.2f} of its seconds" if equal
+                     else f"tpe does not reach it by {grid[-1]} trials"])
+        rows.append([f"multi-trial tpe, {total} trials", f"{total}", f"{total * run_s:.0f}", mean_std(multi),
+                     f"{sum(multi_beats)}/{len(multi_beats)}", ""])
+    return rows, figures
 
 
 if __name__ == "__main__":

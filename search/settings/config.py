@@ -260,7 +260,9 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
-    compile: bool = False  # torch.compile the training forward (latency and export use the eager model)
+    # torch.compile the training forward (latency and export use the eager model). Off: on CPU its first call took
+    # 28 s for a 1.27x faster bf16 step, break-even ~75,000 images against a trial's 18,000 (BENCHMARKS.md section 9)
+    compile: bool = False
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)

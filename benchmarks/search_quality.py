@@ -209,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     p.add_argument("--latency", choices=("norm", "ms"), default="norm",
                    help="the latency objective: norm = latency_rel × the plain backbone's ms, as the search ranks "
                         "it (default); ms = the table's raw latency_ms")
+    p.add_argument("--trials", default=None, help="comma-separated trial budgets to replay instead of 10%%, 25%% "
+                                                  "and 50%% of the table (e.g. 13: the shipped CPU search's size)")
     p.add_argument("--quick", action="store_true", help="3 seeds, 2 budgets, 20 orders: a smoke run (seconds)")
     args = p.parse_args(argv)
     args.seeds = args.seeds or (3 if args.quick else 20)
@@ -232,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     if len(archs) < full:
         print(f"note: {len(archs)} of {full} architectures have every seed and a latency; replaying on those "
               f"(a suggestion outside them is looked up as missing and skipped)")
-    budgets = sorted({max(3, round(f * len(archs))) for f in (FRACTIONS[:2] if args.quick else FRACTIONS)})
+    budgets = (sorted({int(t) for t in args.trials.split(",")}) if args.trials else
+               sorted({max(3, round(f * len(archs))) for f in (FRACTIONS[:2] if args.quick else FRACTIONS)}))
     controls = {"-".join(s.attn for s in a.stages) for a in space.control_archs(base=base).values()}
     plain = PLAIN
     truth = [(a.test_acc, a.latency_ms) for a in archs.values()]
@@ -269,6 +272,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             figures[f"beats_plain_{sampler}_{trials}"] = statistics.fmean(beats)
             row += [mean_std(ratios), mean_std(seen), f"{sum(beats)}/{len(beats)}"]
         rows.append(row)
+    # each sampler against the shipped one: the difference of mean HV ratio with a Welch 95% interval over replays
+    from scipy import stats
+
+    from search.settings.config import RunConfig
+
+    shipped_sampler = RunConfig().sampler.value
+    vs_rows = []
+    for sampler in [x for x in samplers if x != shipped_sampler and shipped_sampler in samplers]:
+        row = [f"{sampler} − {shipped_sampler}"]
+        for trials in budgets:
+            mine, theirs = ([hypervolume([truth_of(archs, k) for k in r["front"]], ref) / true_hv
+                             for r in results[name, trials]] for name in (sampler, shipped_sampler))
+            diff = statistics.fmean(mine) - statistics.fmean(theirs)
+            if len(mine) > 1 and len(theirs) > 1 and (statistics.stdev(mine) > 0 or statistics.stdev(theirs) > 0):
+                ci = stats.ttest_ind(mine, theirs, equal_var=False).confidence_interval()
+                row.append(f"{diff:+.3f} [{ci.low:+.3f}, {ci.high:+.3f}]")
+                figures[f"hv_diff_{sampler}_{trials}_low"] = float(ci.low)
+            else:
+                row.append(f"{diff:+.3f}")
+            figures[f"hv_diff_{sampler}_{trials}"] = diff
+        vs_rows.append(row)
     head = ["sampler"]
     for trials in budgets:
         head += [f"HV ratio, front, {trials} trials ({trials / len(archs):.0%})", f"HV ratio, all seen, {trials}",
@@ -359,7 +383,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         f"HV ratio mean ± std over replays; 'front' = the search's own Pareto front on val_acc, scored on the truth; "
         f"'all seen' = every architecture it trained; replays took {replay_s:.0f} s):\n\n"
         + table(head, rows) + "\n\n"
-        f"ASHA: Spearman correlation with the final mean test_acc over all {len(keys)} architectures (per seed / "
+        + (f"Against the shipped sampler ({shipped_sampler}): difference of the front's mean HV ratio, Welch 95% over "
+           f"replays:\n\n" + table(["sampler"] + [f"{t} trials" for t in budgets], vs_rows) + "\n\n"
+           if vs_rows else "")
+        + f"ASHA: Spearman correlation with the final mean test_acc over all {len(keys)} architectures (per seed / "
         f"val_acc averaged over seeds):\n\n"
         + table(["signal", "per seed", "mean over seeds"], corr_rows) + "\n\n"
         f"ASHA simulated ({args.orders} random trial orders, controls first and never stopped, val_acc of one seed "

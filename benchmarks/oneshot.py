@@ -13,7 +13,7 @@ seed-vs-seed tau (the ceiling any ranking can reach against it); and the cost in
 run's. Then, at equal cost, the search each strategy would run, replayed on the table as
 ``benchmarks.search_quality`` does: one-shot = the supernet's cost (in table runs) plus its top-k by Pareto rank on
 (supernet val_acc, the table's latency_norm_ms) trained (their table val_acc of one seed), with the plain and SE
-controls; multi-trial = tpe through ``StudySearcher`` with as many trials as the one-shot's total. Each is scored
+controls; multi-trial = the shipped sampler (``RunConfig.sampler``) through ``StudySearcher`` with as many trials as the one-shot's total. Each is scored
 by the HV ratio of its front (on val_acc) on the table's truth. The per-architecture scores are written beside the
 table: ``oneshot_scores_seed{S}.csv`` for ``attention_table.csv``, ``oneshot_scores_v2_seed{S}.csv`` for
 ``attention_table_v2.csv``, with the run's settings and times in a JSON of the same name.
@@ -201,15 +201,15 @@ def _train_and_score(args, *, data, space, base, batch: int, lr: float, keys: li
     return scores, train_s, time.perf_counter() - start, choice.describe(), len(recal)
 
 
-EQUAL_HV_TRIALS = (6, 8, 10, 12, 14, 17, 20, 24, 28, 34, 40)  # tpe budgets (trials) searched for one-shot's HV
+EQUAL_HV_TRIALS = (6, 8, 10, 12, 14, 17, 20, 24, 28, 34, 40)  # multi-trial budgets searched for one-shot's HV
 
 
 def _equal_cost(args, *, scores: dict[str, float], cost_runs: float, supernet_s: float, run_s: float,
                 ) -> tuple[list[list[str]], dict[str, float]]:
-    """Rows comparing one-shot (supernet + top-k) with multi-trial search (the shipped sampler) on the table, and their figures: at the same
-    total cost in image-epochs, and the tpe trials that first reach one-shot's HV ratio (mean over replays) on a grid
-    of budgets. Seconds: the supernet's training and scoring (``supernet_s``) plus ``run_s`` per trained
-    architecture (the table's median run), against ``run_s`` per tpe trial."""
+    """Rows comparing one-shot (supernet + top-k) with multi-trial search (the shipped sampler) on the table, and
+    their figures: at the same total cost in image-epochs, and the multi-trial budget that first reaches one-shot's
+    HV ratio (mean over replays) on a grid of budgets. Seconds: the supernet's training and scoring (``supernet_s``)
+    plus ``run_s`` per trained architecture (the table's median run), against ``run_s`` per multi-trial trial."""
     from benchmarks.attention_table import base_arch, table_space
     from benchmarks.search_quality import PLAIN, curve, hypervolume, load_table, mean_std, pareto, replay, truth_of
     from search.execution.scheduler import pareto_order
@@ -227,20 +227,20 @@ def _equal_cost(args, *, scores: dict[str, float], cost_runs: float, supernet_s:
     from search.settings.config import RunConfig
 
     sampler = RunConfig().sampler.value  # multi-trial as it ships
-    tpe_hv: dict[int, tuple[list[float], list[bool]]] = {}
+    multi_hv: dict[int, tuple[list[float], list[bool]]] = {}  # trials -> HV ratios, export beats plain
 
-    def tpe(trials: int) -> tuple[list[float], list[bool]]:
-        if trials not in tpe_hv:
+    def multi_trial(trials: int) -> tuple[list[float], list[bool]]:
+        if trials not in multi_hv:
             runs = [replay(sampler, seed=r, trials=trials, archs=archs, seeds=seeds, epochs=epochs, space=space,
                            base=base) for r in range(replays)]
-            tpe_hv[trials] = ([hypervolume([truth_of(archs, key) for key in run["front"]], ref) / true_hv for run in runs],
+            multi_hv[trials] = ([hypervolume([truth_of(archs, key) for key in run["front"]], ref) / true_hv for run in runs],
                               [archs[run["pick"]].test_acc > archs[PLAIN].test_acc for run in runs])
-        return tpe_hv[trials]
+        return multi_hv[trials]
 
     rows, figures = [], {}
     for k in ((2, 4) if args.quick else (4, 8, 20)):
         picks = [key for key in order if key not in controls][:k]
-        total = round(cost_runs + k + len(controls))  # both pay for the controls (tpe's count includes them)
+        total = round(cost_runs + k + len(controls))  # both pay for the controls (multi-trial's count includes them)
         one, one_beats = [], []
         for r in range(replays):
             seed = seeds[r % len(seeds)]
@@ -249,9 +249,9 @@ def _equal_cost(args, *, scores: dict[str, float], cost_runs: float, supernet_s:
             one.append(hypervolume([truth_of(archs, key) for key in front], ref) / true_hv)
             pick = max(front, key=lambda key: curve(archs[key], seed)[-1])
             one_beats.append(archs[pick].test_acc > archs[PLAIN].test_acc)
-        multi, multi_beats = tpe(total)
+        multi, multi_beats = multi_trial(total)
         grid = [n for n in EQUAL_HV_TRIALS if n <= len(archs)][: 2 if args.quick else None]
-        equal = next((n for n in grid if statistics.fmean(tpe(n)[0]) >= statistics.fmean(one)), None)
+        equal = next((n for n in grid if statistics.fmean(multi_trial(n)[0]) >= statistics.fmean(one)), None)
         figures[f"hv_oneshot_top{k}"] = statistics.fmean(one)
         figures[f"hv_multi_{total}"] = statistics.fmean(multi)
         one_s = supernet_s + (k + len(controls)) * run_s

@@ -259,12 +259,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     replay_s = time.perf_counter() - start
 
     figures: dict[str, float] = {}
+    front_hv = {key: [hypervolume([truth_of(archs, k) for k in r["front"]], ref) / true_hv for r in runs]
+                for key, runs in results.items()}  # HV ratio of each replay's front, per (sampler, trials)
     rows = []
     for sampler in samplers:
         row = [sampler]
         for trials in budgets:
             runs = results[sampler, trials]
-            ratios = [hypervolume([truth_of(archs, k) for k in r["front"]], ref) / true_hv for r in runs]
+            ratios = front_hv[sampler, trials]
             seen = [hypervolume([truth_of(archs, k) for k in r["evaluated"]], ref) / true_hv for r in runs]
             beats = [archs[r["pick"]].test_acc > archs[plain].test_acc for r in runs]
             figures[f"hv_{sampler}_{trials}"] = statistics.fmean(ratios)
@@ -282,8 +284,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     for sampler in [x for x in samplers if x != shipped_sampler and shipped_sampler in samplers]:
         row = [f"{sampler} − {shipped_sampler}"]
         for trials in budgets:
-            mine, theirs = ([hypervolume([truth_of(archs, k) for k in r["front"]], ref) / true_hv
-                             for r in results[name, trials]] for name in (sampler, shipped_sampler))
+            mine, theirs = front_hv[sampler, trials], front_hv[shipped_sampler, trials]
             diff = statistics.fmean(mine) - statistics.fmean(theirs)
             if len(mine) > 1 and len(theirs) > 1 and (statistics.stdev(mine) > 0 or statistics.stdev(theirs) > 0):
                 ci = stats.ttest_ind(mine, theirs, equal_var=False).confidence_interval()

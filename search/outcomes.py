@@ -27,6 +27,8 @@ TRAIN_SPEED_TAG = "attnas.train_speed"
 EPOCH = "epoch"  # epochs trained so far (0 before training)
 REJECTED = "rejected"  # 1.0 when a hard budget rejected the candidate after its probe, before training
 PROBE_PREFIX = "probe."  # result keys carrying what the latency was measured on (trials.device_info)
+TRAIN_PREFIX = "train."  # result keys carrying the arithmetic the trial trained in (precision, channels_last)
+PARAM_PREFIXES = (PROBE_PREFIX, TRAIN_PREFIX)  # such keys are logged once, as MLflow params of the trial's run
 NODE_ID = "ray_node_id"  # the Ray node id (hex) a trial trains on; Tune's own node_ip is in every result too
 
 # MLflow tags of where a trial ran (on its run; a trial restarted after a crash gets its latest node's).

@@ -69,7 +69,9 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
         if search.resumed:
             announce_resume(plan, search, controls=len(controls))
         search.log_dict(plan.data_info(), path=DATA_JSON)
-        settings = calibrate(plan, remember=search.remember)  # before Ray starts: nothing else runs
+        # before Ray starts (nothing else runs); the search and the confirmation both train with what it measured
+        plan = dataclasses.replace(plan, trial_settings=calibrate(plan, remember=search.remember))
+        settings = plan.trial_settings
         proposals = prescreen(plan, search=search, settings=settings) if plan.strategy == "oneshot" else []
         local_ray = (contextlib.nullcontext() if plan.ray_address else  # on a cluster: joined already (execute)
                      ray_runtime(num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial)))

@@ -15,7 +15,7 @@ from torch import nn
 
 from backbones import ArchConfig, build
 from search.execution.artifacts import load_metrics, save_checkpoint
-from search.outcomes import EPOCH, LATENCY_OBJECTIVE, NODE_ID, PROBE_PREFIX
+from search.outcomes import EPOCH, LATENCY_OBJECTIVE, NODE_ID, PROBE_PREFIX, TRAIN_PREFIX
 from search.settings.plan import TrialSettings
 from trials import TensorData, TrialResult, evaluate, run_trial
 
@@ -53,6 +53,7 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     def report(result: TrialResult, trained: Any) -> None:
         # what the latency was measured on rides along in every report; the MLflow callback logs it as params
         metrics = {**result.metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in result.device_info.items()},
+                   f"{TRAIN_PREFIX}precision": train.precision, f"{TRAIN_PREFIX}channels_last": train.channels_last,
                    NODE_ID: node_id}
         metrics[LATENCY_OBJECTIVE] = (metrics["latency_rel"] * settings.reference_latency_ms
                                       if "latency_rel" in metrics and settings.reference_latency_ms

@@ -21,7 +21,7 @@ from ray.tune.result import AUTO_RESULT_KEYS
 from backbones import ArchConfig
 from search.execution.artifacts import ARCH, REFERENCE, WEIGHTS
 from search.outcomes import (CONTROL_TAG, EPOCHS_RUN_TAG, ERROR_TAG, NODE_ID, NODE_ID_TAG, NODE_IP_TAG, OUTCOME_TAG,
-                             PROBE_PREFIX, REJECTED_BECAUSE_TAG, RESUMED_TAG, ROLE_TAG, SEARCH_TAG, TRIAL_ROLE, TRIAL_TAG,
+                             PARAM_PREFIXES, REJECTED_BECAUSE_TAG, RESUMED_TAG, ROLE_TAG, SEARCH_TAG, TRIAL_ROLE, TRIAL_TAG,
                              Outcome, trial_outcome)
 from search.execution.progress import trial_error_line
 from search.tracking.parent import ended_trials, param_value
@@ -56,7 +56,7 @@ class MlflowTrialCallback(Callback):
         self.search_name = search_name
         self.full_epochs = full_epochs
         self.constraints = constraints
-        self.probed: set[str] = set()  # runs whose probe.* params are logged
+        self.probed: set[str] = set()  # runs whose probe.* and train.* params are logged
         self.run_ids: dict[str, str] = {}  # Ray trial id -> MLflow run id
         self.open_runs: set[str] = set()  # MLflow runs not yet terminated
         existing = existing or {}
@@ -100,10 +100,10 @@ class MlflowTrialCallback(Callback):
         run_id = self.run_ids.get(trial.trial_id)
         if run_id is None or run_id in self.finished_before:
             return
-        if run_id not in self.probed:  # the first result carries what the latency was measured on, and where
-            self.probed.add(run_id)
+        if run_id not in self.probed:  # the first result carries what the latency was measured on, the training
+            self.probed.add(run_id)    # arithmetic, and where it runs
             self._tag_node(run_id, result)
-            probe = {k: v for k, v in result.items() if k.startswith(PROBE_PREFIX)}
+            probe = {k: v for k, v in result.items() if k.startswith(PARAM_PREFIXES)}
             try:
                 self.client.log_batch(run_id, params=[Param(k, param_value(v)) for k, v in sorted(probe.items())])
             except mlflow.exceptions.MlflowException:  # a resumed trial on another machine: keep the first values
@@ -111,7 +111,7 @@ class MlflowTrialCallback(Callback):
         step = int(result.get("epoch", result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, step) for k, v in result.items()
-                   if k not in _NOT_METRICS and not k.startswith(PROBE_PREFIX) and _is_number(v)]
+                   if k not in _NOT_METRICS and not k.startswith(PARAM_PREFIXES) and _is_number(v)]
         self.client.log_batch(run_id, metrics=metrics)
 
     def _tag_node(self, run_id: str, result: dict) -> None:

@@ -18,6 +18,8 @@ import mlflow
 import pytest
 from safetensors.torch import load_file
 
+from trials.speed import CANDIDATES
+
 REPO = Path(__file__).resolve().parents[2]
 TRIALS = 5
 EPOCHS = 2
@@ -128,6 +130,11 @@ def test_confirmation_runs_and_the_confirmed_table_are_in_mlflow(search: tuple[P
         assert run.info.status == "FINISHED" and 0.0 <= run.data.metrics["test_acc"] <= 1.0
         by_name.setdefault(run.data.tags["attnas.confirm_of"], set()).add(int(run.data.tags["attnas.seed"]))
     assert set(CONTROLS) <= set(by_name) and len(by_name) <= len(CONTROLS) + 1  # controls + top_k=1 of the front
+    # the confirmation trains in the arithmetic train.precision=auto measured, as the search's trials did
+    precision, channels_last = CANDIDATES[parent.data.tags["attnas.train_precision"]]
+    trials = [r for r in runs if r.data.tags.get("attnas.role") == "trial"]
+    assert {(r.data.params["train.precision"], r.data.params["train.channels_last"]) for r in trials + confirm} == {
+        (precision, json.dumps(channels_last))}
     assert all(seeds == set(SEEDS) for seeds in by_name.values())  # each (arch, seed) trained once, fresh seeds
     csv_path = Path(client.download_artifacts(parent.info.run_id, "confirmation/confirmed.csv", str(folder)))
     lines = csv_path.read_text().splitlines()

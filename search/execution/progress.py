@@ -29,13 +29,13 @@ class ProgressPrinter(Callback):
         self.show_latency = show_latency
         self.total = total_trials
         self.full_epochs = full_epochs
-        self.seen = set(seen)
+        self.numbers = {trial_id: i + 1 for i, trial_id in enumerate(dict.fromkeys(seen))}  # "trial K/N" per id
         self.ended_ids = set(ended)
         self.ended_before = set(ended)  # finished before a crash: only re-reported from their final checkpoint
 
     @property
     def started(self) -> int:
-        return len(self.seen)
+        return len(self.numbers)
 
     @property
     def ended(self) -> int:
@@ -48,12 +48,12 @@ class ProgressPrinter(Callback):
         if trial.trial_id in self.ended_before:
             self._say(f"  {trial.trial_id} had finished before the crash: re-reporting its final checkpoint")
             return
-        again = trial.trial_id in self.seen
-        self.seen.add(trial.trial_id)
+        again = trial.trial_id in self.numbers
+        number = self.numbers.setdefault(trial.trial_id, len(self.numbers) + 1)  # a restart keeps its number
         what = "restarts after the crash" if again else "start"
         if trial.config.get("label"):
             what += f" ({trial.config['label']})"
-        self._say(f"trial {self.started}/{self.total} {trial.trial_id} {what}  {ArchConfig.from_dict(trial.config['arch'])}")
+        self._say(f"trial {number}/{self.total} {trial.trial_id} {what}  {ArchConfig.from_dict(trial.config['arch'])}")
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if trial.trial_id in self.ended_before or result.get(REJECTED):

@@ -39,3 +39,13 @@ def test_epoch_lines_show_latency_only_when_asked(show: bool, capsys: pytest.Cap
     printer.on_trial_result(0, [], _trial(None), {"epoch": 1, "val_acc": 0.5, "latency_norm_ms": 2.0,
                                                    "train_loss": 1.0})
     assert ("latency_norm_ms=2.00" in capsys.readouterr().out) is show
+
+
+def test_trials_restarted_after_a_crash_keep_distinct_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    printer = ProgressPrinter(total_trials=4, full_epochs=3, seen=["a1", "b2"])
+    arch = {"backbone": "resnet10t", "in_chans": 1, "num_classes": 2, "stages": [{"attn": "none"}] * 4}
+    for trial_id in ("a1", "b2", "c3"):
+        printer.on_trial_start(0, [], SimpleNamespace(trial_id=trial_id, config={"arch": arch}))
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("trial ", 1)[1].split()[:3] for line in lines] == [["1/4", "a1", "restarts"], ["2/4", "b2", "restarts"],
+                                                     ["3/4", "c3", "start"]]

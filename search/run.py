@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import sys
 import time
 from collections.abc import Mapping, Sequence
 
@@ -133,9 +134,21 @@ def _hydra_main(cfg: DictConfig) -> None:
         run(cfg)
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m search.run ARGS``: compose the config from the overrides (:mod:`search.settings.cli`) and run."""
-    cli.main(run, _hydra_main, config_name="run", argv=argv)
+    """``python -m search.run ARGS``: compose the config from the overrides (:mod:`search.settings.cli`) and run.
+
+    Ctrl-C (SIGINT) stops the whole search with exit code 130 (Ray Tune's own handler, which would end only the
+    current phase and let the search go on to confirm a partial front, is off: ``search.execution.tuner``); the
+    trials and MLflow runs finished so far are kept and the same command resumes."""
+    try:
+        cli.main(run, _hydra_main, config_name="run", argv=argv)
+    except KeyboardInterrupt:
+        print("\nInterrupted: the finished trials and their MLflow runs are kept; rerun the same command to resume.",
+              file=sys.stderr, flush=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

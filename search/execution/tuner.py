@@ -32,6 +32,10 @@ def ray_runtime(*, num_cpus: int | None = None, address: str | None = None) -> I
     # A candidate rejected by constraints.* reports its probe but no val_acc (it never trained); ASHA then leaves it
     # alone and the searcher tells it infeasible. Ray's strict check would instead end the whole search.
     os.environ.setdefault("TUNE_DISABLE_STRICT_METRIC_CHECKING", "1")
+    # Ctrl-C raises KeyboardInterrupt in the driver, which stops the search (search.run exits 130; the state saved
+    # at every step makes the rerun resume). Tune's own SIGINT handler would instead end only the running Tuner.fit,
+    # and the driver would go on to confirm the front of a search cut short.
+    os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     # address="local": a new Ray even when one runs here (ray.init() alone would join a cluster `ray start` made)
     where = ({"address": address} if address else
              {"address": "local", "num_cpus": num_cpus, "include_dashboard": False})

@@ -1,6 +1,7 @@
 """Resume after SIGKILL, for real: one search killed at three points, rerun each time, then checked.
 
-Kill points: (1) before the first trial ends, (2) mid-search after two trials finished, (3) during the final
+Kill points: (1) before the first trial ends, (2) mid-search after two trials finished (by SIGINT, as Ctrl-C: the
+search stops there with exit code 130 instead of going on to confirm a partial front), (3) during the final
 Pareto/report step, (4) during the confirmation phase, after its first runs finished. Each rerun is the same command (same ``name=``). Afterwards: every trial ran once to its end
 (no trial finished in one session starts again in a later one), Ray and MLflow agree on the trials, each trial has
 exactly one MLflow run, there is one parent run, and nothing is left RUNNING.
@@ -36,8 +37,10 @@ STARTED = re.compile(r"trial \d+/\d+ (\w+) (start|restarts after the crash)")
 pytestmark = pytest.mark.e2e
 
 
-def _run_until(cwd: Path, pattern: str | None, *, env: dict | None = None, timeout: float = 600) -> list[str]:
-    """Run the search; SIGKILL the driver as soon as a stdout line matches ``pattern`` (None: run to the end)."""
+def _run_until(cwd: Path, pattern: str | None, *, env: dict | None = None, timeout: float = 600,
+               sig: signal.Signals = signal.SIGKILL) -> list[str]:
+    """Run the search; send ``sig`` to the driver as soon as a stdout line matches ``pattern`` (None: run to the
+    end). A SIGINT (Ctrl-C) must end the whole command with exit code 130, as a last line of the session."""
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     proc = subprocess.Popen(COMMAND, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     lines: queue.Queue[str | None] = queue.Queue()
@@ -53,9 +56,12 @@ def _run_until(cwd: Path, pattern: str | None, *, env: dict | None = None, timeo
             break
         seen.append(line.rstrip("\n"))
         if pattern is not None and re.search(pattern, line):
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=60)
+            os.kill(proc.pid, sig)
+            while sig == signal.SIGINT and (line := lines.get(timeout=120)) is not None:  # it ends by itself
+                seen.append(line.rstrip("\n"))
+            proc.wait(timeout=120)
             time.sleep(2)  # let the orphaned Ray processes notice their driver is gone
+            assert sig != signal.SIGINT or proc.returncode == 130, (proc.returncode, seen[-10:])
             return seen
     proc.wait(timeout=60)
     assert pattern is None, f"never saw {pattern!r}:\n" + "\n".join(seen[-30:])
@@ -68,7 +74,7 @@ def sessions(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[list[
     folder = tmp_path_factory.mktemp("resume")
     runs = [
         _run_until(folder, r"trial 1/\d+ \w+ start"),                              # 1: before any trial ends
-        _run_until(folder, r"\((2|3)/\d+ finished\)"),                            # 2: mid-search
+        _run_until(folder, r"\((2|3)/\d+ finished\)", sig=signal.SIGINT),        # 2: mid-search, by Ctrl-C
         _run_until(folder, r"Computing the Pareto front"),                        # 3: at the final step
         _run_until(folder, r"trial 3/\d+ \w+ start \(confirm"),                    # 4: confirmation under way
         _run_until(folder, None),                                                 # finish
@@ -83,6 +89,11 @@ def test_each_rerun_resumes_and_the_search_finishes(sessions) -> None:
         assert any(line.startswith("Resuming search crashy:") for line in later), later[:5]
     assert any("Search crashy finished" in line for line in runs[-1])
     assert any("Pareto front (" in line for line in runs[-1])
+
+
+def test_ctrl_c_stops_the_search_before_its_front_and_confirmation(sessions) -> None:
+    _, runs = sessions
+    assert not any("Computing the Pareto front" in line or "Confirmation" in line for line in runs[1]), runs[1][-10:]
 
 
 def test_no_finished_trial_runs_again(sessions) -> None:

@@ -22,8 +22,10 @@ search.run space=your_data data.root=DIR``, its default controls, budget and con
 ``space=fashion_attention``) for several search seeds, each in its own folder, and reads each search's confirmed
 table from its MLflow store. It prints **recall** (relation searches whose confirmed pick holds nl or gc and is
 confirmed ``better``) and **false positives** (twin and Fashion-MNIST searches that confirm any placement
-``better``). ``--why`` first trains plain, nl and gc at every stage directly (``trials.run_trial``, 3 seeds, the
-your_data CPU budget) to show the effect the search should find. ``--quick``: a tiny smoke run (figures
+``better``). ``--why`` first trains the plain backbone and each attention type of the space alone at every stage,
+and its attention-pool head, directly (``trials.run_trial``, 3 seeds, the your_data CPU budget; resumable): the
+effect the search should find, and which kinds learn the relation (mean test_acc at least 10 points above plain's),
+a second, measured recall: picks holding such a kind. ``--quick``: a tiny smoke run (figures
 meaningless). Searches resume: a rerun reuses every search that finished.
 """
 
@@ -139,15 +141,39 @@ def _confirmed(folder: Path) -> dict:
     pick = max(better, key=lambda r: float(r["test_acc_mean"])) if better else None
     return {"verdict": parent.data.tags.get("attnas.verdict", ""), "pick": pick["arch"] if pick else "plain",
             "pick_better": pick is not None,
-            "pick_planted": pick is not None and any(f"{t}/" in pick["arch"] for t in PLANTED_TYPES),
+            "pick_planted": pick is not None and bool(kinds_in(pick["arch"]) & set(PLANTED_TYPES)),
             "rows": [{k: r[k] for k in ("name", "arch", "n_seeds", "test_acc_mean", "diff_vs_plain_mean",
                                         "diff_vs_plain_ci95_low", "diff_vs_plain_ci95_high", "verdict")}
                      for r in rows]}
 
 
-def why(root: Path, *, seeds: int, quick: bool) -> list[dict]:
-    """Train plain, nl r8 and gc r8 at every stage on the relation set directly (the your_data CPU budget):
-    test_acc per seed, the effect the search should find."""
+LEARNS_MARGIN = 0.10  # a kind "learns the relation" when its mean test_acc beats plain's by this much (10 points)
+RELATION_SPACE = "your_data"  # the space the relation searches run; --why trains each of its attention types
+
+
+def why_archs(base: dict, *, types: Sequence[str], heads: Sequence[str]) -> dict[str, dict]:
+    """The architectures ``--why`` trains, by name: ``plain``; each attention type alone after every block of every
+    stage (reduction 8 where the type takes one, its default kernel), named ``TYPE_r8`` or ``TYPE``; and each
+    non-default classifier head on the plain stages, named ``HEAD_head``."""
+    from backbones import ATTENTION, DEFAULT_HEAD, NONE
+
+    archs = {"plain": base}
+    for kind in types:
+        if kind == NONE:
+            continue
+        knobs = {"reduction": 8} if "reduction" in ATTENTION[kind].knobs else {}
+        archs[f"{kind}_r8" if knobs else kind] = {**base, "stages": [{"attn": kind, **knobs} for _ in base["stages"]]}
+    for head in heads:
+        if head != DEFAULT_HEAD:
+            archs[f"{head}_head"] = {**base, "head": head}
+    return archs
+
+
+def why(root: Path, *, seeds: int, quick: bool, record: Path) -> list[dict]:
+    """Train the plain backbone, every attention type of the ``your_data`` space alone at every stage and every
+    other head (:func:`why_archs`) on the relation set directly (the space's CPU budget, 1 thread): test_acc per
+    seed, the effect the search should find and which kinds find it. Rows already in ``record`` (JSON) are kept and
+    not trained again; each new row is written there as soon as it is measured."""
     import torch
 
     from backbones import ArchConfig, build
@@ -156,7 +182,7 @@ def why(root: Path, *, seeds: int, quick: bool) -> list[dict]:
     from trials.augment import normalize
     from trials.speed import CANDIDATES, choose_precision
 
-    space = load_space("your_data")
+    space = load_space(RELATION_SPACE)
     budget = space.budgets["cpu"]
     data = load_dataset("image_folder", root=str(root), train_size=96 if quick else budget.train_size,
                         val_size=32 if quick else budget.val_size, seed=0, test=True, log=lambda _text: None)
@@ -167,14 +193,14 @@ def why(root: Path, *, seeds: int, quick: bool) -> list[dict]:
     choice = choose_precision(build(base.plain()), images=images, labels=data.train_y[:budget.batch_size])
     precision, channels_last = CANDIDATES[choice.label]
     print(f"  why: training arithmetic {choice.describe()}", flush=True)
-    archs = {"plain": base.to_dict()}
-    for kind in PLANTED_TYPES:
-        arch = base.to_dict()
-        arch["stages"] = [{"attn": kind, "reduction": 8} for _ in range(len(arch["stages"]))]
-        archs[f"{kind}_r8"] = arch
-    rows = []
+    rows = json.loads(record.read_text()) if record.exists() else []
+    done = {(r["arch"], r["seed"]) for r in rows}
+    types = list(dict.fromkeys(kind for stage in space.stages for kind in stage.types))
+    archs = why_archs(base.to_dict(), types=types, heads=space.head)
     for name, arch in archs.items():
         for seed in range(1, seeds + 1):
+            if (name, seed) in done:
+                continue
             torch.manual_seed(seed)
             model = build(ArchConfig.from_dict(arch))
             epochs: list[float] = []
@@ -185,10 +211,30 @@ def why(root: Path, *, seeds: int, quick: bool) -> list[dict]:
                       device="cpu", threads=1, report=lambda r, _: epochs.append(r.metrics["val_acc"]))
             test_acc = evaluate(model, data, device=torch.device("cpu"), split="test", precision=precision)
             rows.append({"arch": name, "seed": seed, "test_acc": round(test_acc, 4),
-                         "val_acc": [round(v, 3) for v in epochs]})
+                         "val_acc": [round(v, 3) for v in epochs], "precision": choice.label})
+            record.write_text(json.dumps(rows, indent=1))
             print(f"  why: {name} seed {seed}: test_acc {test_acc:.4f}, val_acc by epoch "
                   f"{' '.join(f'{v:.3f}' for v in epochs)}", flush=True)
     return rows
+
+
+def learners(rows: Sequence[dict], *, margin: float = LEARNS_MARGIN) -> frozenset[str]:
+    """The kinds (attention types, or heads as ``HEAD_head`` minus the suffix) whose mean test_acc in the ``--why``
+    rows beats the plain backbone's mean by at least ``margin`` (accuracy): measured, not assumed, planted kinds."""
+    by_arch: dict[str, list[float]] = {}
+    for row in rows:
+        by_arch.setdefault(row["arch"], []).append(float(row["test_acc"]))
+    plain = float(np.mean(by_arch["plain"]))
+    return frozenset(name.removesuffix("_head").removesuffix("_r8") for name, accs in by_arch.items()
+                     if name != "plain" and float(np.mean(accs)) >= plain + margin)
+
+
+def kinds_in(arch: str) -> frozenset[str]:
+    """The attention types and non-default head of an architecture's short text (``str(ArchConfig)``), e.g.
+    ``cbam/r4/k3@stage_end | - | nl/r8 | - +attn_pool`` -> {cbam, nl, attn_pool}."""
+    stages, _, head = arch.partition(" +")
+    kinds = {token.strip().split("/")[0].split("@")[0] for token in stages.split("|")}
+    return frozenset((kinds - {"-", "plain", ""}) | ({head.strip()} if head.strip() else set()))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -197,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--searches", type=int, default=5, help="search seeds per dataset (default 5; 0: --why only)")
     parser.add_argument("--datasets", default=",".join(DATASETS), help=f"comma list of {', '.join(DATASETS)}")
     parser.add_argument("--images", type=int, default=4000, help="images in the relation and twin folders")
-    parser.add_argument("--why", action="store_true", help="first train plain, nl and gc directly (3 seeds)")
+    parser.add_argument("--why", action="store_true",
+                        help="first train plain and each attention type and head alone directly (3 seeds; resumes)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run (figures meaningless)")
     args = parser.parse_args(argv)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
@@ -209,9 +256,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     images = 200 if args.quick else args.images
     roots = {kind: write_folder(args.out / "data" / kind, kind=kind, images=images) for kind in ("relation", "twin")}
     print(f"Planted data: {images} images each in {roots['relation']} and {roots['twin']}", flush=True)
+    record = args.out / "why.json"
     if args.why:
-        (args.out / "why.json").write_text(json.dumps(why(roots["relation"], seeds=1 if args.quick else 3,
-                                                          quick=args.quick), indent=1))
+        why(roots["relation"], seeds=1 if args.quick else 3, quick=args.quick, record=record)
+    solvers = learners(json.loads(record.read_text())) if record.exists() else None
+    if solvers is not None:
+        print(f"Kinds that learn the relation alone (--why: mean test_acc >= plain + {LEARNS_MARGIN:.2f}): "
+              f"{', '.join(sorted(solvers)) or 'none'}", flush=True)
     outcomes = []
     for seed in range(args.searches):  # seed-major: a stopped run already has every dataset
         for dataset in datasets:
@@ -222,24 +273,33 @@ def main(argv: Sequence[str] | None = None) -> None:
                   f"{outcome['verdict']}", flush=True)
     if outcomes:
         (args.out / "outcomes.json").write_text(json.dumps(outcomes, indent=1))
-        print(summary(outcomes))
+        print(summary(outcomes, solvers=solvers))
 
 
-def summary(outcomes: Sequence[dict]) -> str:
-    """Recall on the relation set, false positives on the others, as lines."""
-    lines = ["", "dataset   searches  confirmed better  pick holds nl/gc and is better"]
+def summary(outcomes: Sequence[dict], *, solvers: frozenset[str] | None = None) -> str:
+    """Recall on the relation set, false positives on the others, as lines. A pick "holds" a set of kinds when one
+    of its stages or its head is of such a kind (:func:`kinds_in`): the assumed planted kinds (nl, gc) and, when
+    ``--why`` measured them, the kinds that learn the relation alone (``solvers``)."""
+    def holds(outcome: dict, kinds: Sequence[str] | frozenset[str]) -> bool:
+        return outcome["pick_better"] and bool(kinds_in(outcome["pick"]) & set(kinds))
+
+    measured = f"holds a learner ({', '.join(sorted(solvers))})" if solvers is not None else ""
+    lines = ["", f"dataset   searches  confirmed better  pick holds nl/gc  {measured}".rstrip()]
     for dataset in DATASETS:
         runs = [o for o in outcomes if o["dataset"] == dataset]
         if runs:
             lines.append(f"{dataset:<9} {len(runs):<9} {sum(o['pick_better'] for o in runs):<17} "
-                         f"{sum(o['pick_planted'] for o in runs)}")
+                         f"{sum(holds(o, PLANTED_TYPES) for o in runs):<17} "
+                         + (f"{sum(holds(o, solvers) for o in runs)}" if solvers is not None else "").rstrip())
     relation = [o for o in outcomes if o["dataset"] == "relation"]
     if relation:
         gains = [float(r["diff_vs_plain_mean"]) for o in relation for r in o["rows"]
                  if r["arch"] == o["pick"] and o["pick_better"]]
         lines.append(f"recall: {sum(o['pick_better'] for o in relation)} of {len(relation)} relation searches confirm "
                      f"a placement better" + (f" (the pick by {min(gains):+.3f} to {max(gains):+.3f})" if gains else "")
-                     + f"; {sum(o['pick_planted'] for o in relation)} of them pick nl or gc")
+                     + f"; {sum(holds(o, PLANTED_TYPES) for o in relation)} of them pick nl or gc"
+                     + (f", {sum(holds(o, solvers) for o in relation)} a kind that learns it alone"
+                        if solvers is not None else ""))
     for dataset in ("twin", "fashion"):
         runs = [o for o in outcomes if o["dataset"] == dataset]
         if runs:

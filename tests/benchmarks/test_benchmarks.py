@@ -1,6 +1,7 @@
 """Smoke runs: every benchmark's main() with --quick (tiny sizes, seconds), so the scripts do not rot."""
 
 import importlib
+import json
 import math
 import subprocess
 import sys
@@ -178,3 +179,44 @@ def test_quick_pure_benchmarks_print_their_table(name, capsys):
     out = capsys.readouterr().out
     assert f"Command: `python -m benchmarks.{name} --quick`" in out and "\n|---|" in out and "Date: " in out
     assert figures and all(isinstance(value, float) for value in figures.values())
+
+
+def test_planted_kinds_are_read_from_the_arch_text_and_learners_from_the_why_rows():
+    """benchmarks.planted: the kinds an architecture holds come from its short text (stages and head); a kind
+    learns the relation when its mean test_acc beats plain's by LEARNS_MARGIN."""
+    from benchmarks.planted import LEARNS_MARGIN, kinds_in, learners, summary
+
+    assert kinds_in("cbam/r4/k3@stage_end | coord/r8@stage_end | - | -") == {"cbam", "coord"}
+    assert kinds_in("nl/r8@in_block@last | - | eca/k5 | - +attn_pool") == {"nl", "eca", "attn_pool"}
+    assert kinds_in("- | - | - | -") == frozenset() and kinds_in("plain") == frozenset()
+    rows = ([{"arch": "plain", "test_acc": a} for a in (0.49, 0.51)]
+            + [{"arch": "se_r8", "test_acc": a} for a in (0.50, 0.50 + LEARNS_MARGIN)]  # mean gain below the margin
+            + [{"arch": "cbam_r8", "test_acc": a} for a in (0.75, 0.80)]
+            + [{"arch": "eca", "test_acc": 0.70}] + [{"arch": "attn_pool_head", "test_acc": 0.72}])
+    assert learners(rows) == {"cbam", "eca", "attn_pool"}
+    outcomes = [{"dataset": "relation", "pick": "cbam/r16/k7 | - | - | -", "pick_better": True,
+                 "rows": [{"arch": "cbam/r16/k7 | - | - | -", "diff_vs_plain_mean": "0.3"}]},
+                {"dataset": "relation", "pick": "se/r8 | - | - | -", "pick_better": True,
+                 "rows": [{"arch": "se/r8 | - | - | -", "diff_vs_plain_mean": "0.1"}]},
+                {"dataset": "twin", "pick": "plain", "pick_better": False, "rows": []}]
+    text = summary(outcomes, solvers=learners(rows))
+    assert "recall: 2 of 2 relation searches confirm a placement better (the pick by +0.100 to +0.300); 0 of them " \
+           "pick nl or gc, 1 a kind that learns it alone" in text
+    assert "false positives on twin: 0 of 1" in text
+
+
+def test_planted_why_trains_every_kind_of_the_space_once_and_resumes(tmp_path):
+    """benchmarks.planted --why (quick sizes, real training): one row per architecture of why_archs (plain, each
+    attention type of your_data alone, the attn_pool head), written as measured; a rerun trains nothing."""
+    from benchmarks.planted import why, write_folder
+    from spaces import load_space
+
+    root = write_folder(tmp_path / "relation", kind="relation", images=160, seed=0)
+    record = tmp_path / "why.json"
+    rows = why(root, seeds=1, quick=True, record=record)
+    types = {kind for stage in load_space("your_data").stages for kind in stage.types} - {"none"}
+    names = {row["arch"] for row in rows}
+    assert names == {"plain", "attn_pool_head"} | {n for n in names if n.split("_r8")[0] in types}
+    assert len(names) == 2 + len(types) and all(0.0 <= row["test_acc"] <= 1.0 for row in rows)
+    assert json.loads(record.read_text()) == rows
+    assert why(root, seeds=1, quick=True, record=record) == rows  # resumed: nothing trained again

@@ -149,7 +149,13 @@ def test_acc_by_candidate(results: Sequence[Any], *, candidates: Sequence[Candid
         metrics = result.metrics or {}
         if result.error is None and "test_acc" in metrics:
             config = result.config
-            test_acc[config["tags"][CONFIRM_TAG]][int(config["seed"])] = float(metrics["test_acc"])
+            name = config["tags"][CONFIRM_TAG]
+            if name not in test_acc:  # a restored experiment made for another candidate list
+                raise RuntimeError(
+                    f"confirmation run {config.get('label', name)!r} trained candidate {name!r}, which is not among "
+                    f"this search's candidates ({', '.join(test_acc)}): its confirmation folders (runs/NAME/confirm*) "
+                    f"were made for another front; move them away and rerun to confirm this front anew")
+            test_acc[name][int(config["seed"])] = float(metrics["test_acc"])
     return test_acc
 
 

@@ -202,3 +202,26 @@ def test_csv_has_unit_carrying_columns_and_round_trips(tmp_path):
                 assert getattr(after, field.name) == pytest.approx(value, abs=1e-6)
     assert back[1].latency_ms is None  # not measured: empty cell, read back as None
     assert "within noise" in path.read_text() and "worse" in path.read_text()
+
+
+def test_a_restored_confirmation_of_another_front_is_refused_by_name():
+    """A confirmation experiment restored from another candidate list (a search confirmed, then resumed with
+    another front) names the stray candidate and what to do, instead of a bare KeyError."""
+    from types import SimpleNamespace
+
+    from backbones import ArchConfig, StageConfig
+    from search.confirm.phase import Candidate, paired_differences
+    from search.outcomes import CONFIRM_TAG
+
+    plain = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10, stages=(StageConfig(),) * 4)
+    candidates = [Candidate(name="plain", arch=plain, control=True), Candidate(name="se_r16", arch=plain, control=True)]
+
+    def result(name: str, seed: int, acc: float) -> SimpleNamespace:
+        return SimpleNamespace(error=None, metrics={"test_acc": acc}, config={
+            "seed": seed, "label": f"confirm {name} seed {seed}", "tags": {CONFIRM_TAG: name}})
+
+    ok = [result("plain", 1, 0.5), result("se_r16", 1, 0.6)]
+    assert paired_differences(ok, candidates=candidates) == {"se_r16": [pytest.approx(0.1)]}
+    with pytest.raises(RuntimeError, match=r"'9c83a69f', which is not among this search's candidates \(plain, "
+                                           r"se_r16\).*runs/NAME/confirm"):
+        paired_differences([*ok, result("9c83a69f", 1, 0.7)], candidates=candidates)

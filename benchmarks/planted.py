@@ -9,11 +9,12 @@ or a global-context block (``gc``: a context vector pooled over all positions ad
 Cao et al. 2019, https://arxiv.org/abs/1904.11492) at an early stage relates them directly. The plain backbone
 must carry both patterns' exact bits through its convolutions until a receptive field spans both, and its global
 average pool sums features over positions, which keeps *which* patterns occur but not whether two are equal; at the
-CPU budget it stays near chance (measured by ``--why``). Measured by the searches: the set does not single out
-nl and gc. CBAM (its channel gate pools globally, its spatial gate weighs positions) and coordinate attention (pooling
-along rows and columns) also learn it. The search's CBAM r16/k7 control gained +32 points, while SE r16 (global
-average pooling only) gained nothing. So recall is printed both ways: any placement confirmed better, and a pick
-holding nl or gc. **The twin** (``twin``): the same images with labels drawn
+CPU budget it stays near chance (measured by ``--why``). Measured by ``--why``: the set does not single out nl
+and gc. CBAM learns it too (best of all), while SE, ECA, coordinate attention and the attention-pool head do not.
+So recall is printed three ways: any placement confirmed better; a pick holding nl or gc; a pick holding a kind
+that ``--why`` measured to learn it alone (mean test_acc at least ``LEARNS_MARGIN`` above plain's). A last line
+leaves the controls out (the default CBAM r16/k7 control is such a kind): the searched architectures alone.
+**The twin** (``twin``): the same images with labels drawn
 independently of the content, so nothing can be learned and any "better" verdict on it is a false positive.
 Fashion-MNIST (``fashion``) is the third set: real data where no large attention effect is known at this budget.
 
@@ -50,6 +51,9 @@ CORNER = 10  # px: each pattern lies inside a CORNER x CORNER corner region
 MIN_DIFFERENT_BITS = 6  # a "different" pattern differs from the first in at least this many of PATCH**2 pixels
 PLANTED_TYPES = ("nl", "gc")  # attention that relates distant regions early: what the relation set rewards
 DATASETS = ("relation", "twin", "fashion")
+LEARNS_MARGIN = 0.10  # a kind "learns the relation" when its mean test_acc beats plain's by this much (10 points)
+RELATION_SPACE = "your_data"  # the space the relation searches run; --why trains each of its attention types
+SPACES = {"fashion": "fashion_attention"}  # the space each dataset's search runs (the others: RELATION_SPACE)
 
 
 def _pattern(rng: np.random.Generator) -> np.ndarray:
@@ -97,8 +101,8 @@ def write_folder(root: Path, *, kind: str, images: int, seed: int = 0) -> Path:
 
 def search_command(*, dataset: str, root: Path, seed: int, quick: bool) -> list[str]:
     """The search a user would run on this data (its defaults), as ``python -m`` arguments."""
-    args = (["search.run", "space=fashion_attention"] if dataset == "fashion" else
-            ["search.run", "space=your_data", f"data.root={root}"])
+    space = SPACES.get(dataset, RELATION_SPACE)
+    args = ["search.run", f"space={space}"] + ([] if dataset in SPACES else [f"data.root={root}"])
     args += [f"seed={seed}", f"name={dataset}-seed{seed}"]
     if quick:
         args += ["budget.trials=2", "budget.epochs=1", "budget.train_size=256", "budget.val_size=128",
@@ -145,10 +149,6 @@ def _confirmed(folder: Path) -> dict:
             "rows": [{k: r[k] for k in ("name", "arch", "n_seeds", "test_acc_mean", "diff_vs_plain_mean",
                                         "diff_vs_plain_ci95_low", "diff_vs_plain_ci95_high", "verdict")}
                      for r in rows]}
-
-
-LEARNS_MARGIN = 0.10  # a kind "learns the relation" when its mean test_acc beats plain's by this much (10 points)
-RELATION_SPACE = "your_data"  # the space the relation searches run; --why trains each of its attention types
 
 
 def why_archs(base: dict, *, types: Sequence[str], heads: Sequence[str]) -> dict[str, dict]:
@@ -229,6 +229,13 @@ def learners(rows: Sequence[dict], *, margin: float = LEARNS_MARGIN) -> frozense
                      if name != "plain" and float(np.mean(accs)) >= plain + margin)
 
 
+def control_names(dataset: str) -> frozenset[str]:
+    """The names of the controls the dataset's search confirms besides its searched picks (plain included)."""
+    from spaces import PLAIN_CONTROL, load_space
+
+    return frozenset({PLAIN_CONTROL, *load_space(SPACES.get(dataset, RELATION_SPACE)).controls})
+
+
 def kinds_in(arch: str) -> frozenset[str]:
     """The attention types and non-default head of an architecture's short text (``str(ArchConfig)``), e.g.
     ``cbam/r4/k3@stage_end | - | nl/r8 | - +attn_pool`` -> {cbam, nl, attn_pool}."""
@@ -263,6 +270,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if solvers is not None:
         print(f"Kinds that learn the relation alone (--why: mean test_acc >= plain + {LEARNS_MARGIN:.2f}): "
               f"{', '.join(sorted(solvers)) or 'none'}", flush=True)
+    else:
+        print(f"No {record}: recall counts picks holding nl or gc only (--why measures which kinds learn it)",
+              flush=True)
     outcomes = []
     for seed in range(args.searches):  # seed-major: a stopped run already has every dataset
         for dataset in datasets:
@@ -283,6 +293,10 @@ def summary(outcomes: Sequence[dict], *, solvers: frozenset[str] | None = None) 
     def holds(outcome: dict, kinds: Sequence[str] | frozenset[str]) -> bool:
         return outcome["pick_better"] and bool(kinds_in(outcome["pick"]) & set(kinds))
 
+    def searched(outcome: dict) -> list[dict]:  # the confirmed-better rows the search found (controls left out)
+        controls = control_names(outcome["dataset"])
+        return [r for r in outcome["rows"] if r["verdict"] == "better" and r["name"] not in controls]
+
     measured = f"holds a learner ({', '.join(sorted(solvers))})" if solvers is not None else ""
     lines = ["", f"dataset   searches  confirmed better  pick holds nl/gc  {measured}".rstrip()]
     for dataset in DATASETS:
@@ -300,6 +314,13 @@ def summary(outcomes: Sequence[dict], *, solvers: frozenset[str] | None = None) 
                      + f"; {sum(holds(o, PLANTED_TYPES) for o in relation)} of them pick nl or gc"
                      + (f", {sum(holds(o, solvers) for o in relation)} a kind that learns it alone"
                         if solvers is not None else ""))
+        found = [o for o in relation if searched(o)]
+        lines.append(f"searched architectures alone (controls left out): {len(found)} of {len(relation)} relation "
+                     f"searches confirm one better, "
+                     f"{sum(any(kinds_in(r['arch']) & set(PLANTED_TYPES) for r in searched(o)) for o in found)} "
+                     f"of them holding nl or gc"
+                     + (f", {sum(any(kinds_in(r['arch']) & solvers for r in searched(o)) for o in found)} of them "
+                        f"holding a kind that learns it alone" if solvers is not None else ""))
     for dataset in ("twin", "fashion"):
         runs = [o for o in outcomes if o["dataset"] == dataset]
         if runs:

@@ -195,14 +195,23 @@ def test_planted_kinds_are_read_from_the_arch_text_and_learners_from_the_why_row
             + [{"arch": "eca", "test_acc": 0.70}] + [{"arch": "attn_pool_head", "test_acc": 0.72}])
     assert learners(rows) == {"cbam", "eca", "attn_pool"}
     outcomes = [{"dataset": "relation", "pick": "cbam/r16/k7 | - | - | -", "pick_better": True,
-                 "rows": [{"arch": "cbam/r16/k7 | - | - | -", "diff_vs_plain_mean": "0.3"}]},
+                 "rows": [{"name": "cbam_r16_k7", "arch": "cbam/r16/k7 | - | - | -", "diff_vs_plain_mean": "0.3",
+                           "verdict": "better"}]},
                 {"dataset": "relation", "pick": "se/r8 | - | - | -", "pick_better": True,
-                 "rows": [{"arch": "se/r8 | - | - | -", "diff_vs_plain_mean": "0.1"}]},
+                 "rows": [{"name": "se_r16", "arch": "se/r8 | - | - | -", "diff_vs_plain_mean": "0.1",
+                           "verdict": "better"}]},
                 {"dataset": "twin", "pick": "plain", "pick_better": False, "rows": []}]
     text = summary(outcomes, solvers=learners(rows))
     assert "recall: 2 of 2 relation searches confirm a placement better (the pick by +0.100 to +0.300); 0 of them " \
            "pick nl or gc, 1 a kind that learns it alone" in text
     assert "false positives on twin: 0 of 1" in text
+    assert "controls left out): 0 of 2 relation searches confirm one better" in text  # both picks' rows are named
+    outcomes[0]["rows"] = [{"name": "cbam_r16_k7", "arch": "cbam/r16/k7 | - | - | -", "verdict": "better",
+                            "diff_vs_plain_mean": "0.3"},
+                           {"name": "ff2ce9c6", "arch": "nl/r8 | - | - | -", "verdict": "better"},
+                           {"name": "07e70f7b", "arch": "se/r8 | - | - | -", "verdict": "within noise"}]
+    assert "controls left out): 1 of 2 relation searches confirm one better, 1 of them holding nl or gc, 0 of them holding a " \
+           "kind that learns it alone" in summary(outcomes, solvers=learners(rows))
 
 
 def test_planted_why_trains_every_kind_of_the_space_once_and_resumes(tmp_path):

@@ -53,6 +53,7 @@ PLANTED_TYPES = ("nl", "gc")  # attention that relates distant regions early: wh
 DATASETS = ("relation", "twin", "fashion")
 LEARNS_MARGIN = 0.10  # a kind "learns the relation" when its mean test_acc beats plain's by this much (10 points)
 RELATION_SPACE = "your_data"  # the space the relation searches run; --why trains each of its attention types
+QUICK_IMAGES = 200  # --quick: images per folder (the fixed 20% test split, half of all to train, a quarter to validate)
 SPACES = {"fashion": "fashion_attention"}  # the space each dataset's search runs (the others: RELATION_SPACE)
 
 
@@ -105,9 +106,9 @@ def search_command(*, dataset: str, root: Path, seed: int, quick: bool) -> list[
     args = ["search.run", f"space={space}"] + ([] if dataset in SPACES else [f"data.root={root}"])
     args += [f"seed={seed}", f"name={dataset}-seed{seed}"]
     if quick:
-        args += ["budget.trials=2", "budget.epochs=1", "budget.train_size=256", "budget.val_size=128",
-                 "confirm.seeds=2", "confirm.max_seeds=2", "data.test_size=200", "train.precision=fp32",
-                 "latency.runs=5", "latency.batch=0"]
+        args += ["budget.trials=2", "budget.epochs=1", f"budget.train_size={QUICK_IMAGES // 2}",
+                 f"budget.val_size={QUICK_IMAGES // 4}", "confirm.seeds=2", "confirm.max_seeds=2",
+                 "train.precision=fp32", "latency.runs=5", "latency.batch=0"]
     return args
 
 
@@ -188,33 +189,33 @@ def why(root: Path, *, seeds: int, quick: bool, record: Path) -> list[dict]:
                         val_size=32 if quick else budget.val_size, seed=0, test=True, log=lambda _text: None)
     base = space.base_arch(backbone=budget.backbone, in_chans=data.in_chans, num_classes=data.num_classes,
                            backbone_kwargs=budget.backbone_kwargs)
+    rows = json.loads(record.read_text()) if record.exists() else []
+    done = {(r["arch"], r["seed"]) for r in rows}
+    types = list(dict.fromkeys(kind for stage in space.stages for kind in stage.types))
+    todo = [(name, arch, seed) for name, arch in why_archs(base.to_dict(), types=types, heads=space.head).items()
+            for seed in range(1, seeds + 1) if (name, seed) not in done]
+    if not todo:
+        return rows
     torch.set_num_threads(1)
     images = normalize(data.train_x[:budget.batch_size], mean=data.mean, std=data.std)
     choice = choose_precision(build(base.plain()), images=images, labels=data.train_y[:budget.batch_size])
     precision, channels_last = CANDIDATES[choice.label]
     print(f"  why: training arithmetic {choice.describe()}", flush=True)
-    rows = json.loads(record.read_text()) if record.exists() else []
-    done = {(r["arch"], r["seed"]) for r in rows}
-    types = list(dict.fromkeys(kind for stage in space.stages for kind in stage.types))
-    archs = why_archs(base.to_dict(), types=types, heads=space.head)
-    for name, arch in archs.items():
-        for seed in range(1, seeds + 1):
-            if (name, seed) in done:
-                continue
-            torch.manual_seed(seed)
-            model = build(ArchConfig.from_dict(arch))
-            epochs: list[float] = []
-            train = TrainConfig(epochs=1 if quick else budget.epochs, batch_size=budget.batch_size, lr=budget.lr,
-                                weight_decay=budget.weight_decay, seed=seed, precision=precision,
-                                channels_last=channels_last)
-            run_trial(model=model, data=data, train=train, probe=ProbeConfig(runs=1, warmup=0, batch=0),
-                      device="cpu", threads=1, report=lambda r, _: epochs.append(r.metrics["val_acc"]))
-            test_acc = evaluate(model, data, device=torch.device("cpu"), split="test", precision=precision)
-            rows.append({"arch": name, "seed": seed, "test_acc": round(test_acc, 4),
-                         "val_acc": [round(v, 3) for v in epochs], "precision": choice.label})
-            record.write_text(json.dumps(rows, indent=1))
-            print(f"  why: {name} seed {seed}: test_acc {test_acc:.4f}, val_acc by epoch "
-                  f"{' '.join(f'{v:.3f}' for v in epochs)}", flush=True)
+    for name, arch, seed in todo:
+        torch.manual_seed(seed)
+        model = build(ArchConfig.from_dict(arch))
+        epochs: list[float] = []
+        train = TrainConfig(epochs=1 if quick else budget.epochs, batch_size=budget.batch_size, lr=budget.lr,
+                            weight_decay=budget.weight_decay, seed=seed, precision=precision,
+                            channels_last=channels_last)
+        run_trial(model=model, data=data, train=train, probe=ProbeConfig(runs=1, warmup=0, batch=0),
+                  device="cpu", threads=1, report=lambda r, _: epochs.append(r.metrics["val_acc"]))
+        test_acc = evaluate(model, data, device=torch.device("cpu"), split="test", precision=precision)
+        rows.append({"arch": name, "seed": seed, "test_acc": round(test_acc, 4),
+                     "val_acc": [round(v, 3) for v in epochs], "precision": choice.label})
+        record.write_text(json.dumps(rows, indent=1))
+        print(f"  why: {name} seed {seed}: test_acc {test_acc:.4f}, val_acc by epoch "
+              f"{' '.join(f'{v:.3f}' for v in epochs)}", flush=True)
     return rows
 
 
@@ -260,7 +261,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: --datasets {','.join(unknown)} / --searches {args.searches}: datasets are "
               f"{', '.join(DATASETS)}, searches >= 0", file=sys.stderr)
         raise SystemExit(2)
-    images = 200 if args.quick else args.images
+    images = QUICK_IMAGES if args.quick else args.images
     roots = {kind: write_folder(args.out / "data" / kind, kind=kind, images=images) for kind in ("relation", "twin")}
     print(f"Planted data: {images} images each in {roots['relation']} and {roots['twin']}", flush=True)
     record = args.out / "why.json"
@@ -297,7 +298,7 @@ def summary(outcomes: Sequence[dict], *, solvers: frozenset[str] | None = None) 
         controls = control_names(outcome["dataset"])
         return [r for r in outcome["rows"] if r["verdict"] == "better" and r["name"] not in controls]
 
-    measured = f"holds a learner ({', '.join(sorted(solvers))})" if solvers is not None else ""
+    measured = f"holds a learner ({', '.join(sorted(solvers)) or 'none'})" if solvers is not None else ""
     lines = ["", f"dataset   searches  confirmed better  pick holds nl/gc  {measured}".rstrip()]
     for dataset in DATASETS:
         runs = [o for o in outcomes if o["dataset"] == dataset]

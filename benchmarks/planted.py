@@ -27,7 +27,8 @@ confirmed ``better``) and **false positives** (twin and Fashion-MNIST searches t
 and its attention-pool head, directly (``trials.run_trial``, 3 seeds, the your_data CPU budget; resumable): the
 effect the search should find, and which kinds learn the relation (mean test_acc at least 10 points above plain's),
 a second, measured recall: picks holding such a kind. ``--quick``: a tiny smoke run (figures
-meaningless). Searches resume: a rerun reuses every search that finished.
+meaningless). Searches resume: a rerun reuses every search that finished. ``--report`` runs nothing and prints the
+summary and a markdown table of the searches finished so far.
 """
 
 from __future__ import annotations
@@ -254,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--why", action="store_true",
                         help="first train plain and each attention type and head alone directly (3 seeds; resumes)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run (figures meaningless)")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: print the summary and table of the searches finished under --out")
     args = parser.parse_args(argv)
     datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
     unknown = [d for d in datasets if d not in DATASETS]
@@ -261,6 +264,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"error: --datasets {','.join(unknown)} / --searches {args.searches}: datasets are "
               f"{', '.join(DATASETS)}, searches >= 0", file=sys.stderr)
         raise SystemExit(2)
+    if args.report:
+        print(report(args.out))
+        return
     images = QUICK_IMAGES if args.quick else args.images
     roots = {kind: write_folder(args.out / "data" / kind, kind=kind, images=images) for kind in ("relation", "twin")}
     print(f"Planted data: {images} images each in {roots['relation']} and {roots['twin']}", flush=True)
@@ -285,6 +291,39 @@ def main(argv: Sequence[str] | None = None) -> None:
     if outcomes:
         (args.out / "outcomes.json").write_text(json.dumps(outcomes, indent=1))
         print(summary(outcomes, solvers=solvers))
+        print("\n" + markdown(outcomes))
+
+
+def report(out: Path) -> str:
+    """The summary and table of every search finished under ``out`` (``--report``), in dataset then seed order."""
+    outcomes = sorted((json.loads(path.read_text()) for path in (out / "searches").glob("*/outcome.json")),
+                      key=lambda o: (DATASETS.index(o["dataset"]), o["seed"]))
+    if not outcomes:
+        return f"no finished search under {out / 'searches'}"
+    record = out / "why.json"
+    solvers = learners(json.loads(record.read_text())) if record.exists() else None
+    return summary(outcomes, solvers=solvers) + "\n\n" + markdown(outcomes)
+
+
+def markdown(outcomes: Sequence[dict]) -> str:
+    """One row per search: its pick, verdict, the pick's difference to plain and the controls' (points, 95%)."""
+    def diff(row: dict | None) -> str:
+        if row is None:
+            return "–"
+        low, mean, high = (100 * float(row[k]) for k in ("diff_vs_plain_ci95_low", "diff_vs_plain_mean",
+                                                          "diff_vs_plain_ci95_high"))
+        return f"{mean:+.1f} [{low:+.1f}, {high:+.1f}]"
+
+    lines = ["| search | wall s | pick | confirmed | the pick vs plain [95%] | SE r16 / CBAM r16/k7 vs plain |",
+             "|---|---|---|---|---|---|"]
+    for o in outcomes:
+        rows = {r["name"]: r for r in o["rows"]}
+        pick = next((r for r in o["rows"] if r["arch"] == o["pick"]), None) if o["pick_better"] else None
+        arch = o["pick"].replace("|", "\\|")  # a pipe inside a markdown cell
+        lines.append(f"| {o['dataset']} seed {o['seed']} | {o['wall_s']:.0f} | `{arch}` | "
+                     f"{'better' if o['pick_better'] else 'keep the plain backbone'} | {diff(pick)} | "
+                     f"{diff(rows.get('se_r16'))} / {diff(rows.get('cbam_r16_k7'))} |")
+    return "\n".join(lines)
 
 
 def summary(outcomes: Sequence[dict], *, solvers: frozenset[str] | None = None) -> str:

@@ -229,3 +229,28 @@ def test_planted_why_trains_every_kind_of_the_space_once_and_resumes(tmp_path):
     assert len(names) == 2 + len(types) and all(0.0 <= row["test_acc"] <= 1.0 for row in rows)
     assert json.loads(record.read_text()) == rows
     assert why(root, seeds=1, quick=True, record=record) == rows  # resumed: nothing trained again
+
+
+def test_planted_report_reads_the_finished_searches_and_runs_nothing(tmp_path, capsys):
+    """benchmarks.planted --report: the summary and one markdown row per outcome.json under --out, in dataset then
+    seed order; nothing is written or trained."""
+    from benchmarks.planted import main
+
+    rows = [{"name": "plain", "arch": "- | - | - | -", "diff_vs_plain_mean": "0", "diff_vs_plain_ci95_low": "0",
+             "diff_vs_plain_ci95_high": "0", "verdict": "reference"},
+            {"name": "cbam_r16_k7", "arch": "cbam/r16/k7 | - | - | -", "diff_vs_plain_mean": "0.316",
+             "diff_vs_plain_ci95_low": "0.159", "diff_vs_plain_ci95_high": "0.472", "verdict": "better"}]
+    for dataset, seed, better in (("twin", 0, False), ("relation", 1, True), ("relation", 0, True)):
+        folder = tmp_path / "searches" / f"{dataset}-seed{seed}"
+        folder.mkdir(parents=True)
+        (folder / "outcome.json").write_text(json.dumps({
+            "dataset": dataset, "seed": seed, "wall_s": 800.0, "verdict": "…", "pick_better": better,
+            "pick": "cbam/r16/k7 | - | - | -" if better else "plain", "rows": rows}))
+    before = sorted(tmp_path.rglob("*"))
+    main(["--report", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert "false positives on twin: 0 of 1" in out and "recall: 2 of 2 relation searches" in out
+    table = [line for line in out.splitlines() if line.startswith("| relation") or line.startswith("| twin")]
+    assert [line.split(" | ")[0] for line in table] == ["| relation seed 0", "| relation seed 1", "| twin seed 0"]
+    assert "`cbam/r16/k7 \\| - \\| - \\| -` | better | +31.6 [+15.9, +47.2] |" in table[0]
+    assert sorted(tmp_path.rglob("*")) == before

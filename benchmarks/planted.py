@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import os
 import subprocess
@@ -147,7 +148,6 @@ def _confirmed(folder: Path) -> dict:
     pick = max(better, key=lambda r: float(r["test_acc_mean"])) if better else None
     return {"verdict": parent.data.tags.get("attnas.verdict", ""), "pick": pick["arch"] if pick else "plain",
             "pick_better": pick is not None,
-            "pick_planted": pick is not None and bool(kinds_in(pick["arch"]) & set(PLANTED_TYPES)),
             "rows": [{k: r[k] for k in ("name", "arch", "n_seeds", "test_acc_mean", "diff_vs_plain_mean",
                                         "diff_vs_plain_ci95_low", "diff_vs_plain_ci95_high", "verdict")}
                      for r in rows]}
@@ -231,6 +231,12 @@ def learners(rows: Sequence[dict], *, margin: float = LEARNS_MARGIN) -> frozense
                      if name != "plain" and float(np.mean(accs)) >= plain + margin)
 
 
+def measured_learners(record: Path) -> frozenset[str] | None:
+    """:func:`learners` of the ``--why`` record, or None when ``--why`` has not run."""
+    return learners(json.loads(record.read_text())) if record.exists() else None
+
+
+@functools.cache
 def control_names(dataset: str) -> frozenset[str]:
     """The names of the controls the dataset's search confirms besides its searched picks (plain included)."""
     from spaces import PLAIN_CONTROL, load_space
@@ -273,7 +279,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     record = args.out / "why.json"
     if args.why:
         why(roots["relation"], seeds=1 if args.quick else 3, quick=args.quick, record=record)
-    solvers = learners(json.loads(record.read_text())) if record.exists() else None
+    solvers = measured_learners(record)
     if solvers is not None:
         print(f"Kinds that learn the relation alone (--why: mean test_acc >= plain + {LEARNS_MARGIN:.2f}): "
               f"{', '.join(sorted(solvers)) or 'none'}", flush=True)
@@ -300,9 +306,7 @@ def report(out: Path) -> str:
                       key=lambda o: (DATASETS.index(o["dataset"]), o["seed"]))
     if not outcomes:
         return f"no finished search under {out / 'searches'}"
-    record = out / "why.json"
-    solvers = learners(json.loads(record.read_text())) if record.exists() else None
-    return summary(outcomes, solvers=solvers) + "\n\n" + markdown(outcomes)
+    return summary(outcomes, solvers=measured_learners(out / "why.json")) + "\n\n" + markdown(outcomes)
 
 
 def markdown(outcomes: Sequence[dict]) -> str:
@@ -354,13 +358,15 @@ def summary(outcomes: Sequence[dict], *, solvers: frozenset[str] | None = None) 
                      + f"; {sum(holds(o, PLANTED_TYPES) for o in relation)} of them pick nl or gc"
                      + (f", {sum(holds(o, solvers) for o in relation)} a kind that learns it alone"
                         if solvers is not None else ""))
-        found = [o for o in relation if searched(o)]
+        found = [rows for rows in map(searched, relation) if rows]
+
+        def holding(kinds: Sequence[str] | frozenset[str]) -> int:
+            return sum(any(kinds_in(r["arch"]) & set(kinds) for r in rows) for rows in found)
+
         lines.append(f"searched architectures alone (controls left out): {len(found)} of {len(relation)} relation "
-                     f"searches confirm one better, "
-                     f"{sum(any(kinds_in(r['arch']) & set(PLANTED_TYPES) for r in searched(o)) for o in found)} "
-                     f"of them holding nl or gc"
-                     + (f", {sum(any(kinds_in(r['arch']) & solvers for r in searched(o)) for o in found)} of them "
-                        f"holding a kind that learns it alone" if solvers is not None else ""))
+                     f"searches confirm one better, {holding(PLANTED_TYPES)} of them holding nl or gc"
+                     + (f", {holding(solvers)} of them holding a kind that learns it alone"
+                        if solvers is not None else ""))
     for dataset in ("twin", "fashion"):
         runs = [o for o in outcomes if o["dataset"] == dataset]
         if runs:

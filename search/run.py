@@ -84,7 +84,8 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
             print("Computing the Pareto front over the full-budget trials ...", flush=True)
             summary = summarise_search(results, full_epochs=plan.budget.epochs, study_storage=plan.study_storage,
                                        run_ids=run_ids, search=search, wall_s=time.monotonic() - t0)
-            confirmed = (confirm_front(plan, search=search, front=summary.front, controls=controls)
+            confirmed = (confirm_front(plan, search=search, front=summary.front, controls=controls,
+                                       searched=summary.rows)
                          if plan.confirm_top_k and summary.front else None)
         if confirmed is not None:  # after Ray has shut down (or, on a cluster, its trials ended): nothing else runs
             rows = finish_confirmation(plan, confirmation=confirmed)

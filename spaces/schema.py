@@ -39,6 +39,17 @@ class StageSpace:
     blocks: tuple[str, ...] = (DEFAULT_BLOCKS,)  # which blocks get it: every | last (not drawn for stage_end)
 
 
+ALL_IMAGES = "all"  # Budget.confirm_train_size: every train image, whatever the search trained on
+
+
+@dataclass(frozen=True)
+class ConfirmBudget:
+    """What each confirmation run trains with (:attr:`Budget.confirm`)."""
+
+    epochs: int
+    train_size: int | None  # images from the train split (None = all)
+
+
 @dataclass(frozen=True, kw_only=True)  # keyword-only: fields with defaults stand beside those without
 class Budget:
     """How big one search is on one kind of hardware. Every field can be overridden as ``budget.FIELD=VALUE``."""
@@ -55,6 +66,19 @@ class Budget:
     gpu_per_trial: float = 1.0  # fraction of one GPU per trial (0.25 packs four trials on a GPU); ignored on CPU
     cpu_per_trial: int = 1  # CPU cores (and torch threads) per trial
     ema: float = 0.0  # decay per step of the evaluated weight average (trials.TrainConfig.ema; 0 = off)
+    # The confirmation's budget (search.confirm): the search may be a cheap proxy of the real training, which the
+    # confirmation then runs (Vertex AI NAS's two stages); never smaller than the search's (checked).
+    confirm_epochs: int | None = None  # epochs of each confirmation run; None = the search's epochs
+    # train images of each confirmation run: a count, ALL_IMAGES ("all": every train image outside val and test), or
+    # None = the search's train_size
+    confirm_train_size: int | str | None = None
+
+    @property
+    def confirm(self) -> ConfirmBudget:
+        """The confirmation's budget with "the search's" and "all" resolved (the one place they are)."""
+        size = self.confirm_train_size
+        return ConfirmBudget(epochs=self.epochs if self.confirm_epochs is None else self.confirm_epochs,
+                             train_size=self.train_size if size is None else None if size == ALL_IMAGES else size)
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> Budget:
         """Return a copy with the non-null entries of ``overrides`` applied (unknown fields are an error)."""
@@ -289,6 +313,26 @@ def _check_budget(budget: Budget, *, where: str) -> Budget:
         raise SpaceError(f"{where}: weight_decay={budget.weight_decay!r} must be a number >= 0")
     if not isinstance(budget.ema, (int, float)) or isinstance(budget.ema, bool) or not 0 <= budget.ema < 1:
         raise SpaceError(f"{where}: ema={budget.ema!r} must be a number in [0, 1) (0 = off)")
+    return _check_confirm_budget(budget, where=where)
+
+
+def _check_confirm_budget(budget: Budget, *, where: str) -> Budget:
+    """confirm_epochs / confirm_train_size: their types, and a confirmation no smaller than the search (it is the
+    real training the search stands in for; a smaller one would judge the front on less than it was found on)."""
+    if budget.confirm_epochs is not None:
+        _positive_int(budget.confirm_epochs, where=f"{where}: confirm_epochs")
+    size = budget.confirm_train_size
+    if size is not None and size != ALL_IMAGES and (isinstance(size, bool) or not isinstance(size, int) or size < 1):
+        raise SpaceError(f"{where}: confirm_train_size={size!r} must be a positive integer, {ALL_IMAGES!r} (every "
+                         f"train image) or null (the search's train_size)")
+    confirm = budget.confirm
+    if confirm.epochs < budget.epochs:
+        raise SpaceError(f"{where}: confirm_epochs={confirm.epochs} is below epochs={budget.epochs}: the "
+                         f"confirmation trains at least the search's budget (set budget.confirm_epochs too)")
+    if confirm.train_size is not None and (budget.train_size is None or confirm.train_size < budget.train_size):
+        search = "all" if budget.train_size is None else budget.train_size
+        raise SpaceError(f"{where}: confirm_train_size={confirm.train_size} is below train_size={search}: the "
+                         f"confirmation trains at least the search's images (set budget.confirm_train_size too)")
     return budget
 
 

@@ -3,12 +3,14 @@
 The search selects on ``val_acc`` of one seed, so its front is optimistic (the winners of a noisy draw). After it,
 the most accurate ``confirm.top_k`` front architectures and every control (the plain backbone first) are trained
 again through the same trial path (:func:`search.execution.trainable.train_architecture`, as a second Ray Tune experiment in
-``runs/NAME/confirm``, so a killed confirmation resumes where it stopped), on seeds that the search did not use, and
-scored on the dataset's **official test split**, which the search never saw. Seeds are added in rounds
-(``confirm.seeds`` first, up to ``confirm.max_seeds``) until every interval of the difference to the plain backbone
-is within ``confirm.resolution`` (the sequential rule of :mod:`search.confirm.sequential`). Then each architecture's
-latency is measured again with nothing else running, and :mod:`search.confirm.statistics` gives ``test_acc`` mean ±
-std, intervals, the paired difference to the plain backbone and a verdict that states the resolution reached.
+``runs/NAME/confirm``, so a killed confirmation resumes where it stopped), on seeds that the search did not use, at
+the confirmation's budget (``budget.confirm_epochs`` and ``budget.confirm_train_size``: the real training, when the
+search ran a cheaper proxy of it), and scored on the dataset's **official test split**, which the search never saw.
+Seeds are added in rounds (``confirm.seeds`` first, up to ``confirm.max_seeds``) until every interval of the
+difference to the plain backbone is within ``confirm.resolution`` (the sequential rule of
+:mod:`search.confirm.sequential`). Then each architecture's latency is measured again with nothing else running, and
+:mod:`search.confirm.statistics` gives ``test_acc`` mean ± std, intervals, the paired difference to the plain backbone,
+a verdict that states the resolution reached, and how well the search's val_acc ranked the confirmed test_acc.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from ray.tune.search import Searcher
 
 from backbones import ArchConfig, canonical
 from search.confirm.sequential import Look, SequentialDesign, look
-from search.confirm.statistics import Confirmed, confirmation_sentence, confirmation_statistics, write_confirmed_csv
+from search.confirm.statistics import (Confirmed, confirmation_sentence, confirmation_statistics, rank_agreement,
+                                       write_confirmed_csv)
 from search.execution import storage
 from search.execution.alone import measure_alone
 from search.execution.progress import ProgressPrinter
@@ -50,13 +53,17 @@ class Candidate:
     name: str
     arch: ArchConfig
     control: bool
+    search_val_acc: float | None = None  # its val_acc in the search (None: the search did not train it in full)
 
 
-def pick_candidates(*, front: Sequence[Mapping[str, Any]], controls: Mapping[str, ArchConfig],
-                    top_k: int) -> list[Candidate]:
+def pick_candidates(*, front: Sequence[Mapping[str, Any]], controls: Mapping[str, ArchConfig], top_k: int,
+                    searched: Sequence[Mapping[str, Any]] = ()) -> list[Candidate]:
     """Every control (the plain backbone first), then the ``top_k`` most accurate front trials that are not
-    controls (``front`` rows: ``trial_id``, ``val_acc``, ``arch_json`` (the ArchConfig as a dict), ``control``)."""
-    picked = [Candidate(name=name, arch=arch, control=True) for name, arch in controls.items()]
+    controls (``front`` rows: ``trial_id``, ``val_acc``, ``arch_json`` (the ArchConfig as a dict), ``control``).
+    ``searched``: every full-budget row of the search (the front's kind), where the controls' val_acc is read."""
+    control_val_acc = {row["control"]: row["val_acc"] for row in searched if row.get("control")}
+    picked = [Candidate(name=name, arch=arch, control=True, search_val_acc=control_val_acc.get(name))
+              for name, arch in controls.items()]
     known = {canonical(c.arch) for c in picked}
     for row in sorted(front, key=lambda r: -r["val_acc"]):
         arch = ArchConfig.from_dict(row["arch_json"])
@@ -65,7 +72,7 @@ def pick_candidates(*, front: Sequence[Mapping[str, Any]], controls: Mapping[str
         if row.get("control") or canonical(arch) in known:
             continue
         known.add(canonical(arch))
-        picked.append(Candidate(name=row["trial_id"], arch=arch, control=False))
+        picked.append(Candidate(name=row["trial_id"], arch=arch, control=False, search_val_acc=row["val_acc"]))
     return picked
 
 
@@ -91,25 +98,30 @@ class Confirmation:
 
 
 def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mapping[str, Any]],
-                  controls: Mapping[str, ArchConfig]) -> Confirmation:
+                  controls: Mapping[str, ArchConfig], searched: Sequence[Mapping[str, Any]] = ()) -> Confirmation:
     """The confirmation runs: every control and the ``confirm.top_k`` most accurate front architectures, trained from
-    scratch on fresh seeds and scored on the test split, one nested MLflow run each; needs Ray running.
+    scratch on fresh seeds at the confirmation's budget (``plan.confirm_epochs`` on ``plan.confirm_data``) and scored
+    on the test split, one nested MLflow run each; needs Ray running. ``searched``: the search's full-budget rows
+    (their val_acc goes with each candidate, for the rank agreement).
 
     Seeds come in rounds up to each look of the sequential design (search.confirm.sequential): after a round every
     candidate's interval of the paired difference to the plain backbone is formed, and the phase stops once every one
     is within ``confirm.resolution`` or at ``confirm.max_seeds``. Each round is its own Ray Tune experiment
     (``confirm``, ``confirm-seeds-6``, ...), so a killed confirmation resumes with its finished seeds kept.
     """
-    candidates = pick_candidates(front=front, controls=controls, top_k=plan.confirm_top_k)
+    candidates = pick_candidates(front=front, controls=controls, top_k=plan.confirm_top_k, searched=searched)
     design = confirm_design(plan)
     seeds = confirmation_seeds(search_seed=plan.seed, count=design.max_seeds)
+    data = plan.confirm_data
     print(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
-          f"{len(candidates) - len(controls)} from the front), trained from scratch on {design.min_seeds} to "
-          f"{design.max_seeds} seeds (looks at {', '.join(map(str, design.looks))}) until every 95% interval of the "
-          f"difference to the plain backbone is within ±{100 * design.resolution:.1f} points; scored on "
-          f"{test_split_text(len(plan.data.test_y))}", flush=True)
+          f"{len(candidates) - len(controls)} from the front), trained from scratch {confirm_budget_text(plan)} on "
+          f"{design.min_seeds} to {design.max_seeds} seeds (looks at {', '.join(map(str, design.looks))}) until every "
+          f"95% interval of the difference to the plain backbone is within ±{100 * design.resolution:.1f} points; "
+          f"scored on {test_split_text(len(data.test_y))}", flush=True)
+    train = replace(plan.trial_settings.train, epochs=plan.confirm_epochs)
+    settings = replace(plan.trial_settings, train=train)  # the search's, as calibrated, at the confirmation's length
     tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
-                                  search_name=plan.name, full_epochs=plan.budget.epochs, existing=search.existing,
+                                  search_name=plan.name, full_epochs=plan.confirm_epochs, existing=search.existing,
                                   role=CONFIRM_ROLE)
     results: list[Any] = []
     done = 0
@@ -118,11 +130,11 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
         round_seeds = {str(s) for s in new}
         confirming = {key: run for key, run in search.existing_runs(role=CONFIRM_ROLE).items()
                       if run.data.tags.get(SEED_TAG) in round_seeds}
-        printer = ProgressPrinter(total_trials=len(candidates) * len(new), full_epochs=plan.budget.epochs,
+        printer = ProgressPrinter(total_trials=len(candidates) * len(new), full_epochs=plan.confirm_epochs,
                                   seen=confirming.keys(), ended=ended_trials(confirming), show_latency=False)
         print(f"Confirmation seeds {', '.join(map(str, new))} ({len(candidates) * len(new)} runs)", flush=True)
         results.extend(run_confirmation(
-            candidates=candidates, seeds=new, data=plan.data, settings=plan.trial_settings,
+            candidates=candidates, seeds=new, data=data, settings=settings,
             experiment_dir=storage.join(plan.storage, plan.name, round_folder(first_seed_index=done)),
             resources=plan.per_trial, concurrency=plan.concurrency, callbacks=[tracker, printer]))
         done = seeds_at_look
@@ -134,6 +146,19 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
         if stopped.stop:
             return Confirmation(candidates=candidates, results=results, stopped=stopped)
     raise AssertionError("unreachable: the last look always stops")
+
+
+def confirms_larger(plan: SearchPlan) -> bool:
+    """Whether the confirmation trains more epochs or images than the search (never fewer: spaces.Budget checks)."""
+    return plan.confirm_data is not None and (plan.confirm_epochs, len(plan.confirm_data.train_y)) != (
+        plan.budget.epochs, len(plan.data.train_y))
+
+
+def confirm_budget_text(plan: SearchPlan) -> str:
+    """``at 20 epochs on 55,000 images (the search: 10 epochs on 55,000)``, or ``... (the search's budget)``."""
+    epochs, images = plan.budget.epochs, len(plan.data.train_y)
+    search = f"the search: {epochs} epochs on {images:,}" if confirms_larger(plan) else "the search's budget"
+    return f"at {plan.confirm_epochs} epochs on {len(plan.confirm_data.train_y):,} images ({search})"
 
 
 def round_folder(*, first_seed_index: int) -> str:
@@ -220,7 +245,9 @@ def summarise_confirmation(confirmation: Confirmation, *, latency_ms: Mapping[st
     level = 1 - design.look_alpha(confirmation.stopped.seeds, candidates=others)
     return confirmation_statistics(test_acc_by_candidate(confirmation.results, candidates=confirmation.candidates),
                                    reference=PLAIN_CONTROL, diff_confidence=level, latency_ms=latency_ms,
-                                   arch_text={c.name: str(c.arch) for c in confirmation.candidates})
+                                   arch_text={c.name: str(c.arch) for c in confirmation.candidates},
+                                   search_val_acc={c.name: c.search_val_acc for c in confirmation.candidates
+                                                   if c.search_val_acc is not None})
 
 
 def finish_confirmation(plan: SearchPlan, *, confirmation: Confirmation) -> list[Confirmed]:
@@ -240,10 +267,14 @@ def finish_confirmation(plan: SearchPlan, *, confirmation: Confirmation) -> list
 
 def record_confirmation(search: SearchRun, rows: Sequence[Confirmed], *, resolution: float) -> str:
     """Put the confirmed table on the parent run (confirmation/confirmed.csv, the verdict tag, the mean test_acc per
-    architecture as metrics); returns the verdict sentence, which states the resolution reached."""
+    architecture and the rank agreement with the search, confirm.rank_n and confirm.rank_tau when defined, as
+    metrics); returns the verdict sentence, which states the resolution reached."""
     verdict = confirmation_sentence(rows, resolution=resolution)
     with tempfile.TemporaryDirectory() as folder:
         search.log_artifacts([write_confirmed_csv(rows, Path(folder) / CONFIRMED_CSV)], folder="confirmation")
     search.client.set_tag(search.run_id, VERDICT_TAG, verdict)
     search.log_metrics({f"confirmed.{row.name}.test_acc_mean": row.mean for row in rows if row.mean is not None})
+    agreement = rank_agreement(rows)
+    search.log_metrics({"confirm.rank_n": agreement.n,
+                        **({"confirm.rank_tau": agreement.tau} if agreement.tau is not None else {})})
     return verdict

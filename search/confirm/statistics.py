@@ -16,9 +16,13 @@ fraction 0–1). This module turns those per-seed figures into what the summary,
   the rule took, hold with 95%;
 - a verdict: ``better`` when the interval of d lies wholly above 0, ``worse`` when wholly below, else
   ``within noise`` (also with fewer than 2 paired seeds: no interval can be formed, and `note` says so); the
-  reference itself gets ``reference``.
+  reference itself gets ``reference``;
+- the **rank agreement** of the search with its confirmation (:func:`rank_agreement`): Kendall's τ between each
+  confirmed architecture's val_acc in the search (one seed, the search's budget) and its confirmed mean test_acc.
+  It tells how far the search's cheap budget ranked like the confirmation's (the check Vertex AI NAS runs on a proxy
+  task), over the few confirmed rows only: coarse, so it is always given with its n.
 
-Pure Python plus SciPy's t-intervals (imported on first use); no torch, Ray or MLflow here.
+Pure Python plus SciPy's t-intervals and Kendall τ (imported on first use); no torch, Ray or MLflow here.
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ class Confirmed:
     latency_ms: float | None = None  # median latency, batch 1, eager PyTorch (filled by the caller)
     latency_onnxruntime_ms: float | None = None  # the same in ONNX Runtime's CPU provider (None: not measured)
     diff_level: float = CONFIDENCE  # two-sided confidence of this row's own difference interval (sequential: > 0.95)
+    # the architecture's val_acc in the search (one seed, the search's budget; None when it did not train it in full)
+    search_val_acc: float | None = None
 
     @property
     def diff_half_width(self) -> float | None:
@@ -121,14 +127,16 @@ def confirmation_statistics(
     arch_text: Mapping[str, str] | None = None,
     latency_ms: Mapping[str, float] | None = None,
     diff_confidence: float = CONFIDENCE,
+    search_val_acc: Mapping[str, float] | None = None,
 ) -> list[Confirmed]:
     """Per-architecture statistics and the paired verdict against the reference, one `Confirmed` per key of `test_acc`
     (same order).
 
     test_acc: name -> {seed: test_acc (fraction 0–1)}; a seed whose run failed is simply absent. reference: the key of
-    the plain backbone. arch_text / latency_ms: optional name -> string form / median latency in ms, copied into the
-    rows. The difference of an architecture to the reference uses only the seeds both have (paired by seed); its
-    interval is at `diff_confidence` (the sequential rule's per-interval level; 95% by default).
+    the plain backbone. arch_text / latency_ms / search_val_acc: optional name -> string form / median latency in ms /
+    the search's val_acc, copied into the rows. The difference of an architecture to the reference uses only the
+    seeds both have (paired by seed); its interval is at `diff_confidence` (the sequential rule's per-interval level;
+    95% by default).
     Raises ValueError (one line) when the reference is missing or a test_acc is not a finite fraction.
     """
     if reference not in test_acc:
@@ -139,6 +147,7 @@ def confirmation_statistics(
                 raise ValueError(f"test_acc of {name!r} at seed {seed} is {value!r}; expected a fraction in 0..1")
     arch_text = arch_text or {}
     latency_ms = latency_ms or {}
+    search_val_acc = search_val_acc or {}
     ref = test_acc[reference]
     rows = []
     for name, by_seed in test_acc.items():
@@ -157,7 +166,7 @@ def confirmation_statistics(
             name=name, arch_text=arch_text.get(name, name), seeds=seeds, n=len(seeds), mean=mean, std=std,
             ci_low=ci_low, ci_high=ci_high, n_paired=len(paired), diff_mean=diff_mean, diff_ci_low=diff_low,
             diff_ci_high=diff_high, verdict=verdict, note=note, latency_ms=latency_ms.get(name),
-            diff_level=diff_confidence,
+            diff_level=diff_confidence, search_val_acc=search_val_acc.get(name),
         ))
     return rows
 
@@ -257,12 +266,46 @@ def confirmation_sentence(rows: Sequence[Confirmed], *, resolution: float | None
             f"[{points(best.diff_ci_low)}, {points(best.diff_ci_high)}] points ({level}{more}){latency}.")
 
 
+MIN_RANKED = 3  # rows a rank correlation needs: with 2, tau is +1 or -1 whatever the data
+
+
+@dataclass(frozen=True)
+class RankAgreement:
+    """How the search's val_acc ranked the confirmed test_acc (:func:`rank_agreement`)."""
+
+    n: int  # confirmed rows with both a search val_acc and a confirmed mean test_acc
+    tau: float | None  # Kendall's tau-b; None with fewer than MIN_RANKED rows or when one side is all ties
+
+    def text(self) -> str:
+        """One line for the summary: tau with its n and how coarse it is, or n/a and why."""
+        if self.tau is None:
+            why = (f"needs {MIN_RANKED} or more confirmed architectures the search trained in full"
+                   if self.n < MIN_RANKED else "every value ties on one side")
+            return f"Rank agreement of the search with its confirmation: n/a ({why}; n={self.n})."
+        pairs = self.n * (self.n - 1) // 2
+        return (f"Rank agreement of the search with its confirmation: Kendall tau {self.tau:+.2f} between the "
+                f"search's val_acc and the confirmed mean test_acc over n={self.n} architectures (one swapped pair of "
+                f"the {pairs} moves it by {2 / pairs:.2f}).")
+
+
+def rank_agreement(rows: Sequence[Confirmed]) -> RankAgreement:
+    """Kendall's tau (``scipy.stats.kendalltau``, tau-b) of ``search_val_acc`` vs the confirmed mean ``test_acc`` over
+    the rows that have both: does the search's budget rank the candidates as the confirmation's does?"""
+    pairs = [(row.search_val_acc, row.mean) for row in rows if row.search_val_acc is not None and row.mean is not None]
+    if len(pairs) < MIN_RANKED or any(len(set(side)) < 2 for side in zip(*pairs)):
+        return RankAgreement(n=len(pairs), tau=None)
+    from scipy import stats  # imported on first use: importing this module stays cheap
+
+    return RankAgreement(n=len(pairs), tau=float(stats.kendalltau(*zip(*pairs)).statistic))
+
+
 # ---------------------------------------------------------------- confirmed.csv
 
 # column -> Confirmed field. test_acc_* and diff_vs_plain_* are fractions 0–1 of test accuracy (diff: this minus the
 # plain backbone, paired by seed); ci95 = 95% Student t intervals (the diff's: simultaneous 95% over every candidate
 # and look, each interval at its own diff_vs_plain_ci_level); latency_ms: median, batch 1, eager PyTorch;
-# latency_onnxruntime_ms: the same in ONNX Runtime (empty when not measured).
+# latency_onnxruntime_ms: the same in ONNX Runtime (empty when not measured); search_val_acc: the architecture's val_acc
+# in the search, at the search's budget (empty when the search did not train it in full).
 CSV_COLUMNS: dict[str, str] = {
     "name": "name",
     "arch": "arch_text",
@@ -280,10 +323,11 @@ CSV_COLUMNS: dict[str, str] = {
     "verdict": "verdict",
     "latency_ms": "latency_ms",
     "latency_onnxruntime_ms": "latency_onnxruntime_ms",
+    "search_val_acc": "search_val_acc",
     "note": "note",
 }
 _FLOAT_FIELDS = ("mean", "std", "ci_low", "ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "latency_ms",
-                 "latency_onnxruntime_ms", "diff_level")
+                 "latency_onnxruntime_ms", "diff_level", "search_val_acc")
 _DIGITS = 6  # decimals written for fractions and milliseconds (test_acc on 10,000 images has 4)
 
 
@@ -313,7 +357,7 @@ def _cell(value: object) -> str:
 
 def read_confirmed_csv(path: str | Path) -> list[Confirmed]:
     """The rows `write_confirmed_csv` wrote (floats rounded to 6 decimals); for export and resume. A column that
-    an older csv lacks (diff_vs_plain_ci_level) takes the field's default."""
+    an older csv lacks (diff_vs_plain_ci_level, search_val_acc) takes the field's default."""
     parse = {  # field -> how its cell is read back; every other field is text
         "seeds": lambda text: tuple(int(s) for s in text.split()),
         "n": int, "n_paired": int, "verdict": Verdict,

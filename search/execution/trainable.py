@@ -20,6 +20,23 @@ from search.settings.plan import TrialSettings
 from trials import TensorData, TrialResult, evaluate, run_trial
 
 
+def assigned_device(requested: str) -> tuple[str, str]:
+    """The device this Ray trial trains on and the GPUs Ray gave it, as ``(device, gpu_ids)``.
+
+    With ``requested`` CUDA ("cuda", or "auto" when Ray reserved a GPU), Ray has set ``CUDA_VISIBLE_DEVICES`` of the
+    trial's process to the GPU(s) it reserved for it (``budget.gpu_per_trial``; trials sharing a GPU share its id),
+    so "cuda" is that GPU; ``gpu_ids`` names it ("0", "0,1"; "" on CPU). A CUDA trial without a reserved GPU would
+    crowd a GPU Ray does not account for: that raises, naming the setting.
+    """
+    gpus = ",".join(str(g) for g in ray.get_gpu_ids())
+    if requested == "cpu" or (requested == "auto" and not gpus):
+        return "cpu", ""
+    if not gpus:
+        raise RuntimeError(f"device={requested} but Ray reserved no GPU for this trial: budget.gpu_per_trial must be "
+                           f"> 0 and the Ray node must have GPUs")
+    return "cuda", gpus
+
+
 def train_architecture(config: dict[str, Any], *, data: TensorData, settings: TrialSettings,
                        latency_reference: bool = False,
                        build_model: Callable[[ArchConfig], nn.Module] = build) -> None:
@@ -49,11 +66,13 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     torch.manual_seed(train.seed)  # the same ArchConfig and seed give the same initial weights
     model = build_model(arch)
     node_id = ray.get_runtime_context().get_node_id()  # the Ray node it trains on (Tune adds node_ip, hostname)
+    device, gpu_ids = assigned_device(settings.device)
 
     def report(result: TrialResult, trained: Any) -> None:
         # what the latency was measured on rides along in every report; the MLflow callback logs it as params
         metrics = {**result.metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in result.device_info.items()},
                    f"{TRAIN_PREFIX}precision": train.precision, f"{TRAIN_PREFIX}channels_last": train.channels_last,
+                   f"{TRAIN_PREFIX}device": device, **({f"{TRAIN_PREFIX}gpu_ids": gpu_ids} if gpu_ids else {}),
                    NODE_ID: node_id}
         metrics[LATENCY_OBJECTIVE] = (metrics["latency_rel"] * settings.reference_latency_ms
                                       if "latency_rel" in metrics and settings.reference_latency_ms
@@ -71,5 +90,5 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
 
     reference = build(arch.plain()) if latency_reference else None
     run_trial(model=model, data=data, train=train, probe=settings.probe, constraints=settings.constraints,
-              device=settings.device, threads=settings.threads, report=report, reference=reference,
+              device=device, threads=settings.threads, report=report, reference=reference,
               probe_lock=settings.probe_lock)

@@ -20,9 +20,11 @@ from search.execution.storage import split
 
 
 @contextlib.contextmanager
-def ray_runtime(*, num_cpus: int | None = None, address: str | None = None) -> Iterator[None]:
+def ray_runtime(*, num_cpus: int | None = None, num_gpus: float | None = None,
+                address: str | None = None) -> Iterator[None]:
     """Ray for the search, quiet: with ``address`` (HOST:PORT of a running cluster) join it and only disconnect
-    afterwards, never stopping it; without, start a local Ray with ``num_cpus`` and shut it down afterwards."""
+    afterwards, never stopping it; without, start a local Ray with ``num_cpus`` and ``num_gpus`` (None: the GPUs
+    Ray detects) and shut it down afterwards."""
     # One checkpoint per trial (its last epoch) makes Tune's "snapshotting too often" warning noise here.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # with verbose=0 Ray prints nothing; ProgressPrinter talks
@@ -38,7 +40,7 @@ def ray_runtime(*, num_cpus: int | None = None, address: str | None = None) -> I
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
     # address="local": a new Ray even when one runs here (ray.init() alone would join a cluster `ray start` made)
     where = ({"address": address} if address else
-             {"address": "local", "num_cpus": num_cpus, "include_dashboard": False})
+             {"address": "local", "num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False})
     ray.init(
         **where,
         log_to_driver=False,  # trial workers' stdout stays in Ray's logs; the driver prints ProgressPrinter lines

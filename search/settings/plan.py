@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,7 +75,7 @@ class SearchPlan:
     train_precision: str  # train.precision: "auto" (measured at search start: search.execution.calibration) or given
     sampler: str
     seed: int
-    data: TensorData
+    data: TensorData  # what the search trains and validates on; never the test split
     data_root: str  # data.root as an absolute path ("" when not set: the dataset's default folders)
     asha_grace_period: int  # epochs
     asha_reduction_factor: float
@@ -93,6 +93,10 @@ class SearchPlan:
     confirm_seeds: int  # seeds of the confirmation's first look
     confirm_max_seeds: int  # its seed cap
     confirm_resolution: float  # the half-width (accuracy fraction) at which it stops adding seeds
+    confirm_epochs: int  # epochs of each confirmation run (budget.confirm_epochs; at least budget.epochs)
+    # what the confirmation trains on (budget.confirm_train_size images; the search's own data when that is the
+    # search's size) with the test split it scores on; None when confirm.enabled=false
+    confirm_data: TensorData | None
     ray_address: str | None = None  # HOST:PORT of the Ray cluster to join (checked reachable); None: a local Ray
     concurrency_given: bool = False  # concurrency= was set (else on a cluster it is recounted over the nodes)
 
@@ -119,7 +123,9 @@ class SearchPlan:
                 "train.precision": self.train_precision,
                 **({"data.root": self.data_root} if self.data_root else {}),
                 "data.image_shape": "x".join(str(d) for d in self.data.image_shape),
-                **({TEST_IMAGES_PARAM: len(self.data.test_y)} if self.data.test_y is not None else {}),
+                **({TEST_IMAGES_PARAM: len(self.confirm_data.test_y),
+                    "confirm.epochs": self.confirm_epochs, "confirm.train_size": len(self.confirm_data.train_y)}
+                   if self.confirm_data is not None else {}),
                 **{f"constraints.{k}": v for k, v in asdict(self.constraints).items()},
                 **({"faults.rate": self.faults.rate, "faults.kind": self.faults.kind} if self.faults.rate else {}),
                 "confirm.top_k": self.confirm_top_k, "confirm.seeds": self.confirm_seeds,
@@ -168,14 +174,25 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
                         f"least the seeds of the first look")
     ray_address = (reachable_address(settings.ray.address, find_auto=find_cluster_address)
                    if settings.ray.address else None)
-    try:
-        data = load_dataset(space.dataset, root=settings.data.root, train_size=budget.train_size,
-                            val_size=budget.val_size, seed=settings.seed, download=settings.data.download,
-                            test=settings.confirm.enabled, test_size=settings.data.test_size,
-                            image_size=settings.data.image_size,
-                            cache=settings.data.cache, log=say)
+    confirm_budget = budget.confirm
+    # the val split is drawn before train_size is taken (trials.load_dataset), so on a dataset of fixed size (all but
+    # `synthetic`, generated to the size asked) both loads hold out the same val images and the confirmation's train
+    # images include the search's
+    load = dict(root=settings.data.root, val_size=budget.val_size, seed=settings.seed, download=settings.data.download,
+                test_size=settings.data.test_size, image_size=settings.data.image_size, cache=settings.data.cache,
+                log=say)
+    same_images = confirm_budget.train_size == budget.train_size
+    try:  # with the test split when confirming, so that its errors (data.test_size, none there) name it
+        data = load_dataset(space.dataset, train_size=budget.train_size, test=settings.confirm.enabled, **load)
     except (DatasetMissingError, ValueError) as exc:  # ValueError: sizes or data the dataset cannot supply
         raise UserError(str(exc)) from None
+    confirm_data = data if settings.confirm.enabled else None
+    if settings.confirm.enabled and not same_images:
+        try:
+            confirm_data = load_dataset(space.dataset, train_size=confirm_budget.train_size, test=True, **load)
+        except ValueError as exc:  # the same data loaded once already: only the confirmation's size can be wrong
+            raise UserError(f"budget.confirm_train_size={budget.confirm_train_size}: {exc}") from None
+    data = replace(data, test_x=None, test_y=None)  # the search never sees the test split
     try:
         check_space_fits(space, backbone=budget.backbone, in_chans=data.in_chans,
                          backbone_kwargs=budget.backbone_kwargs)
@@ -232,6 +249,8 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         confirm_seeds=seeds,
         confirm_max_seeds=max_seeds,
         confirm_resolution=settings.confirm.resolution or confirm.resolution,
+        confirm_epochs=confirm_budget.epochs,
+        confirm_data=confirm_data,
     )
 
 
@@ -260,7 +279,14 @@ def _concurrency(requested: int | None, *, hardware: str, budget: Budget) -> int
     over its nodes once joined: :func:`search.execution.cluster.trial_slots`)."""
     if requested is not None:
         return requested
-    here = Node(node_id="local", ip="127.0.0.1", cpus=float(os.cpu_count() or 1),
-                gpus=float(torch.cuda.device_count()) if hardware == "cuda" else 0.0)
+    return local_concurrency(budget=budget, hardware=hardware, cpus=float(os.cpu_count() or 1),
+                             gpus=float(torch.cuda.device_count()) if hardware == "cuda" else 0.0)
+
+
+def local_concurrency(*, budget: Budget, hardware: str, cpus: float, gpus: float) -> int:
+    """Trials at once on one machine with ``cpus`` cores and ``gpus`` GPUs: on CUDA ``gpus / budget.gpu_per_trial``
+    (the GPU is what a trial waits for; its CPU threads are a setting, not a reservation that should idle a GPU), on
+    CPU ``cpus // budget.cpu_per_trial``."""
+    here = Node(node_id="local", ip="127.0.0.1", cpus=cpus, gpus=gpus)
     return trial_slots([here], cpu_per_trial=0 if hardware == "cuda" else budget.cpu_per_trial,
                        gpu_per_trial=budget.gpu_per_trial if hardware == "cuda" else 0)

@@ -29,7 +29,7 @@ import optuna
 from optuna.trial import TrialState
 
 from backbones import NONE, ArchConfig
-from search.confirm.statistics import Confirmed, Verdict
+from search.confirm.statistics import Confirmed, Verdict, rank_agreement
 from search.outcomes import (CONTROL_TAG, EPOCHS_RUN_TAG, ERROR_TAG, LATENCY_OBJECTIVE, OBJECTIVES, OUTCOME_TAG, PARETO_TAG,
                              REJECTED_BECAUSE_TAG, ROLE_TAG, SUPERNET_ROLE, TRIAL_ROLE, TRIAL_TAG, Outcome)
 from search.study.searcher import ARCH_ATTR, CUT_OFF_ATTR, DUPLICATE_ATTR
@@ -67,6 +67,7 @@ def collect_report_data(*, study: optuna.Study, client: mlflow.MlflowClient, exp
                                           trials=f"{len(timed)} trials with a latency (early-stopped included)"),
         importances=importances, importance_note=note, reference_point=reference, confirmed=tuple(confirmed),
         verdict=verdict, noise=plain.std if plain else None, experiment_url=experiment_url,
+        rank_agreement=rank_agreement(confirmed) if confirmed else None,
         **_prescreen(client, experiment_id=experiment_id, parent_run_id=parent_run_id, points=points))
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from search.confirm.statistics import Confirmed, Verdict, diff_text
+from search.confirm.phase import confirm_budget_text, confirms_larger
+from search.confirm.statistics import Confirmed, Verdict, diff_text, rank_agreement
 from search.outcomes import CONFIRM_ROLE, LATENCY_OBJECTIVE, TRIAL_ROLE, test_split_text
 from search.settings.plan import SearchPlan
 from search.settings.terminal import format_table
@@ -24,6 +25,8 @@ def announce(plan: SearchPlan) -> None:
     print(f"Search {plan.name}: space {plan.space.name} on {plan.space.dataset}, sampler {plan.sampler}", flush=True)
     print(f"{where} ({b.backbone}, {size} train / {b.val_size} val images, {b.epochs} epochs, {b.trials} trials, "
           f"{plan.concurrency} at once)", flush=True)
+    if plan.confirm_top_k and confirms_larger(plan):
+        print(f"The confirmation's budget is larger than the search's: {confirm_budget_text(plan)}", flush=True)
     print(f"Watch the study live:  {study_hint(storage=plan.study_storage)}", flush=True)
 
 
@@ -54,13 +57,15 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     else:
         print("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
     if summary.confirmed:
-        print(f"\nConfirmed on {test_split_text(len(plan.data.test_y), dataset=plan.space.dataset)}, retrained from scratch per seed; "
+        print(f"\nConfirmed on {test_split_text(len(plan.confirm_data.test_y), dataset=plan.space.dataset)}, retrained from scratch per seed; "
               f"test_acc mean ± std, 95% interval of the paired difference to the plain backbone:")
         print(format_table([confirmed_row(row) for row in summary.confirmed], [
             ("name", "confirmed", "s"), ("seeds", "seeds", "s"), ("test_acc", "test_acc", "s"),
-            ("diff", "diff vs plain [95% CI]", "s"), ("verdict", "verdict", "s"), ("latency_ms", "latency_ms", ".2f"),
+            ("search_val_acc", "search val_acc", ".4f"), ("diff", "diff vs plain [95% CI]", "s"),
+            ("verdict", "verdict", "s"), ("latency_ms", "latency_ms", ".2f"),
             ("onnx_ms", "onnxruntime_ms", ".2f"), ("arch", stages, "s")]))
         print(f"\n{summary.verdict}")
+        print(rank_agreement(summary.confirmed).text())
     if summary.insight:
         print("\nPlacement insight (hints from few trials, not significant effects; the report has the heatmaps):")
         print("\n".join(f"  {line}" for line in summary.insight))
@@ -78,7 +83,7 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
 def confirmed_row(row: Confirmed) -> dict[str, Any]:
     """One confirmed architecture as the summary table's cells."""
     return {"name": row.name, "seeds": str(row.n), "verdict": str(row.verdict), "latency_ms": row.latency_ms,
-            "onnx_ms": row.latency_onnxruntime_ms,
+            "onnx_ms": row.latency_onnxruntime_ms, "search_val_acc": row.search_val_acc,
             "arch": row.arch_text,
             "test_acc": "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
             "diff": "" if row.verdict is Verdict.REFERENCE else diff_text(row)}

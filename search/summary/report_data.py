@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from backbones import NONE  # the attention type of a stage without attention
-from search.confirm.statistics import Confirmed, Verdict, diff_text
+from search.confirm.statistics import Confirmed, RankAgreement, Verdict, diff_text
 from search.outcomes import LATENCY_OBJECTIVE, OBJECTIVES, Outcome
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["LATENCY_OBJECTIVE", "NONE", "OBJECTIVES", "Cell", "Confirmed", "Outcome", "PlacementEffects", "PrescreenPoint", "ReportData",
-           "TrialPoint", "Verdict", "diff_text"]
+__all__ = ["LATENCY_OBJECTIVE", "NONE", "OBJECTIVES", "Cell", "Confirmed", "Outcome", "PlacementEffects", "PrescreenPoint",
+           "RankAgreement", "ReportData", "TrialPoint", "Verdict", "diff_text"]
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,8 @@ class ReportData:
     confirmed: tuple[Confirmed, ...] = ()  # the confirmation table (plain first); empty without confirmation
     verdict: str = ""  # the confirmation's one-sentence answer
     noise: float | None = None  # the plain backbone's test_acc std over the confirmation seeds (fraction)
+    # Kendall tau of the search's val_acc vs the confirmed mean test_acc over the confirmed rows (None: no confirmation)
+    rank_agreement: RankAgreement | None = None
     experiment_url: str = ""  # the experiment in the MLflow UI, on its training-runs view
     prescreen: tuple[PrescreenPoint, ...] = ()  # strategy=oneshot: the supernet's ranking, best first
     prescreen_tau: float | None = None  # Kendall tau of supernet vs trained val_acc over the picks trained in full

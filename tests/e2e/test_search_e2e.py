@@ -7,6 +7,7 @@ exports the confirmed pick.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -25,6 +26,8 @@ TRIALS = 5
 EPOCHS = 2
 CONTROLS = ("plain", "se_r16", "cbam_r16_k7")  # the default controls (spaces.DEFAULT_CONTROLS + the plain backbone)
 SEEDS = (1, 2)  # confirmation seeds: the search's seed is 0
+TRAIN_SIZE = 640  # the search's train images
+CONFIRM = (3, 768)  # the confirmation's (budget.confirm_epochs, budget.confirm_train_size): more than the search's
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +36,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def search(e2e_search) -> tuple[Path, str]:
     """The session's real search (tests/conftest.py, shared with the browser test), with the sizes assumed here."""
-    assert (e2e_search.trials, e2e_search.epochs, e2e_search.seeds) == (TRIALS, EPOCHS, SEEDS)
+    assert (e2e_search.trials, e2e_search.epochs, e2e_search.seeds, e2e_search.train_size, e2e_search.confirm) == (
+        TRIALS, EPOCHS, SEEDS, TRAIN_SIZE, CONFIRM)
     return e2e_search.folder, e2e_search.stdout
 
 
@@ -52,6 +56,14 @@ def test_search_prints_progress_and_the_front(search: tuple[Path, str]) -> None:
     verdict = stdout.split("Confirmed on the official test split")[1]
     assert "Look at 1 seeds: widest interval ±n/a points (asked ±1.0), adding seeds" in stdout
     assert "Look at 2 seeds: widest interval ±" in stdout and "seed cap reached" in stdout
+    budget = f"at {CONFIRM[0]} epochs on {CONFIRM[1]:,} images (the search: {EPOCHS} epochs on {TRAIN_SIZE})"
+    assert f"The confirmation's budget is larger than the search's: {budget}" in stdout
+    assert re.search(rf"Confirmation: \d architectures .*, trained from scratch {re.escape(budget)} on 1 to 2 seeds",
+                     stdout)
+    assert f"epoch 1/{CONFIRM[0]}" in stdout.split("Confirmation seeds")[1]  # the confirmation's own progress
+    # the search's ranking against the confirmed one: tau over the confirmed rows with its n, or n/a and why
+    assert re.search(r"Rank agreement of the search with its confirmation: (Kendall tau [+-]\d\.\d\d .* over "
+                     r"n=\d architectures|n/a \(.*n=\d\))", verdict), verdict
     assert re.search(r"(No placement beats the plain backbone (by more than [\d.]+ points|: every one is worse)|"
                      r"Nothing was resolved: the intervals) "
                      r"\(95%, 2 seeds; intervals up to ±[\d.]+ points, ±1.0 asked\)", verdict) or re.search(
@@ -136,10 +148,22 @@ def test_confirmation_runs_and_the_confirmed_table_are_in_mlflow(search: tuple[P
     assert {(r.data.params["train.precision"], r.data.params["train.channels_last"]) for r in trials + confirm} == {
         (precision, json.dumps(channels_last))}
     assert all(seeds == set(SEEDS) for seeds in by_name.values())  # each (arch, seed) trained once, fresh seeds
+    # a larger budget than the search's: more epochs per run, on more images (the parent's params say both)
+    assert {r.data.tags["attnas.epochs_run"] for r in confirm} == {str(CONFIRM[0])}
+    assert all(r.data.tags["attnas.epochs_run"] == str(EPOCHS) for r in trials
+               if r.data.tags["attnas.outcome"] == "completed")
+    assert len(client.get_metric_history(confirm[0].info.run_id, "val_acc")) == CONFIRM[0]
+    params = parent.data.params
+    assert (params["confirm.epochs"], params["confirm.train_size"]) == (str(CONFIRM[0]), str(CONFIRM[1]))
+    assert (params["budget.epochs"], params["budget.train_size"]) == (str(EPOCHS), str(TRAIN_SIZE))
     csv_path = Path(client.download_artifacts(parent.info.run_id, "confirmation/confirmed.csv", str(folder)))
     lines = csv_path.read_text().splitlines()
     assert lines[0].startswith("name,arch,seeds,n_seeds,test_acc_mean") and len(lines) == len(by_name) + 1
     assert lines[1].startswith("plain,") and ",reference," in lines[1]
+    # the rank agreement: every confirmed row carries its search val_acc (controls and the front pick trained in
+    # full), and the parent run has tau's n (and tau when it is defined)
+    assert all(record["search_val_acc"] for record in csv.DictReader(lines))  # not empty
+    assert parent.data.metrics["confirm.rank_n"] == len(by_name)
     assert all(any(f",{v}," in line for v in ("better", "worse", "within noise")) for line in lines[2:])
     assert "plain backbone" in parent.data.tags["attnas.verdict"]
 

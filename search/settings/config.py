@@ -117,7 +117,7 @@ class AshaConfig:
     """Early stopping on val_acc (Li et al. 2018, https://arxiv.org/abs/1810.05934)."""
 
     # epochs every trial gets before it can be stopped; 2: at the shipped CPU budget val_acc after epoch 1 ranks the
-    # final accuracy with Kendall tau 0.45, after epoch 2 with 0.63 (BENCHMARKS.md section 10)
+    # final accuracy clearly worse than after epoch 2 (BENCHMARKS.md section 10)
     grace_period: int = field(default=2, metadata=integer(minimum=1))
     reduction_factor: float = field(default=2.0, metadata=number(above=1))  # keep the top 1/reduction_factor at each rung
     # val_acc: ASHA on val_acc alone; pareto: MO-ASHA, non-dominated rank on (val_acc, latency_norm_ms) at each rung
@@ -226,7 +226,7 @@ class ConfirmConfig:
 
     enabled: bool = True  # false: skip the phase (export then picks from the search's front)
     # most accurate front architectures to confirm (besides every control); null: 3 on GPU, 1 on CPU
-    # (search.settings.plan.CONFIRM_DEFAULTS, sized so the default CPU command ends within 10 minutes on 2 cores)
+    # (search.settings.plan.CONFIRM_DEFAULTS says why)
     top_k: Optional[int] = field(default=None, metadata=integer(minimum=1))
     # seeds every architecture gets before the first look; null: 3 (search.settings.plan.CONFIRM_DEFAULTS)
     seeds: Optional[int] = field(default=None, metadata=integer(minimum=1))
@@ -247,8 +247,8 @@ class RunConfig:
     name: Optional[str] = field(default=None, metadata=text("a name of letters, digits, '.', '_' and '-' only",
                                                              pattern=NAME_PATTERN))
     # tpe | nsga2 | random  (Optuna, multi-objective: val_acc max, latency_norm_ms min; search.outcomes.OBJECTIVES)
-    # tpe_mv: on the ground-truth table (BENCHMARKS.md section 7, table v2) its front's HV ratio at the CPU search's
-    # 13 trials was 0.922 vs tpe's 0.887 (difference +0.035, 95% [+0.018, +0.052], 40 replays), and ties at 40 trials
+    # tpe_mv: on the ground-truth table its front's hypervolume at the CPU search's 13 trials beats plain tpe's by
+    # more than the replays' noise, and ties at 40 trials (BENCHMARKS.md section 7)
     sampler: Sampler = field(default=Sampler["tpe_mv"], metadata=choice("sampler"))
     seed: int = field(default=0, metadata=integer(minimum=0))  # sampler and training seed
     # auto | cpu | cuda   (auto: cuda when available; picks the gpu or cpu budget)
@@ -262,8 +262,8 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     train: TrainSettings = field(default_factory=TrainSettings)
-    # torch.compile the training forward (latency and export use the eager model). Off: on CPU its first call took
-    # 28 s for a 1.27x faster bf16 step, break-even ~75,000 images against a trial's 18,000 (BENCHMARKS.md section 9)
+    # torch.compile the training forward (latency and export use the eager model). Off: on CPU its compile time is
+    # not paid back by the faster steps within one trial at the CPU budget (BENCHMARKS.md section 9)
     compile: bool = False
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)

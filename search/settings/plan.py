@@ -36,9 +36,10 @@ class ConfirmDefaults:
     resolution: float  # the half-width asked of every interval of the difference to plain (accuracy fraction)
 
 
-# On CPU one front architecture besides the 3 controls and at most 5 seeds (looks at 3 and 5: 12 to 20 runs), so that
-# the default command ends within minutes on 2 cores (README, "Run a search": 24.5 min on a 2-core EPYC, 2026-12-02,
-# where 5 seeds resolved the differences to plain to +-0.7 to +-3.4 points, wider than the asked +-1).
+# On CPU one front architecture besides the 3 controls and at most 5 seeds (looks at 3 and 5: 12 to 20 runs): the
+# confirmation is most of the default command's time on 2 cores, and at the CPU budget's seed spread even 10 seeds
+# rarely reach the asked +-1 point (BENCHMARKS.md sections 11 and 16). On GPU the runs are cheap enough for 3
+# candidates and 10 seeds.
 CONFIRM_DEFAULTS: dict[str, ConfirmDefaults] = {
     "cuda": ConfirmDefaults(top_k=3, seeds=3, max_seeds=10, resolution=0.005),
     "cpu": ConfirmDefaults(top_k=1, seeds=3, max_seeds=5, resolution=0.01),

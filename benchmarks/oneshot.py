@@ -212,7 +212,7 @@ def _equal_cost(args, *, scores: dict[str, float], cost_runs: float, supernet_s:
     plus ``run_s`` per trained architecture (the table's median run), against ``run_s`` per multi-trial trial."""
     from benchmarks.attention_table import base_arch, table_space
     from benchmarks.search_quality import PLAIN, curve, hypervolume, load_table, mean_std, pareto, replay, truth_of
-    from search.execution.scheduler import pareto_order
+    from search.pareto import pareto_order
 
     archs, seeds, epochs = load_table(args.table)
     meta = json.loads(args.table.with_suffix(".json").read_text()) if args.table.with_suffix(".json").exists() else {}

@@ -16,10 +16,11 @@ searches against it instead of training:
   test_acc in the table − 0.01, 1.05 × the highest latency_ms). Also: how often the architecture the search would
   export (the most accurate by val_acc on its front) beats the plain backbone on mean test_acc.
 - **ASHA.** Spearman correlation between val_acc after epoch k (one seed) and the final mean test_acc; and
-  asynchronous successive halving as Ray's ``ASHAScheduler`` does it (rungs at grace · rf^k below max_t; a trial
-  reaching a rung stops when its val_acc is below the (1 − 1/rf) percentile of the values recorded there before it;
-  the controls are never stopped but enter the rungs, as ``search.execution.scheduler.ControlsRunFullASHA``), simulated over
-  random trial orders of the whole table: how many of the true top-10 architectures (by mean test_acc) it stops.
+  asynchronous successive halving as Ray's ``ASHAScheduler`` does it (the search's rungs,
+  ``search.execution.scheduler.rung_milestones``: grace · rf^k below max_t; a trial reaching a rung stops when its
+  val_acc is below the (1 − 1/rf) percentile of the values recorded there before it; the controls are never stopped
+  but enter the rungs, as ``search.execution.scheduler.ControlsRunFullASHA``), simulated over random trial orders of
+  the whole table: how many of the true top-10 architectures (by mean test_acc) it stops.
 
     python -m benchmarks.search_quality                 # 3 samplers × 20 seeds × 3 budgets, ~a few minutes
     python -m benchmarks.search_quality --quick         # 3 seeds, budgets 8 and 20 (a smoke run)
@@ -93,13 +94,11 @@ def load_table(path: Path, *, latency: str = "norm") -> tuple[dict[str, Arch], l
 
 # ---- hypervolume (2-D, by hand: Optuna's hypervolume lives in the private optuna._hypervolume) -----------------
 def pareto(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
-    """Non-dominated (acc ↑, latency ↓) points, by latency ascending."""
-    front, best = [], -np.inf
-    for acc, lat in sorted(set(points), key=lambda p: (p[1], -p[0])):
-        if acc > best:
-            front.append((acc, lat))
-            best = acc
-    return front
+    """Non-dominated (acc ↑, latency ↓) points (``search.pareto.first_front``), distinct, by latency ascending."""
+    from search.pareto import first_front
+
+    distinct = sorted(set(points), key=lambda p: (p[1], -p[0]))
+    return [distinct[i] for i in first_front(distinct)]
 
 
 def hypervolume(points: Sequence[tuple[float, float]], ref: tuple[float, float]) -> float:
@@ -144,17 +143,13 @@ def replay(sampler: str, *, seed: int, trials: int, archs: dict[str, Arch], seed
 
 
 # ---- ASHA ----------------------------------------------------------------------------------------------------
-def rungs(*, grace: int, rf: float, max_t: int) -> list[int]:
-    """Ray's ASHAScheduler milestones (s = 0), ascending; the last one may be max_t itself (no decision left)."""
-    count = int(np.log(max_t / grace) / np.log(rf) + 1)
-    return sorted(int(grace * rf ** k) for k in range(count))
-
-
 def simulate_asha(order: Sequence[str], *, curves: dict[str, list[float]], controls: set[str], grace: int,
                   rf: float, max_t: int) -> tuple[set[str], int]:
     """Asynchronous successive halving over trials arriving in ``order`` (one at a time); the stopped archs and
     the epochs trained in all."""
-    milestones = [m for m in rungs(grace=grace, rf=rf, max_t=max_t) if m < max_t]
+    from search.execution.scheduler import rung_milestones
+
+    milestones = rung_milestones(grace_period=grace, reduction_factor=rf, full_epochs=max_t)
     recorded: dict[int, list[float]] = {m: [] for m in milestones}
     stopped, spent = set(), 0
     for key in order:
@@ -173,9 +168,10 @@ def simulate_asha(order: Sequence[str], *, curves: dict[str, list[float]], contr
 
 def simulate_pareto(order: Sequence[str], *, curves: dict[str, list[float]], latency: dict[str, float],
                     controls: set[str], grace: int, rf: float, max_t: int) -> tuple[set[str], int]:
-    """The same arrivals under the Pareto rule (``search.execution.scheduler.pareto_keeps``, what ``asha.rank=pareto``
+    """The same arrivals under the Pareto rule (``search.pareto.pareto_keeps``, what ``asha.rank=pareto``
     runs) on (val_acc at the rung, latency); the stopped archs and the epochs trained in all."""
-    from search.execution.scheduler import pareto_keeps, rung_milestones
+    from search.execution.scheduler import rung_milestones
+    from search.pareto import pareto_keeps
 
     milestones = rung_milestones(grace_period=grace, reduction_factor=rf, full_epochs=max_t)
     recorded: dict[int, list[tuple[float, float]]] = {m: [] for m in milestones}

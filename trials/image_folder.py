@@ -198,19 +198,25 @@ def _decode(root: Path, files: list[_File], classes: list[str], *, image_size: i
     return images, labels, splits, meta
 
 
-def decode_image(path: str | Path, *, channels: int, size: int) -> np.ndarray:
+def read_pixels(path: str | Path, *, channels: int, size: int) -> np.ndarray:
     """One image file as uint8 channels×size×size: converted to L (channels=1) or RGB (3), resized bilinearly
-    (antialiased, aspect ratio not kept). How every image of a folder is decoded, and what an exported model's
-    ``load_image`` does. Raises DatasetError naming the file when it cannot be decoded."""
+    (antialiased, aspect ratio not kept), as attnas decodes every training image of a folder. search.export writes
+    this function out into an exported model's module for its ``load_image``: so only PIL and numpy (np) here."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        pixels = np.array(im.convert("L" if channels == 1 else "RGB").resize((size, size), Image.Resampling.BILINEAR))
+    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
+
+
+def decode_image(path: str | Path, *, channels: int, size: int) -> np.ndarray:
+    """:func:`read_pixels`; raises DatasetError naming the file when it cannot be decoded."""
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            pixels = np.array(im.convert("L" if channels == 1 else "RGB").resize((size, size),
-                                                                                     Image.Resampling.BILINEAR))
+        return read_pixels(path, channels=channels, size=size)
     except (OSError, ValueError, Image.DecompressionBombError) as err:
         raise DatasetError(f"cannot read image {path} ({_reason(err)}); fix or remove the file") from None
-    return pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
 
 
 def _reason(err: BaseException) -> str:

@@ -28,8 +28,8 @@ from ray.tune.search import Searcher
 
 from backbones import ArchConfig, canonical
 from search.confirm.sequential import Look, SequentialDesign, look
-from search.confirm.statistics import (Confirmed, confirmation_sentence, confirmation_statistics, rank_agreement,
-                                       write_confirmed_csv)
+from search.confirm.statistics import (Confirmed, confirmation_sentence, confirmation_statistics, paired_difference,
+                                       rank_agreement, write_confirmed_csv)
 from search.execution import storage
 from search.execution.alone import measure_alone
 from search.execution.progress import ProgressPrinter
@@ -188,7 +188,7 @@ def paired_differences(results: Sequence[Any], *, candidates: Sequence[Candidate
     """name -> test_acc minus the plain backbone's, on each seed both finished, for every candidate but plain."""
     test_acc = test_acc_by_candidate(results, candidates=candidates)
     plain = test_acc[PLAIN_CONTROL]
-    return {name: [by_seed[s] - plain[s] for s in sorted(by_seed) if s in plain]
+    return {name: list(paired_difference(by_seed, plain).values())
             for name, by_seed in test_acc.items() if name != PLAIN_CONTROL}
 
 

@@ -33,11 +33,10 @@ from __future__ import annotations
 
 import math
 import random
-import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from search.confirm.statistics import t_quantile
+from search.confirm.statistics import mean_interval
 
 LOOK_GROWTH = 1.5  # each look after about this many times the seeds of the one before
 ALPHA = 0.05  # family-wise two-sided error of the whole confirmation: all candidates, all looks (95% intervals)
@@ -121,15 +120,10 @@ class Look:
 
 
 def t_interval(values: Sequence[float], *, level: float) -> Interval:
-    """The Student t interval of the mean of `values` at two-sided confidence `level`."""
-    n = len(values)
-    if n == 0:
-        return Interval(n=0, mean=None, low=None, high=None, level=None)
-    mean = math.fsum(values) / n
-    if n < 2:
-        return Interval(n=n, mean=mean, low=None, high=None, level=None)
-    half = t_quantile(n - 1, level) * statistics.stdev(values) / math.sqrt(n)
-    return Interval(n=n, mean=mean, low=mean - half, high=mean + half, level=level)
+    """The Student t interval of the mean of `values` at two-sided confidence `level`
+    (:func:`search.confirm.statistics.mean_interval`, as an :class:`Interval`)."""
+    mean, _, low, high = mean_interval(values, confidence=level)
+    return Interval(n=len(values), mean=mean, low=low, high=high, level=None if low is None else level)
 
 
 def look(diffs: Mapping[str, Sequence[float]], *, design: SequentialDesign) -> Look:

@@ -4,10 +4,11 @@
 - ``pareto``: multi-objective ASHA (MO-ASHA, Schmucker et al. 2021, https://arxiv.org/abs/2106.12639): at each rung
   a trial continues when it is on the non-dominated front of (val_acc at the rung ↑, latency_norm_ms ↓) among the
   trials recorded there, or ranks in their top ``1/reduction_factor`` by non-dominated sorting, so a fast
-  architecture of modest accuracy, which belongs on the front, is not stopped for its accuracy alone. Within one non-dominated front the NSGA-II crowding distance
-  decides (Deb et al. 2002: the two ends of the front first, then the most isolated points), one of the two
-  selections MO-ASHA's paper offers (the other is an ε-net).
-  Latency is known before any training (the trial's probe), so it is exact at every rung.
+  architecture of modest accuracy, which belongs on the front, is not stopped for its accuracy alone. Within one
+  non-dominated front the NSGA-II crowding distance decides (Deb et al. 2002: the two ends of the front first, then
+  the most isolated points), one of the two selections MO-ASHA's paper offers (the other is an ε-net). The order and
+  the rule are pure (:mod:`search.pareto`); this module is their Ray adapter. Latency is known before any training
+  (the trial's probe), so it is exact at every rung.
 
 Both use the same rungs (Ray's milestones: grace · rf^k below the full budget) and the same asynchronous rule: a
 trial arriving at a rung is compared with the trials recorded there before it, and the first one always continues.
@@ -16,12 +17,13 @@ trial arriving at a rung is compared with the trials recorded there before it, a
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from search.outcomes import ASHA_RANKS, LATENCY_OBJECTIVE
+from search.pareto import pareto_keeps
 
 TIME_ATTR = "training_iteration"  # one unit per epoch: each trial reports once per epoch
 
@@ -31,64 +33,6 @@ def rung_milestones(*, grace_period: int, reduction_factor: float, full_epochs: 
     grace = min(grace_period, full_epochs)
     count = int(math.log(full_epochs / grace) / math.log(reduction_factor) + 1)
     return sorted(m for m in {int(grace * reduction_factor ** k) for k in range(count)} if m < full_epochs)
-
-
-def nondominated_ranks(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Front index of each (accuracy ↑, latency ↓) point: 0 for the non-dominated ones, 1 for those dominated only
-    by front 0, and so on (Deb et al. 2002's sorting; O(n²) per front, fine for a rung)."""
-    remaining, ranks, front = set(range(len(points))), [0] * len(points), 0
-
-    def dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
-        return a[0] >= b[0] and a[1] <= b[1] and a != b
-
-    while remaining:
-        current = {i for i in remaining if not any(dominates(points[j], points[i]) for j in remaining if j != i)}
-        for i in current:
-            ranks[i] = front
-        remaining -= current
-        front += 1
-    return ranks
-
-
-def crowding_distances(points: Sequence[tuple[float, float]]) -> list[float]:
-    """NSGA-II crowding distance of each point within its set (one front): infinite at the two ends of each
-    objective, else the sum over objectives of the normalised gap between its two neighbours."""
-    distance = [0.0] * len(points)
-    for objective in range(2):
-        order = sorted(range(len(points)), key=lambda i: points[i][objective])
-        span = points[order[-1]][objective] - points[order[0]][objective]
-        distance[order[0]] = distance[order[-1]] = math.inf
-        for before, here, after in zip(order, order[1:], order[2:]):
-            if span > 0:
-                distance[here] += (points[after][objective] - points[before][objective]) / span
-    return distance
-
-
-def pareto_order(points: Sequence[tuple[float, float]], *, favour: int | None = None) -> list[int]:
-    """Indices of (accuracy ↑, latency ↓) points, best first: non-dominated front, then NSGA-II crowding distance
-    within it, then accuracy; remaining ties go to ``favour`` (an index), if given."""
-    ranks = nondominated_ranks(points)
-    crowding = [0.0] * len(points)
-    for front in set(ranks):
-        members = [i for i in range(len(points)) if ranks[i] == front]
-        for i, d in zip(members, crowding_distances([points[i] for i in members])):
-            crowding[i] = d
-    return sorted(range(len(points)), key=lambda i: (ranks[i], -crowding[i], -points[i][0], i != favour))
-
-
-def pareto_keeps(candidate: tuple[float, float], recorded: Sequence[tuple[float, float]], *,
-                 reduction_factor: float) -> bool:
-    """The rung rule: ``candidate`` (val_acc, latency) continues when it is on the non-dominated front of the ``n``
-    points recorded at the rung including itself, or ranks in their top ``ceil(n / rf)`` by front, then crowding
-    distance within it (MO-ASHA's selection). Keeping the whole current front is our addition: with few trials at
-    a rung, MO-ASHA's top ``n / rf`` alone would stop half of a front whose every member may be on the final one."""
-    if not recorded:
-        return True
-    points = [*recorded, candidate]
-    last = len(points) - 1
-    if nondominated_ranks(points)[last] == 0:
-        return True
-    return pareto_order(points, favour=last).index(last) < max(1, math.ceil(len(points) / reduction_factor))
 
 
 class ControlsRunFullASHA(ASHAScheduler):

@@ -20,6 +20,7 @@ search's parent run (``register=false`` skips it).
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import os
 import re
@@ -57,23 +58,25 @@ CHECK_IMAGES = 64  # test images every artefact is checked on
 LATENCY_THREADS = 1  # threads of the card's latency figures (the CPU budget's trials run on one)
 RUNTIME_NAMES = {"torch": f"PyTorch {torch.__version__} eager", "onnxruntime": "ONNX Runtime (CPUExecutionProvider)"}
 
-# The module's image reader: trials.image_folder.decode_image + trials.augment.normalize, written with PIL + numpy
-_LOAD_IMAGE = '''
 
-def load_image(path: str | Path) -> torch.Tensor:
+# The module's image reader over trials' two functions (written out by load_image_source)
+_LOAD_IMAGE = '''def load_image(path: str | Path) -> torch.Tensor:
     """An image file as this model's input (1, C, H, W): converted to DATA's channels (L or RGB), resized
     bilinearly to its size (aspect ratio not kept) and normalised with its mean/std, as the training images were."""
-    from PIL import Image
-
     channels, side, _ = DATA["image_shape"]
-    with Image.open(path) as im:
-        pixels = np.array(im.convert("L" if channels == 1 else "RGB").resize((side, side), Image.Resampling.BILINEAR))
-    pixels = pixels[None] if channels == 1 else pixels.transpose(2, 0, 1)
-    x = torch.from_numpy(np.ascontiguousarray(pixels))[None].float() / 255
-    mean = torch.tensor(DATA["mean"]).view(1, -1, 1, 1)
-    std = torch.tensor(DATA["std"]).view(1, -1, 1, 1)
-    return (x - mean) / std
+    pixels = torch.from_numpy(np.ascontiguousarray(read_pixels(path, channels=channels, size=side)))
+    return normalize(pixels[None], mean=tuple(DATA["mean"]), std=tuple(DATA["std"]))
 '''
+
+
+def load_image_source() -> str:
+    """The exported module's ``load_image`` with what it calls, as source: trials' own
+    :func:`trials.image_folder.read_pixels` and :func:`trials.augment.normalize` written out (``inspect.getsource``;
+    they use only PIL, numpy and torch), so the module reads an image as the training images were read, one
+    definition for both, without importing attnas."""
+    from trials.image_folder import read_pixels
+
+    return "\n\n" + "\n\n".join(inspect.getsource(f) for f in (read_pixels, normalize)) + "\n\n" + _LOAD_IMAGE
 
 
 @dataclass(frozen=True)
@@ -138,7 +141,7 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
                      f"    label = int(model(load_image('photo.jpg')).argmax())   # DATA['classes'][label]")
         (staging / "__init__.py").write_text(standalone_source(
             arch, docstring=docstring, weights=WEIGHTS_FILE, constants={"METRICS": metrics, "DATA": info},
-            extra=_LOAD_IMAGE))
+            extra=load_image_source()))
         model = _import(staging, module).load_model()
         with torch.inference_mode():
             checks = [check(artefact="__init__.py", how=f"load_model() ({WEIGHTS_FILE}) vs the trial's saved output",

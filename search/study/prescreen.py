@@ -29,7 +29,7 @@ from torch import nn
 
 from backbones import ArchConfig, build, canonical
 from backbones.supernet import Supernet
-from search.execution.scheduler import pareto_order
+from search.pareto import pareto_order
 from search.outcomes import PRESCREEN_TAG, ROLE_TAG, SEARCH_TAG, SUPERNET_ROLE
 from search.settings.terminal import format_table, say
 from trials import measure_latency

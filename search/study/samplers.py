@@ -7,16 +7,23 @@ from collections.abc import Callable
 
 import optuna
 
+
+def tpe_startup_trials(trials: int) -> int:
+    """Random proposals TPE makes before it models (both TPE samplers): a third of the budget, at least 2 and at
+    most Optuna's default 10, so a small budget keeps two thirds of its trials for TPE's model."""
+    return min(10, max(2, trials // 3))
+
+
 def _tpe_mv(*, seed: int, trials: int) -> optuna.samplers.BaseSampler:
     with warnings.catch_warnings():  # multivariate / group / constant_liar are chosen on purpose: no "experimental"
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3)), multivariate=True,
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup_trials(trials), multivariate=True,
                                           group=True, constant_liar=True)
 
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {
     # Tree-structured Parzen estimator; handles the conditional knobs natively (https://arxiv.org/abs/2304.11127).
-    "tpe": lambda *, seed, trials: optuna.samplers.TPESampler(seed=seed, n_startup_trials=min(10, max(2, trials // 3))),
+    "tpe": lambda *, seed, trials: optuna.samplers.TPESampler(seed=seed, n_startup_trials=tpe_startup_trials(trials)),
     # NSGA-II (https://doi.org/10.1109/4235.996017); two generations at least within the trial budget.
     "nsga2": lambda *, seed, trials: optuna.samplers.NSGAIISampler(seed=seed, population_size=max(4, min(50, trials // 2))),
     # TPE as Optuna recommends for conditional spaces and parallel proposals: a joint density over the knobs drawn

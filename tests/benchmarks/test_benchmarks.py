@@ -101,9 +101,11 @@ def test_hypervolume_and_front_by_hand():
 
 
 def test_asha_simulation_follows_rays_rungs():
-    from benchmarks.search_quality import rungs, simulate_asha
+    from benchmarks.search_quality import simulate_asha
+    from search.execution.scheduler import rung_milestones  # the search's rungs, which the simulation uses
 
-    assert rungs(grace=1, rf=2.0, max_t=2) == [1, 2] and rungs(grace=1, rf=2.0, max_t=8) == [1, 2, 4, 8]
+    assert rung_milestones(grace_period=1, reduction_factor=2.0, full_epochs=2) == [1]
+    assert rung_milestones(grace_period=1, reduction_factor=2.0, full_epochs=8) == [1, 2, 4]
     curves = {"c": [0.5, 0.6], "a": [0.4, 0.5], "b": [0.7, 0.8], "d": [0.55, 0.6]}
     # rung at epoch 1, rf 2: stop when below the median of the values recorded before; the control c never stops
     stopped, spent = simulate_asha(["c", "a", "b", "d"], curves=curves, controls={"c"}, grace=1, rf=2.0, max_t=2)

@@ -14,6 +14,8 @@ from search.confirm.statistics import (
     Verdict,
     confirmation_sentence,
     confirmation_statistics,
+    mean_interval,
+    paired_difference,
     read_confirmed_csv,
     t_quantile,
     write_confirmed_csv,
@@ -41,6 +43,27 @@ def test_t_quantiles_match_the_table():
     assert t_quantile(30) == pytest.approx(2.0423, abs=1e-4)
     with pytest.raises(ValueError):
         t_quantile(0)
+
+
+def test_mean_interval_is_scipys_one_sample_t_interval():
+    """The package's one t-interval equals SciPy's ``ttest_1samp(...).confidence_interval`` at any level."""
+    from scipy import stats
+
+    values = [0.012, -0.004, 0.021, 0.007, 0.0]
+    for level in (0.95, 0.99, 0.9983):
+        mean, std, low, high = mean_interval(values, confidence=level)
+        theirs = stats.ttest_1samp(values, 0.0).confidence_interval(level)
+        assert math.isclose(low, theirs.low) and math.isclose(high, theirs.high)
+    assert mean == pytest.approx(0.0072) and std == pytest.approx(stats.tstd(values))
+    assert mean_interval([0.5, 0.5, 0.5]) == (0.5, 0.0, 0.5, 0.5)  # no spread: a zero-width interval
+    assert mean_interval([0.1]) == (0.1, None, None, None) and mean_interval([]) == (None, None, None, None)
+
+
+def test_paired_difference_keeps_the_seeds_both_have_in_order():
+    assert paired_difference({2: 0.7, 0: 0.6, 5: 0.9}, {0: 0.5, 2: 0.75, 3: 0.1}) == {
+        0: pytest.approx(0.1), 2: pytest.approx(-0.05)}
+    assert list(paired_difference({2: 0.7, 0: 0.6}, {0: 0.5, 2: 0.75})) == [0, 2]
+    assert paired_difference({1: 0.5}, {2: 0.5}) == {}
 
 
 def test_issue_10_figures_by_hand():

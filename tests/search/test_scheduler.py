@@ -7,24 +7,27 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import TrialScheduler
 
-from benchmarks.search_quality import rungs
-from search.execution.scheduler import (SCHEDULERS, ParetoASHA, crowding_distances, make_scheduler,
-                                        nondominated_ranks, pareto_keeps, rung_milestones)
+from search.execution.scheduler import SCHEDULERS, ParetoASHA, make_scheduler, rung_milestones
 from search.outcomes import ASHA_RANKS
+from search.pareto import crowding_distances, nondominated_ranks, pareto_keeps, pareto_order
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 
-@pytest.mark.parametrize(("grace", "rf", "full"), [(1, 2, 5), (2, 2, 5), (1, 3, 10), (2, 3, 3), (1, 4, 16)])
-def test_milestones_are_rays(grace: int, rf: float, full: int) -> None:
-    assert rung_milestones(grace_period=grace, reduction_factor=rf, full_epochs=full) == \
-           [m for m in rungs(grace=grace, rf=rf, max_t=full) if m < full]
+@pytest.mark.parametrize(("grace", "rf", "full", "expected"), [
+    (1, 2, 5, [1, 2, 4]), (2, 2, 5, [2, 4]), (1, 3, 10, [1, 3, 9]), (2, 3, 3, [2]), (1, 4, 16, [1, 4]),
+    (3, 2, 3, []), (5, 2, 3, [])])
+def test_milestones_are_rays(grace: int, rf: float, full: int, expected: list[int]) -> None:
+    """Ray's ASHAScheduler milestones grace · rf^k (k < log(full/grace)/log(rf) + 1), below the full budget."""
+    assert rung_milestones(grace_period=grace, reduction_factor=rf, full_epochs=full) == expected
 
 
 def test_nondominated_sorting_and_crowding_by_hand() -> None:
     points = [(0.9, 3.0), (0.8, 1.0), (0.7, 2.0), (0.6, 4.0), (0.9, 3.0)]
     assert nondominated_ranks(points) == [0, 0, 1, 2, 0]  # equal points do not dominate each other
     assert crowding_distances([(0.9, 3.0), (0.8, 2.0), (0.7, 1.0)]) == [float("inf"), 2.0, float("inf")]
+    # front 0 first (its ends before its middle by crowding), then accuracy; the dominated after
+    assert pareto_order([(0.7, 2.0), (0.9, 3.0), (0.85, 2.5), (0.8, 1.0), (0.6, 4.0)]) == [1, 3, 2, 0, 4]
 
 
 def test_pareto_rule_keeps_a_fast_modest_trial_that_val_acc_alone_would_stop() -> None:

@@ -140,7 +140,7 @@ def _decode(root: Path, pairs: list[tuple[Path, Path]], classes: list[str] | Non
         values = _read_mask(mask)
         if values.shape[::-1] != size:
             raise DatasetError(f"mask {mask} is {values.shape[1]}×{values.shape[0]} px but image {image} is "
-                               f"{size[0]}×{size[1]}; a mask has its image's size")
+                               f"{size[0]}×{size[1]} px; a mask has its image's size")
         top = int(values.max())
         limit = len(classes) if classes is not None else VOID
         if top >= limit:

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from trials.published import FASHION_FILES
+from trials.published import _download as download  # noqa: PLC2701 - the short-timeout downloader, one home
 from trials.source import DatasetMissingError, LoadRequest, Source
 
 CANVAS = 64  # px, side of a scene
@@ -71,6 +72,9 @@ def load_fashion_scenes(request: LoadRequest) -> Source:
     (``request.val_size`` of them), train scenes ``request.pool_size - request.val_size``, test scenes when asked."""
     folders = [request.root] if request.root is not None else [f for f in (request.system_root, request.cache) if f]
     folder = next((f for f in folders if not FASHION_FILES.missing(f, "train")), None)
+    if folder is None and request.download:
+        download(lambda: FASHION_FILES.fetch(folders[-1]), root=folders[-1])
+        folder = folders[-1] if not FASHION_FILES.missing(folders[-1], "train") else None
     if folder is None:
         raise DatasetMissingError(f"dataset 'fashion_scenes' needs Fashion-MNIST, not found under "
                                   f"{' or '.join(map(str, folders))}: {FASHION_FILES.how}")

@@ -49,7 +49,7 @@ _DEFAULT_TRAIN = 4000  # generated scenes when train_size is None
 def load_segmentation(
     name: str, *, root: str | Path | None = None, train_size: int | None = None, val_size: int = 500, seed: int = 0,
     test: bool = False, test_size: int | None = None, image_size: int | None = None, cache: str | Path | None = None,
-    log: Callable[[str], None] = lambda line: None,
+    download: bool = False, log: Callable[[str], None] = lambda line: None,
 ) -> MaskData:
     """Load segmentation dataset ``name`` (a key of SEGMENTATION_DATASETS) as CPU tensors.
 
@@ -57,7 +57,8 @@ def load_segmentation(
     drawn from outside its test fifth with ``seed``). train_size: training images (fashion_scenes generates that
     many, default 4,000; mask_folder: the first that many of the rest, None = all). test: also the test split
     (fashion_scenes: 2,000 scenes of t10k garments; mask_folder: its fixed fifth); test_size: a fixed subset of it.
-    image_size: mask_folder's square side in px (fashion_scenes are 64×64). Raises ValueError (DatasetError
+    image_size: mask_folder's square side in px (fashion_scenes are 64×64). download: fashion_scenes may fetch
+    Fashion-MNIST into ``cache`` through torchvision when it is not on disk. Raises ValueError (DatasetError
     included) with one line for a bad name, size or folder, DatasetMissingError when Fashion-MNIST is absent.
     """
     if name not in SEGMENTATION_DATASETS:
@@ -66,10 +67,12 @@ def load_segmentation(
         raise DatasetError(f"image_size={image_size} must be an integer >= 1 (px)")
     if val_size < 1:
         raise DatasetError(f"val_size={val_size} must be >= 1")
+    if train_size is not None and train_size < 1:
+        raise DatasetError(f"train_size={train_size} must be >= 1 (None = the dataset's default)")
     spec = SEGMENTATION_DATASETS[name]
     source = spec.load(LoadRequest(
         root=None if root is None else Path(root).expanduser(), cache=Path(cache or DEFAULT_CACHE_ROOT).expanduser(),
-        system_root=Path(spec.system_root) if spec.system_root else None, download=False, seed=seed,
+        system_root=Path(spec.system_root) if spec.system_root else None, download=download, seed=seed,
         val_size=val_size, test=test, image_size=image_size,
         pool_size=val_size + (train_size if train_size is not None else _DEFAULT_TRAIN), log=log))
     train_x, train_y = source.train_x, source.train_y

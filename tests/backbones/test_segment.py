@@ -182,8 +182,9 @@ def test_bad_segmentation_archs_are_one_line_errors(change: dict, message: str) 
 def test_knobs_too_large_for_the_decoder_widths_fail_at_build() -> None:
     with pytest.raises(ValueError, match=r"decoder block 3: attention 'scse': reduction=32 invalid for 16 channels"):
         build({**PLAIN_SEG, "decoder": [{"attn": "none"}] * 3 + [{"attn": "scse", "reduction": 32}]})
-    with pytest.raises(ValueError, match="4 decoder blocks and 3 skips"):
-        build({**PLAIN_SEG, "backbone_kwargs": {}, "backbone": "convnext_atto"})
+    # decoder blocks and skips follow the stages (ArchConfig), and the stages the backbone (build)
+    with pytest.raises(ValueError, match="'efficientnet_lite0' has 5 stages .*ArchConfig gives 4 stage dicts"):
+        build({**PLAIN_SEG, "backbone_kwargs": {}, "backbone": "efficientnet_lite0"})
 
 
 def test_decoder_widths_mirror_the_encoder() -> None:

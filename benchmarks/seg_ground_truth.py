@@ -91,8 +91,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             writer.writeheader()
             writer.writerows(rows)
     figures, body = _summarise(rows, arms)
-    emit("Segmentation ground truth (fashion_scenes, resnet10t U-Net)", header(device, argv, "benchmarks.seg_ground_truth"),
-         body)
+    head = header(device, argv, "benchmarks.seg_ground_truth")
+    emit("Segmentation ground truth (fashion_scenes, resnet10t U-Net)", head, body)
     return figures
 
 

@@ -39,8 +39,8 @@ def scores(confusion: torch.Tensor) -> dict[str, float]:
     return {"miou": miou, "pixel_acc": (tp.sum() / confusion.sum().clamp(min=1)).item()}
 
 
-def evaluate_segmentation(model: nn.Module, data: MaskData, *, device: torch.device, prepare=None,
-                          split: str = "val", slot: ProbeSlot | None = None, precision: str = "fp32") -> dict[str, float]:
+def evaluate_segmentation(model: nn.Module, data: MaskData, *, device: torch.device, prepare=None, split: str = "val",
+                          slot: ProbeSlot | None = None, precision: str = "fp32") -> dict[str, float]:
     """``{"miou", "pixel_acc"}`` on ``split`` ("val", or "test" when loaded), eval mode, no augmentation; the
     arguments as ``trials.evaluate``'s."""
     if split not in ("val", "test"):

@@ -13,6 +13,16 @@ as ``arch.json``), what :func:`backbones.build` consumes and what ``search.expor
                 {"attn": "eca", "kernel_size": 5, "position": "in_block", "blocks": "last"},
                 {"attn": "cbam", "reduction": 16, "kernel_size": 7, "position": "stage_end"}]}
 
+A segmentation architecture (``task: segment``, a U-Net: ``backbones.unet``) adds one decoder block per stage,
+coarsest first, and one skip mode per stage but the last (``backbones.decoder``); its ``head`` stays ``avg`` (there
+is no classifier) and ``num_classes`` counts the per-pixel classes, background included::
+
+     "task": "segment",
+     "decoder": [{"attn": "none"}, {"attn": "scse", "reduction": 8}, {"attn": "se", "reduction": 4}, {"attn": "none"}],
+     "skips": ["gate", "none", "gate"]      # skips[i]: stage i's output
+
+A classification ArchConfig writes none of these three keys (its JSON is what it was before segmentation).
+
 Validation happens once, in :meth:`ArchConfig.from_dict` / the constructors; errors are one-line ``ValueError``\\ s
 naming the bad value and the valid choices. Checks that need the backbone (stage count, positions a block supports,
 ratios against the real channel widths) happen in :func:`backbones.build`.
@@ -26,8 +36,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .attention import KNOB_ORDER, check_attention
+from .decoder import DEFAULT_SKIP, DecoderBlock, check_skip
 from .head import check_head
 from .placement import BLOCKS, POSITIONS, takes_blocks
+from .task import CLASSIFY, check_task
 
 NONE = "none"  # the attention type "no attention here"
 DEFAULT_POSITION = "after_block"
@@ -117,6 +129,9 @@ class ArchConfig:
     small_input: bool = True  # stem stride 1 and no stem max-pool, for 28x28 / 32x32 images (spaces default to it)
     head: str = DEFAULT_HEAD  # classifier pooling (backbones.HEADS)
     backbone_kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)  # extra timm.create_model args
+    task: str = CLASSIFY  # backbones.task.MODEL_TASKS: "classify" | "segment"
+    decoder: tuple[DecoderBlock, ...] = ()  # segment: one per stage, coarsest block first (backbones.decoder)
+    skips: tuple[str, ...] = ()  # segment: "none" | "gate" for the outputs of stages 0 .. S-2
 
     def __post_init__(self) -> None:
         if not isinstance(self.backbone, str) or not self.backbone:
@@ -136,6 +151,27 @@ class ArchConfig:
             raise ValueError(f"ArchConfig stages={self.stages!r} must be a list of StageConfig, one per stage")
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "backbone_kwargs", json.loads(json.dumps(dict(self.backbone_kwargs))))
+        self._check_task_parts()
+
+    def _check_task_parts(self) -> None:
+        """``task`` and what it implies: decoder blocks and skips for a task with a decoder (one block per stage,
+        one skip per stage but the last; head ``avg``), none for one without."""
+        task = check_task(self.task)
+        for key, kind in (("decoder", DecoderBlock), ("skips", str)):
+            value = getattr(self, key)
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not all(
+                    isinstance(v, kind) for v in value):
+                raise ValueError(f"ArchConfig {key}={value!r} must be a list of {kind.__name__}")
+            object.__setattr__(self, key, tuple(value))
+        for skip in self.skips:
+            check_skip(skip)
+        want = (len(self.stages), len(self.stages) - 1) if task.decoder else (0, 0)
+        if (len(self.decoder), len(self.skips)) != want:
+            raise ValueError(f"ArchConfig task={self.task!r} with {len(self.stages)} stages needs {want[0]} decoder "
+                             f"blocks and {want[1]} skips; got {len(self.decoder)} and {len(self.skips)}")
+        if task.decoder and self.head != DEFAULT_HEAD:
+            raise ValueError(f"ArchConfig task={self.task!r} has no classifier head; head={self.head!r} must be "
+                             f"{DEFAULT_HEAD!r}")
 
     # --- JSON ---------------------------------------------------------------------------------------------
     @classmethod
@@ -160,7 +196,20 @@ class ArchConfig:
                 parsed.append(StageConfig.from_dict(spec))
             except (TypeError, ValueError) as err:
                 raise ValueError(f"stage {i}: {err}") from None
-        return cls(**{**arch, "stages": tuple(parsed)})
+        decoder = arch.get("decoder", ())
+        if isinstance(decoder, (str, bytes)) or not isinstance(decoder, Sequence):
+            raise ValueError(f"ArchConfig decoder={decoder!r} must be a list of dicts, one per decoder block")
+        blocks = []
+        for j, spec in enumerate(decoder):
+            try:
+                blocks.append(spec if isinstance(spec, DecoderBlock) else DecoderBlock.from_dict(spec))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"decoder block {j}: {err}") from None
+        extra = {"decoder": tuple(blocks)} if "decoder" in arch else {}
+        skips = arch.get("skips", ())
+        if "skips" in arch and not isinstance(skips, (str, bytes)) and isinstance(skips, Sequence):
+            extra["skips"] = tuple(skips)
+        return cls(**{**arch, "stages": tuple(parsed), **extra})
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (what ``arch.json`` holds); ``from_dict(a.to_dict()) == a``."""
@@ -169,6 +218,8 @@ class ArchConfig:
                                "stages": [stage.to_dict() for stage in self.stages]}
         if self.backbone_kwargs:
             out["backbone_kwargs"] = dict(self.backbone_kwargs)
+        if self.task != CLASSIFY:
+            out.update(task=self.task, decoder=[block.to_dict() for block in self.decoder], skips=list(self.skips))
         return out
 
     def to_json(self) -> str:
@@ -180,25 +231,38 @@ class ArchConfig:
         out = {"head": self.head}
         for i, stage in enumerate(self.stages):
             out.update({f"s{i}.{key}": str(value) for key, value in stage.to_dict().items()})
+        if self.task != CLASSIFY:  # decoder block j as d{j}.*, the skip of stage i as k{i}
+            out["task"] = self.task
+            for j, block in enumerate(self.decoder):
+                out.update({f"d{j}.{key}": str(value) for key, value in block.to_dict().items()})
+            out.update({f"k{i}": skip for i, skip in enumerate(self.skips)})
         return out
 
     # --- forms --------------------------------------------------------------------------------------------
     def plain(self) -> ArchConfig:
         """The same backbone with no attention anywhere and the default head: the control every search runs."""
-        return dataclasses.replace(self, head=DEFAULT_HEAD, stages=tuple(StageConfig() for _ in self.stages))
+        return dataclasses.replace(self, head=DEFAULT_HEAD, stages=tuple(StageConfig() for _ in self.stages),
+                                   decoder=tuple(DecoderBlock() for _ in self.decoder),
+                                   skips=tuple(DEFAULT_SKIP for _ in self.skips))
 
     @property
     def is_plain(self) -> bool:
-        return self.head == DEFAULT_HEAD and all(stage.is_none for stage in self.stages)
+        return (self.head == DEFAULT_HEAD and all(stage.is_none for stage in self.stages)
+                and all(block.is_none for block in self.decoder) and all(s == DEFAULT_SKIP for s in self.skips))
 
     def canonical(self, *, depths: Sequence[int | None]) -> ArchConfig:
         """One spelling per computation (see :meth:`StageConfig.canonical`), given the backbone's blocks per stage
         (``backbones.canonical(arch)`` looks them up; a value type builds no model). ``depths`` of another length
         than ``stages`` are ignored."""
         depths = depths if len(depths) == len(self.stages) else [None] * len(self.stages)
-        return dataclasses.replace(self, stages=tuple(s.canonical(depth=d) for s, d in zip(self.stages, depths)))
+        return dataclasses.replace(self, stages=tuple(s.canonical(depth=d) for s, d in zip(self.stages, depths)),
+                                   decoder=tuple(block.canonical() for block in self.decoder))
 
     def __str__(self) -> str:
         """Short text of the stages and head, e.g. ``se/r8 | - | eca/k5@last | cbam/r16/k7 +attn_pool``."""
-        return " | ".join(str(stage) for stage in self.stages) + (
+        text = " | ".join(str(stage) for stage in self.stages) + (
             f" +{self.head}" if self.head != DEFAULT_HEAD else "")
+        if self.task != CLASSIFY:  # e.g. "... || dec - | scse | se/r4 | - || skips g - g"
+            text += (" || dec " + " | ".join(str(block) for block in self.decoder)
+                     + " || skips " + " ".join("g" if s == "gate" else "-" for s in self.skips))
+        return text

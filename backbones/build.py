@@ -18,7 +18,7 @@ from torch import nn
 from .arch import ArchConfig
 from .attention import attention_call, check_attention
 from .calls import Edit
-from .head import install_head
+from .task import MODEL_TASKS
 from .placement import (Slot, apply_small_input, block_channels, declared_stage_channels, dry_run, find_stages,
                         install, supported_positions)
 
@@ -55,7 +55,7 @@ def _create(backbone: str, *, in_chans: int, num_classes: int, small_input: bool
 
 
 def build(arch: ArchConfig | Mapping[str, Any]) -> nn.Module:
-    """Build the model an ArchConfig describes (its JSON form is parsed first); weights depend only on the torch seed.
+    """Build the model an ArchConfig describes (a classifier, or with ``task: segment`` a ``backbones.unet.UNet``) (its JSON form is parsed first); weights depend only on the torch seed.
 
     Everything is validated before any attention module is built; errors are one-line ``ValueError``s.
     Stages with ``attn: none`` are left untouched, so a plain arch (``arch.plain()``) is exactly the timm model
@@ -99,8 +99,8 @@ def build_recorded(arch: ArchConfig | Mapping[str, Any]) -> tuple[nn.Module, lis
             slot.fill(call.build())
             parent = paths[id(slot.parent)]
             edits.append(Edit("wrap", parent, call) if slot.wraps else Edit("set", f"{parent}.{slot.name}", call))
-    head = install_head(model, head=arch.head, in_chans=arch.in_chans, size=_DRY_RUN_SIZE)
-    return model, edits + ([head] if head else [])
+    model, top = MODEL_TASKS[arch.task].top(model, arch=arch, stages=stages)  # classifier head, or a U-Net
+    return model, edits + top
 
 
 @lru_cache(maxsize=None)

@@ -53,7 +53,9 @@ class Edit:
     - ``set``: ``path`` becomes ``call.build()`` (an ``in_block`` SE slot, a ``stage_end`` child, the head pool,
       a small-input stem conv or max-pool);
     - ``wrap``: the module at ``path`` becomes ``nn.Sequential(module, call.build())`` (``after_block``);
-    - ``stride1``: the conv at ``path`` gets stride 1 (small input).
+    - ``stride1``: the conv at ``path`` gets stride 1 (small input);
+    - ``nest``: the whole model (``path`` is ``""``) becomes ``call.cls(model, *call.args, **call.kwargs)`` (a
+      segmentation task's U-Net around the encoder); later edits' paths start from the new model.
     """
 
     op: str

@@ -173,6 +173,13 @@ def find_stages(model: nn.Module) -> list[str]:
     return [name for name, _ in _stage_entries(model)]
 
 
+def stage_feature_indices(model: nn.Module) -> list[int]:
+    """Indices into ``model.feature_info`` of the entries that are stages (``find_stages`` order): what timm's
+    ``forward_intermediates(indices=...)`` takes to return the stage outputs (``backbones.unet``)."""
+    stages = [info for _, info in _stage_entries(model)]
+    return [i for i, info in enumerate(model.feature_info) if any(info is s for s in stages)]
+
+
 def declared_stage_channels(model: nn.Module) -> list[int | None]:
     """Output channels of each stage (``find_stages`` order) as ``feature_info[i]["num_chs"]`` declares them.
 

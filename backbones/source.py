@@ -5,6 +5,10 @@ same edits ``backbones.build`` made (``build_recorded``: small-input stem, atten
 state-dict keys and shapes, and with the same weights its outputs, equal ``build(arch)``'s. Attention classes that
 timm has are imported from timm; the ones this package writes itself (``backbones.modules``, the attention-pool
 head) are copied in as source, with the module-level helpers they use.
+
+A segmentation architecture (``task: segment``) is written the same way: the encoder edits, then ``model =
+UNet(model, ...)`` (``backbones.unet``, copied in; it imports segmentation_models_pytorch, which the module then needs
+too), then the decoder's gates and attention modules.
 """
 from __future__ import annotations
 
@@ -139,4 +143,7 @@ def _edit_source(edit: Edit) -> str:
     if edit.op == "stride1":
         return f"model.get_submodule({edit.path!r}).stride = (1, 1)  # {_EDIT_COMMENT['stride1']}"
     call = edit.call.source()
+    if edit.op == "nest":  # the model becomes the first argument of the call: UNet(model, indices=..., ...)
+        head, _, rest = call.partition("(")
+        return f"model = {head}(model{', ' if rest != ')' else ''}{rest}"
     return f"_wrap(model, {edit.path!r}, {call})" if edit.op == "wrap" else f"_put(model, {edit.path!r}, {call})"

@@ -17,6 +17,8 @@ standalone model and copies the weights; tests check bit-exact equality in eval 
 ``sampling`` on, every forward pass first activates a path drawn uniformly from the space (SPOS, Guo et al. 2020,
 https://arxiv.org/abs/1904.00420: type uniform per stage, then each knob uniform; uniform rather than FairNAS's
 strict fairness because the knobs are conditional on the type), so the ordinary training loop trains it.
+
+Classification only: a base ArchConfig of another task (``task: segment``) is refused with a one-line ValueError.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from .attention import ATTENTION, make_attention
 from .build import build, _create  # noqa: PLC2701 - the same timm model build() starts from
 from .head import HEADS
 from .placement import dry_run, install
+from .task import MODEL_TASKS
 
 _SIZE = 32  # px of the dry run that measures each slot's channels (as build's)
 
@@ -87,6 +90,10 @@ class Supernet(nn.Module):
 
     def __init__(self, *, space: Any, base: ArchConfig, seed: int = 0) -> None:
         super().__init__()
+        if not MODEL_TASKS[base.task].supernet:
+            raise ValueError(f"the supernet covers classification only; task {base.task!r} is not supported (its "
+                             f"decoder and skips have no weight-shared choices); run the search without the one-shot "
+                             f"pre-screen")
         self.space, self.base = space, base
         model, stages, _ = _create(base.backbone, in_chans=base.in_chans, num_classes=base.num_classes,
                                    small_input=space.small_input, backbone_kwargs=base.backbone_kwargs)

@@ -11,6 +11,9 @@ from trials.runtime import RUNTIMES
 from trials.slot import ProbeSlot
 from trials.train import TRAIN_PRECISIONS, TrainConfig, TrialDiverged, evaluate
 from trials.trial import ReportFn, TrialResult, resolve_device, run_trial
+from trials.segment_data import SEGMENTATION_DATASETS, MaskData, load_segmentation
+from trials.segment_train import evaluate_segmentation
+from trials.tasks import TRIAL_TASKS, TrialTask, trial_task
 
 __all__ = [
     "Constraints",
@@ -27,11 +30,18 @@ __all__ = [
     "TRAIN_PRECISIONS",
     "TensorData",
     "TrainConfig",
+    "TRIAL_TASKS",
     "TrialDiverged",
     "TrialResult",
+    "TrialTask",
+    "MaskData",
+    "SEGMENTATION_DATASETS",
     "device_info",
     "evaluate",
+    "evaluate_segmentation",
     "load_dataset",
+    "load_segmentation",
+    "trial_task",
     "measure_latency",
     "resolve_device",
     "run_trial",

@@ -2,23 +2,26 @@
 
 Downloads a missing published dataset into ``~/.cache/attnas/data`` (or ROOT) through torchvision when the internet
 is reachable: e.g. ``python -m trials fashion_mnist`` before going offline (``make demo`` uses it where the Debian
-package cannot be installed). Exit code 0 when the dataset loads, 2 with one ``error:`` line when it cannot.
+package cannot be installed). Segmentation datasets too (``python -m trials mask_folder DIR`` checks a folder of
+images/ + masks/; ``fashion_scenes`` generates and caches its scenes). Exit code 0 when the dataset loads, 2 with
+one ``error:`` line when it cannot.
 """
 
 from __future__ import annotations
 
 import sys
 
-from trials.data import DATASETS, load_dataset
+from trials.tasks import TRIAL_TASKS
 
 
 def main(argv: list[str]) -> int:
-    if not 1 <= len(argv) <= 2 or argv[0] not in DATASETS:
-        print(f"usage: python -m trials DATASET [ROOT]; datasets: {', '.join(DATASETS)}", file=sys.stderr)
+    loaders = {name: task.load for task in TRIAL_TASKS.values() for name in task.datasets}
+    if not 1 <= len(argv) <= 2 or argv[0] not in loaders:
+        print(f"usage: python -m trials DATASET [ROOT]; datasets: {', '.join(loaders)}", file=sys.stderr)
         return 2
     try:
-        data = load_dataset(argv[0], root=argv[1] if len(argv) > 1 else None, download=True, val_size=1, test=True,
-                            log=print)
+        data = loaders[argv[0]](argv[0], root=argv[1] if len(argv) > 1 else None, download=True, val_size=1,
+                                test=True, log=print)
     except (RuntimeError, ValueError) as exc:  # DatasetMissingError, DatasetError: one line each
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -61,6 +61,28 @@ class TrainConfig:
             raise ValueError(f"ema={self.ema} must be in [0, 1) (0 = off)")
 
 
+@dataclass(frozen=True)
+class EpochTask:
+    """What the loop asks a task (``trials.tasks``): ``draw(data, idx, generator)`` -> an augmented uint8 batch and
+    its int64 targets (labels N, or masks N×H×W; cross-entropy takes either), and ``validate(model, data, *, device,
+    prepare, slot, precision)`` -> the epoch's validation metrics (e.g. ``{"val_acc": ...}``)."""
+
+    draw: Callable[..., tuple[torch.Tensor, torch.Tensor]]
+    validate: Callable[..., dict[str, float]]
+
+
+def _draw_images(data: TensorData, idx: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    images = augment(data.train_x[idx], crop_padding=data.crop_padding, flip=data.flip, generator=generator)
+    return images, data.train_y[idx]
+
+
+def _validate_accuracy(model: nn.Module, data: TensorData, **kwargs: Any) -> dict[str, float]:
+    return {"val_acc": evaluate(model, data, **kwargs)}
+
+
+CLASSIFY = EpochTask(draw=_draw_images, validate=_validate_accuracy)  # the default: top-1 accuracy
+
+
 class TrialDiverged(RuntimeError):
     """The training loss became NaN or infinite; the message names the epoch and step."""
 
@@ -68,7 +90,7 @@ class TrialDiverged(RuntimeError):
 def train_epochs(
     model: nn.Module, data: TensorData, cfg: TrainConfig, *, device: torch.device | str,
     slot: ProbeSlot | None = None, checkpoint: Callable[[dict[str, Any]], None] | None = None,
-    resume: Mapping[str, Any] | None = None,
+    resume: Mapping[str, Any] | None = None, task: EpochTask = CLASSIFY,
 ) -> Iterator[dict[str, float]]:
     """Train `model` (already on `device`, as is `data`) as `cfg` says and yield metrics after every epoch.
 
@@ -82,6 +104,8 @@ def train_epochs(
     checkpoint: called after every epoch, before its metrics are yielded, with the state that continues training
     exactly (``epoch``, the model's, optimizer's, LR schedule's, batch generator's and weight average's states);
     ``resume``: such a state: training continues after its epoch, bit for bit as if it had not stopped (on CPU).
+    task: how batches are drawn and what validation reports (``CLASSIFY``: val_acc; ``trials.tasks`` holds the
+    others, e.g. segmentation's val_miou and val_pixel_acc in val_acc's place, with ``_raw`` twins under ema).
     """
     device = torch.device(device)
     on_cuda = device.type == "cuda"
@@ -139,11 +163,10 @@ def train_epochs(
             for step in range(steps_per_epoch):
                 pause()  # two flock calls; waits while another trial of the search probes its latency
                 idx = order[step * batch_size:(step + 1) * batch_size]
-                images = augment(data.train_x[idx], crop_padding=data.crop_padding, flip=data.flip,
-                                 generator=generator)
+                images, targets = task.draw(data, idx, generator)
                 with _autocast(device, cfg.precision):
                     logits = forward(prepare(images))
-                loss = F.cross_entropy(logits.float(), data.train_y[idx], label_smoothing=cfg.label_smoothing)
+                loss = F.cross_entropy(logits.float(), targets, label_smoothing=cfg.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -155,10 +178,11 @@ def train_epochs(
                     _raise_if_diverged(losses[: step + 1], epoch=epoch)
 
         # ---- validate (the weight average when there is one; after the last epoch the model takes it over)
-        val_acc = evaluate(model if average is None else average.module, data, device=device, prepare=prepare,
-                           slot=slot, precision=cfg.precision)
-        raw = ({"val_acc_raw": evaluate(model, data, device=device, prepare=prepare, slot=slot,
-                                        precision=cfg.precision)} if average is not None and cfg.report_raw else {})
+        scores = task.validate(model if average is None else average.module, data, device=device, prepare=prepare,
+                               slot=slot, precision=cfg.precision)
+        raw = ({f"{k}_raw": v for k, v in task.validate(model, data, device=device, prepare=prepare, slot=slot,
+                                                         precision=cfg.precision).items()}
+               if average is not None and cfg.report_raw else {})
         if checkpoint is not None and epoch < cfg.epochs:
             checkpoint({"epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "schedule": schedule.state_dict(), "generator": generator.get_state(),
@@ -170,7 +194,7 @@ def train_epochs(
         yield {
             "epoch": epoch,
             "train_loss": losses.mean().item(),
-            "val_acc": val_acc,
+            **scores,
             **raw,
             "epoch_s": time.perf_counter() - start,
         }

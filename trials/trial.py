@@ -20,7 +20,8 @@ from trials.constraints import Constraints
 from trials.data import TensorData
 from trials.probe import ProbeConfig, count_flops_g, count_params_m, device_info, measure_latency
 from trials.slot import ProbeSlot
-from trials.train import TrainConfig, train_epochs
+from trials.tasks import trial_task
+from trials.train import EpochTask, TrainConfig, train_epochs
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,7 @@ def run_trial(
     report: ReportFn | None = None,
     reference: nn.Module | None = None,
     probe_lock: str | os.PathLike | None = None,
+    task: str = "classify",
 ) -> TrialResult:
     """Measure, then train `model` on `data` as `train` says, reporting after every epoch.
 
@@ -82,9 +84,12 @@ def run_trial(
     When the probe is over one of `constraints`, nothing is trained: the static metrics plus epoch 0 and
     rejected 1.0 are reported once and returned, with `rejection` saying why.
     Returns the last epoch's result (or only the static metrics when train.epochs == 0).
+    task: a `trials.TRIAL_TASKS` name: "classify" (val_acc) or "segment" (`data` is `MaskData`, `model` outputs
+    N×classes×H×W; each epoch reports val_miou and val_pixel_acc in val_acc's place). The probe is the same for both.
     Moves `model` to the device in place (channels_last on CUDA). Raises TrialDiverged on a NaN/inf loss
     and lets whatever `report` raises propagate.
     """
+    epochs = trial_task(task).epochs  # before any work: an unknown task is a one-line ValueError
     if threads is not None:
         torch.set_num_threads(threads)  # process-wide; under Ray each trial is its own process
     torch.manual_seed(train.seed)
@@ -106,12 +111,12 @@ def run_trial(
 
     with ProbeSlot(probe_lock, device=device) as slot:
         return _measure_and_train(model=model, data=data, train=train, probe=probe, constraints=constraints,
-                                  device=device, report=report, reference=reference, slot=slot)
+                                  device=device, report=report, reference=reference, slot=slot, epochs=epochs)
 
 
 def _measure_and_train(*, model: nn.Module, data: TensorData, train: TrainConfig, probe: ProbeConfig,
                        constraints: Constraints, device: torch.device, report: ReportFn | None,
-                       reference: nn.Module | None, slot: ProbeSlot) -> TrialResult:
+                       reference: nn.Module | None, slot: ProbeSlot, epochs: EpochTask) -> TrialResult:
     """`run_trial` once the model, the reference and the data are on `device`."""
     input_shape = data.image_shape
     metrics: dict[str, float] = {}
@@ -131,7 +136,7 @@ def _measure_and_train(*, model: nn.Module, data: TensorData, train: TrainConfig
             report(result, model)
         return result
 
-    for epoch_metrics in train_epochs(model, data, train, device=device, slot=slot):
+    for epoch_metrics in train_epochs(model, data, train, device=device, slot=slot, task=epochs):
         result = dataclasses.replace(result, metrics={**result.metrics, **epoch_metrics})
         if report is not None:
             report(result, model)

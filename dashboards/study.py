@@ -17,7 +17,7 @@ import shutil
 import sys
 
 from dashboards.serve import serve_args
-from search.study.dashboard import DEFAULT_PORT, DEFAULT_STORAGE, study_command, study_hint
+from search.study.optuna_dashboard import DEFAULT_PORT, DEFAULT_STORAGE, study_command, study_hint
 
 __all__ = ["main", "study_command", "study_hint"]
 

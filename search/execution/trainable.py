@@ -14,7 +14,7 @@ from ray import tune
 from torch import nn
 
 from backbones import ArchConfig, build
-from search.execution.artifacts import load_metrics, save_checkpoint
+from search.execution.checkpoint import load_metrics, save_checkpoint
 from search.outcomes import EPOCH, LATENCY_OBJECTIVE, NODE_ID, PROBE_PREFIX, TRAIN_PREFIX
 from search.settings.plan import TrialSettings
 from trials import TensorData, TrialResult, evaluate, run_trial

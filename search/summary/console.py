@@ -10,7 +10,7 @@ from search.confirm.statistics import Confirmed, Verdict, diff_text, rank_agreem
 from search.outcomes import CONFIRM_ROLE, LATENCY_OBJECTIVE, TRIAL_ROLE, test_split_text
 from search.settings.plan import SearchPlan
 from search.settings.terminal import format_table
-from search.study.dashboard import study_hint
+from search.study.optuna_dashboard import study_hint
 from search.summary.front import SearchSummary
 from search.tracking.links import experiment_url, ui_hint
 from search.tracking.parent import SearchRun, ended_trials

@@ -31,7 +31,7 @@ from search.settings.errors import UserError
 from search.settings.tracking_uri import DEFAULT_TRACKING_URI
 from search.execution.faults import KINDS as FAULTS, MIXED
 from search.outcomes import ASHA_RANKS
-from search.study.samplers import SAMPLERS
+from search.samplers import SAMPLERS
 from spaces import Budget
 from trials import DEFAULT_CACHE_ROOT, PRECISIONS, PROBE_MINIMUMS, RUNTIMES, TRAIN_PRECISIONS, ProbeConfig
 

@@ -13,7 +13,7 @@ from search.settings.config import (Device, ExportConfig, FaultKind, Precision, 
                            run_settings)
 from search.settings.errors import UserError
 from search.execution.faults import KINDS as FAULTS
-from search.study.samplers import SAMPLERS
+from search.samplers import SAMPLERS
 from trials import DATASETS, PRECISIONS
 
 HAS_FASHION = Path(DATASETS["fashion_mnist"].default_root).is_dir()

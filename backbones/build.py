@@ -66,7 +66,7 @@ def build(arch: ArchConfig | Mapping[str, Any]) -> nn.Module:
 
 def build_recorded(arch: ArchConfig | Mapping[str, Any]) -> tuple[nn.Module, list[Edit]]:
     """:func:`build`, and every edit it made to the timm model, in order (``backbones.calls.Edit``): what
-    ``backbones.source`` writes out so the model can be rebuilt without this package."""
+    ``backbones.standalone`` writes out so the model can be rebuilt without this package."""
     arch = ArchConfig.from_dict(arch)
     backbone = _check_backbone(arch.backbone)
     model, stages, edits = _create(backbone, in_chans=arch.in_chans, num_classes=arch.num_classes,

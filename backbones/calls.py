@@ -1,7 +1,7 @@
 """``Call``: one module constructor call kept as data, so a built model can be written back out as source.
 
 ``backbones.build`` makes every module it adds to a timm model through a ``Call`` (the attention modules, the
-attention-pool head, the small-input stem edits) and records where it put it (:class:`Edit`). ``backbones.source``
+attention-pool head, the small-input stem edits) and records where it put it (:class:`Edit`). ``backbones.standalone``
 turns that record into a Python module that rebuilds the same model from plain PyTorch + timm, without this package.
 """
 from __future__ import annotations

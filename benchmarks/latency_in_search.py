@@ -2,7 +2,7 @@
 
 Issue 10's target: the same architecture probed twice in one real search (two trials training at once on a 2-core
 machine) gives ``latency_ms`` within 3% (median over pairs of repeats). This runs a real Ray Tune search: the
-project's trainable ``search.execution.trainable.train_architecture`` with the ``TrialSettings`` that ``search.settings.plan.prepare``
+project's trainable ``search.execution.trainable.train_architecture`` with the ``TrialSettings`` that ``search.plan_check.prepare``
 builds from the composed ``run`` config (CPU budget of ``spaces/fashion_attention.yaml``: quarter-width resnet10t,
 1 thread and 1 CPU per trial, 2 trials at once), real Fashion-MNIST (a seeded subset via ``trials.load_dataset``),
 short training (2 epochs of 512 images) so that probes overlap the other trial's training. The architectures are
@@ -49,7 +49,7 @@ def _plan(folder: Path, args) -> object:
     """The checked SearchPlan that ``search.run`` would make, for the CPU budget with the benchmark's sizes."""
     from hydra import compose, initialize
 
-    from search.settings.plan import prepare
+    from search.plan_check import prepare
 
     overrides = ["name=latency", "space=fashion_attention", "device=cpu", "concurrency=2",
                  f"budget.train_size={args.train_size}", f"budget.val_size={args.val_size}",
@@ -70,17 +70,18 @@ def _search(plan, *, archs: dict, slot: bool, repeats: int, folder: Path,
 
     name = f"{run}-slot-{'on' if slot else 'off'}"
     settings = plan.trial_settings
-    # as search.settings.plan does, but in this run's own folder; None: no slot (trials time while others train)
+    # as search.plan_check does, but in this run's own folder; None: no slot (trials time while others train)
     settings = dataclasses.replace(settings, probe_lock=(folder / "runs" / name / ".probe.lock") if slot else None)
     trainable = tune.with_resources(
         tune.with_parameters(train_architecture, data=plan.data, settings=settings,
-                             latency_reference=plan.latency_reference),
+                             latency_reference=plan.calibration.latency_reference),
         {"cpu": plan.budget.cpu_per_trial})
     by_label = {str(arch): label for label, arch in archs.items()}
     tuner = tune.Tuner(
         trainable,
         param_space={"arch": tune.grid_search([arch.to_dict() for arch in archs.values()])},
-        tune_config=tune.TuneConfig(num_samples=repeats, max_concurrent_trials=plan.concurrency, reuse_actors=True),
+        tune_config=tune.TuneConfig(num_samples=repeats, max_concurrent_trials=plan.execution.concurrency,
+                                    reuse_actors=True),
         run_config=tune.RunConfig(name=name, storage_path=str(folder / "runs"), verbose=0),
     )
     start = time.perf_counter()
@@ -127,7 +128,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
         folder = Path(tmp)
         plan = _plan(folder, args)
         archs = plan.space.control_archs(base=plan.base_arch)  # plain, SE r16, CBAM r16/k7 at every stage
-        with ray_runtime(num_cpus=plan.concurrency * plan.budget.cpu_per_trial):
+        with ray_runtime(num_cpus=plan.execution.concurrency * plan.budget.cpu_per_trial):
             measured = [(slot, *_search(plan, archs=archs, slot=slot, repeats=args.repeats, folder=folder, run=i))
                         for i, slot in enumerate(modes)]
     for i, (slot, per_arch, wall) in enumerate(measured):
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     n = args.repeats
     body = (
         f"Real Ray Tune search, `search.execution.trainable.train_architecture` with the plan's `TrialSettings` (fashion_attention "
-        f"CPU budget: resnet10t quarter width, 1 thread / 1 CPU per trial, {plan.concurrency} trials at once), "
+        f"CPU budget: resnet10t quarter width, 1 thread / 1 CPU per trial, {plan.execution.concurrency} trials at once), "
         f"Fashion-MNIST {args.train_size} train / {args.val_size} val images, {args.epochs} epoch(s), probe "
         f"{args.warmup} warm-up + median of {args.runs} at batch 1 with the plain backbone interleaved; "
         f"{len(archs)} architectures × {n} repeats = {len(archs) * n} trials per search; "

@@ -4,7 +4,7 @@ Issue 11. ``benchmarks/data/attention_table.csv`` (``python -m benchmarks.attent
 architecture of a 81-arch space (4 stages × {none, se r16, eca k3}) trained for real with several seeds. This replays
 searches against it instead of training:
 
-- **Samplers.** Each of ``search.study.samplers.SAMPLERS`` (tpe, nsga2, random) runs through the search's own suggest path,
+- **Samplers.** Each of ``search.samplers.SAMPLERS`` (tpe, nsga2, random) runs through the search's own suggest path,
   ``search.study.searcher.StudySearcher`` (controls first: the plain backbone and SE r16 everywhere, as the table's
   ``SearchSpace`` lists them; de-duplication by canonical architecture; an in-memory Optuna storage), with
   ``trials`` = N for N = 10%, 25% and 50% of the table's size. Each suggested architecture is looked up and told
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     p.add_argument("--table", type=Path, default=TABLE, help=f"the ground-truth CSV (default {TABLE})")
     p.add_argument("--seeds", type=int, default=None, help="replays per sampler and budget (default 20)")
     p.add_argument("--orders", type=int, default=None, help="random trial orders for ASHA (default 100)")
-    p.add_argument("--samplers", default=None, help="comma-separated (default: all of search.study.samplers.SAMPLERS)")
+    p.add_argument("--samplers", default=None, help="comma-separated (default: all of search.samplers.SAMPLERS)")
     p.add_argument("--latency", choices=("norm", "ms"), default="norm",
                    help="the latency objective: norm = latency_rel × the plain backbone's ms, as the search ranks "
                         "it (default); ms = the table's raw latency_ms")
@@ -217,7 +217,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
 
     torch.set_num_threads(1)  # nothing here is torch work; the header then states the trials' setting
     from benchmarks.attention_table import base_arch, table_space
-    from search.study.samplers import SAMPLERS
+    from search.samplers import SAMPLERS
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     logging.getLogger("optuna").setLevel(logging.WARNING)

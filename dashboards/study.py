@@ -1,6 +1,6 @@
 """Watch a search's Optuna study live with optuna-dashboard (https://github.com/optuna/optuna-dashboard).
 
-The study lives in an RDB storage (``optuna.db`` beside ``mlflow.db``: ``search.settings.plan.study_storage_url``), named like
+The study lives in an RDB storage (``optuna.db`` beside ``mlflow.db``: ``search.plan_check.study_storage_url``), named like
 the search, so the dashboard shows each trial as Optuna is told of it, while the search runs:
 
     python -m dashboards.study                             # sqlite:///optuna.db in this folder, http://127.0.0.1:8080
@@ -17,7 +17,7 @@ import shutil
 import sys
 
 from dashboards.serve import serve_args
-from search.study.dashboard import DEFAULT_PORT, DEFAULT_STORAGE, study_command, study_hint
+from search.study.optuna_dashboard import DEFAULT_PORT, DEFAULT_STORAGE, study_command, study_hint
 
 __all__ = ["main", "study_command", "study_hint"]
 

@@ -1,6 +1,6 @@
 """``python -m search.run space=NAME [key=value ...]``: a multi-objective attention-placement search.
 
-The phases, in order: check everything (:func:`search.settings.plan.prepare`) -> the MLflow parent run -> the plain
+The phases, in order: check everything (:func:`search.plan_check.prepare`) -> the MLflow parent run -> the plain
 backbone's reference latency and the training arithmetic, measured -> Ray Tune over the Optuna study with ASHA, one nested MLflow run per trial -> the
 Pareto front over full-budget trials -> confirmation on the test split -> the reports on the parent run -> the summary.
 """
@@ -22,17 +22,18 @@ from backbones import ArchConfig
 from search.confirm.phase import confirm_front, finish_confirmation, record_confirmation
 from search.execution import storage
 from search.execution.calibration import calibrate
-from search.execution.cluster_plan import join_cluster
+from search.execution.cluster import join_cluster
 from search.execution.faults import with_faults
 from search.execution.progress import ProgressPrinter, quiet_libraries
 from search.execution.scheduler import make_scheduler
 from search.execution.trainable import train_architecture
 from search.execution.tuner import ray_runtime, run_tuner
 from search.outcomes import DATA_JSON, SPACE_TAG, TRIAL_ROLE
+from search.plan_check import prepare
 from search.settings import cli
 from search.settings.config import RunConfig
 from search.settings.errors import exit_on_bad_input
-from search.settings.plan import MAY_CHANGE_ON_RESUME, SearchPlan, TrialSettings, prepare
+from search.settings.plan import SearchPlan, TrialSettings
 from search.settings.terminal import say
 from search.study.prescreen import compare_with_trials, prescreen
 from search.study.searcher import StudySearcher
@@ -40,6 +41,7 @@ from search.summary.console import announce, announce_resume, print_summary
 from search.summary.front import SearchSummary, summarise_search
 from search.summary.reports import write_reports
 from search.tracking.parent import SearchRun, close_stale_trial_runs, ended_trials
+from search.tracking.plan_params import MAY_CHANGE_ON_RESUME, data_info, parent_params
 from search.tracking.trial_runs import MlflowTrialCallback
 
 
@@ -54,9 +56,9 @@ def execute(plan: SearchPlan) -> SearchSummary:
     must all reach the storage: checked before anything is written to MLflow) and only disconnects at the end."""
     t0 = time.monotonic()
     with contextlib.ExitStack() as joined:
-        if plan.ray_address:
-            joined.enter_context(ray_runtime(address=plan.ray_address))
-            plan = join_cluster(plan)
+        if plan.execution.ray_address:
+            joined.enter_context(ray_runtime(address=plan.execution.ray_address))
+            plan = dataclasses.replace(plan, execution=join_cluster(plan.execution, per_trial=plan.per_trial))
         return _phases(plan, t0=t0)
 
 
@@ -64,32 +66,33 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
     announce(plan)
     quiet_libraries()
     controls = plan.space.control_archs(base=plan.base_arch)
-    with SearchRun(tracking_uri=plan.tracking_uri, experiment=plan.experiment, name=plan.name,
-                   params=plan.parent_params(), tags={SPACE_TAG: plan.space.name},
+    with SearchRun(tracking_uri=plan.mlflow.tracking_uri, experiment=plan.mlflow.experiment, name=plan.name,
+                   params=parent_params(plan), tags={SPACE_TAG: plan.space.name},
                    may_change=MAY_CHANGE_ON_RESUME) as search:
         if search.resumed:
             announce_resume(plan, search, controls=len(controls))
-        search.log_dict(plan.data_info(), path=DATA_JSON)
+        search.log_dict(data_info(plan), path=DATA_JSON)
         # before Ray starts (nothing else runs); the search and the confirmation both train with what it measured
         plan = dataclasses.replace(plan, trial_settings=calibrate(plan, remember=search.remember))
         settings = plan.trial_settings
         proposals = prescreen(plan, search=search, settings=settings) if plan.strategy == "oneshot" else []
-        local_ray = (contextlib.nullcontext() if plan.ray_address else  # on a cluster: joined already (execute)
-                     ray_runtime(num_cpus=max(os.cpu_count() or 1, plan.concurrency * plan.budget.cpu_per_trial)))
+        execution = plan.execution
+        local_ray = (contextlib.nullcontext() if execution.ray_address else  # on a cluster: joined already (execute)
+                     ray_runtime(num_cpus=max(os.cpu_count() or 1, execution.concurrency * plan.budget.cpu_per_trial)))
         with local_ray:
             results, run_ids = _search_trials(plan, search=search, settings=settings, controls=controls,
                                               proposals=proposals)
             if proposals:
                 compare_with_trials(plan, search=search, results=results)
             print("Computing the Pareto front over the full-budget trials ...", flush=True)
-            summary = summarise_search(results, full_epochs=plan.budget.epochs, study_storage=plan.study_storage,
+            summary = summarise_search(results, full_epochs=plan.budget.epochs, study_storage=plan.study.storage,
                                        run_ids=run_ids, search=search, wall_s=time.monotonic() - t0)
             confirmed = (confirm_front(plan, search=search, front=summary.front, controls=controls,
                                        searched=summary.rows)
-                         if plan.confirm_top_k and summary.front else None)
+                         if plan.confirm.top_k and summary.front else None)
         if confirmed is not None:  # after Ray has shut down (or, on a cluster, its trials ended): nothing else runs
             rows = finish_confirmation(plan, confirmation=confirmed)
-            verdict = record_confirmation(search, rows, resolution=plan.confirm_resolution)
+            verdict = record_confirmation(search, rows, resolution=plan.confirm.resolution)
             summary = dataclasses.replace(summary, confirmed=rows, verdict=verdict)
         summary = write_reports(plan, search=search, summary=summary)
         if search.resumed and (stale := close_stale_trial_runs(search.client, experiment=search.experiment_id,
@@ -108,24 +111,22 @@ def _search_trials(plan: SearchPlan, *, search: SearchRun, settings: TrialSettin
     Ray's results and the MLflow run id of each trial. Needs Ray running."""
     tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
                                   search_name=plan.name, full_epochs=plan.budget.epochs, existing=search.existing,
-                                  constraints=plan.constraints)
+                                  constraints=settings.constraints)
     searched = search.existing_runs(role=TRIAL_ROLE)
     printer = ProgressPrinter(total_trials=plan.budget.trials + len(controls), full_epochs=plan.budget.epochs,
-                              constraints=plan.constraints, seen=searched.keys(), ended=ended_trials(searched))
-    searcher = StudySearcher(space=plan.space, base=plan.base_arch, storage=plan.study_storage, study_name=plan.name,
-                             sampler=plan.sampler, seed=plan.seed, trials=plan.budget.trials,
-                             full_epochs=plan.budget.epochs, constraints=plan.constraints, controls=controls,
+                              constraints=settings.constraints, seen=searched.keys(), ended=ended_trials(searched))
+    searcher = StudySearcher(space=plan.space, base=plan.base_arch, storage=plan.study.storage, study_name=plan.name,
+                             sampler=plan.study.sampler, seed=plan.seed, trials=plan.budget.trials,
+                             full_epochs=plan.budget.epochs, constraints=settings.constraints, controls=controls,
                              proposals=proposals, announce=say)
     search_data = dataclasses.replace(plan.data, test_x=None, test_y=None)  # the search never sees the test split
     trainable = tune.with_parameters(with_faults(train_architecture, faults=plan.faults), data=search_data,
-                                     settings=settings, latency_reference=plan.latency_reference)
+                                     settings=settings, latency_reference=plan.calibration.latency_reference)
     results = run_tuner(
-        trainable=trainable, resources=plan.per_trial, experiment_dir=storage.join(plan.storage, plan.name),
-        searcher=searcher, scheduler=make_scheduler(full_epochs=plan.budget.epochs,
-                                                    grace_period=plan.asha_grace_period,
-                                                    reduction_factor=plan.asha_reduction_factor,
-                                                    rank=plan.asha_rank),
-        num_samples=plan.budget.trials + len(controls), concurrency=plan.concurrency, callbacks=[tracker, printer])
+        trainable=trainable, resources=plan.per_trial, experiment_dir=storage.join(plan.execution.storage, plan.name),
+        searcher=searcher, scheduler=make_scheduler(full_epochs=plan.budget.epochs, asha=plan.asha),
+        num_samples=plan.budget.trials + len(controls), concurrency=plan.execution.concurrency,
+        callbacks=[tracker, printer])
     return results, tracker.run_ids
 
 

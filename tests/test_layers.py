@@ -1,5 +1,6 @@
-"""The import graph is a contract: packages in layers (each imports only those below it), no two modules importing
-each other, and the settings (what bad input is checked against) importable without Ray."""
+"""The import graph is a contract: packages in layers (each imports only those below it), inside ``search`` its
+subpackages and top-level modules in layers too, no two modules importing each other, and the settings and the plan
+check (what bad input is refused by) importable without Ray."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("backbones", "spaces", "trials", "search", "dashboards", "benchmarks")  # lowest first
+# Inside search, lowest first (search/__init__.py says what each holds): names and pure helpers, the settings and the
+# plan's data, then the phases in the order they build on each other, the entry points last.
+SEARCH_LAYERS = ("outcomes", "pareto", "samplers", "settings", "execution", "plan_check", "study", "tracking",
+                 "confirm", "summary", "export", "proxy", "run")
 
 
 def _imports() -> dict[str, set[str]]:
@@ -46,6 +51,26 @@ def test_no_package_imports_a_package_above_it() -> None:
     assert not upward, f"imports from a lower package to a higher one: {upward}"
 
 
+def _search_layer(module: str) -> str | None:
+    """The search subpackage or top-level module ``module`` belongs to (``search.execution.tuner`` -> execution); None
+    for the package's own ``__init__``, which only re-exports names of the lowest layers."""
+    parts = module.split(".")
+    return parts[1] if parts[0] == "search" and len(parts) > 1 else None
+
+
+def test_search_layers_name_every_subpackage_and_module() -> None:
+    found = {p.stem if p.is_file() else p.name for p in (REPO / "search").iterdir()
+             if (p.suffix == ".py" and p.name != "__init__.py") or (p / "__init__.py").is_file()}
+    assert found == set(SEARCH_LAYERS), f"search layers to add or drop: {found ^ set(SEARCH_LAYERS)}"
+
+
+def test_no_search_subpackage_imports_one_above_it() -> None:
+    upward = [(module, target) for module, targets in _imports().items() for target in targets
+              if (low := _search_layer(module)) and (high := _search_layer(target))
+              and SEARCH_LAYERS.index(high) > SEARCH_LAYERS.index(low)]
+    assert not upward, f"imports from a lower search layer to a higher one: {upward}"
+
+
 def test_no_two_modules_import_each_other() -> None:
     graph = _imports()
     index, low, stack, on_stack, cycles = {}, {}, [], set(), []
@@ -78,7 +103,7 @@ def test_no_two_modules_import_each_other() -> None:
 def test_settings_load_without_ray() -> None:
     """One fresh interpreter imports each module in turn and says after which one Ray first appeared (one process
     rather than one per module: each start costs seconds of torch imports in CI)."""
-    modules = ["search.settings.plan", "search.settings.cli", "search.export"]
+    modules = ["search.settings.plan", "search.settings.cli", "search.plan_check", "search.export"]
     code = ("import importlib, sys\n"
             f"for name in {modules!r}:\n"
             "    importlib.import_module(name)\n"

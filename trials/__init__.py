@@ -5,7 +5,7 @@ Plain functions only; no Ray or MLflow imports (the search layer wraps these).
 
 from trials.constraints import Constraints
 from trials.data import DATASETS, DEFAULT_CACHE_ROOT, TensorData, load_dataset
-from trials.source import DatasetError, DatasetMissingError
+from trials.dataset_source import DatasetError, DatasetMissingError
 from trials.probe import PRECISIONS, PROBE_MINIMUMS, ProbeConfig, device_info, measure_latency
 from trials.runtime import RUNTIMES
 from trials.slot import ProbeSlot

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from trials.image_folder import load_image_folder
 from trials.published import (CIFAR10_KNOWN, CIFAR100_KNOWN, FASHION_DEBIAN_ROOT, FASHION_FILES, FASHION_KNOWN,
                               STL10_FILES, STL10_KNOWN, SVHN_FILES, SVHN_KNOWN, Known, LoadFn, cifar_files, published)
-from trials.source import DatasetError, LoadRequest, Source, stratified_split
+from trials.dataset_source import DatasetError, LoadRequest, Source, stratified_split
 
 # Where downloads (CIFAR, SVHN, STL-10, Fashion-MNIST without the Debian package) and image-folder caches go
 # (data.cache); published datasets are also looked for here.

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from trials.source import DatasetError, LoadRequest, Source, stratified_split
+from trials.dataset_source import DatasetError, LoadRequest, Source, stratified_split
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".pgm", ".pbm", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "F"})  # PIL modes read as one channel

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trials.source import DatasetError, DatasetMissingError, LoadRequest, Source
+from trials.dataset_source import DatasetError, DatasetMissingError, LoadRequest, Source
 
 _DOWNLOAD_SOCKET_TIMEOUT_S = 20.0  # seconds; an offline machine fails fast instead of hanging
 LoadFn = Callable[[LoadRequest], Source]

@@ -84,8 +84,8 @@ def confirmation_seeds(*, search_seed: int, count: int) -> list[int]:
 
 def confirm_design(plan: SearchPlan) -> SequentialDesign:
     """When the plan's confirmation looks and stops: confirm.seeds, confirm.max_seeds, confirm.resolution."""
-    return SequentialDesign(resolution=plan.confirm_resolution, min_seeds=plan.confirm_seeds,
-                            max_seeds=plan.confirm_max_seeds)
+    return SequentialDesign(resolution=plan.confirm.resolution, min_seeds=plan.confirm.seeds,
+                            max_seeds=plan.confirm.max_seeds)
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class Confirmation:
 def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mapping[str, Any]],
                   controls: Mapping[str, ArchConfig], searched: Sequence[Mapping[str, Any]] = ()) -> Confirmation:
     """The confirmation runs: every control and the ``confirm.top_k`` most accurate front architectures, trained from
-    scratch on fresh seeds at the confirmation's budget (``plan.confirm_epochs`` on ``plan.confirm_data``) and scored
+    scratch on fresh seeds at the confirmation's budget (``plan.confirm.epochs`` on ``plan.confirm.data``) and scored
     on the test split, one nested MLflow run each; needs Ray running. ``searched``: the search's full-budget rows
     (their val_acc goes with each candidate, for the rank agreement).
 
@@ -109,19 +109,19 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
     is within ``confirm.resolution`` or at ``confirm.max_seeds``. Each round is its own Ray Tune experiment
     (``confirm``, ``confirm-seeds-6``, ...), so a killed confirmation resumes with its finished seeds kept.
     """
-    candidates = pick_candidates(front=front, controls=controls, top_k=plan.confirm_top_k, searched=searched)
+    candidates = pick_candidates(front=front, controls=controls, top_k=plan.confirm.top_k, searched=searched)
     design = confirm_design(plan)
     seeds = confirmation_seeds(search_seed=plan.seed, count=design.max_seeds)
-    data = plan.confirm_data
+    data = plan.confirm.data
     print(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
           f"{len(candidates) - len(controls)} from the front), trained from scratch {confirm_budget_text(plan)} on "
           f"{design.min_seeds} to {design.max_seeds} seeds (looks at {', '.join(map(str, design.looks))}) until every "
           f"95% interval of the difference to the plain backbone is within ±{100 * design.resolution:.1f} points; "
           f"scored on {test_split_text(len(data.test_y))}", flush=True)
-    train = replace(plan.trial_settings.train, epochs=plan.confirm_epochs)
+    train = replace(plan.trial_settings.train, epochs=plan.confirm.epochs)
     settings = replace(plan.trial_settings, train=train)  # the search's, as calibrated, at the confirmation's length
     tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
-                                  search_name=plan.name, full_epochs=plan.confirm_epochs, existing=search.existing,
+                                  search_name=plan.name, full_epochs=plan.confirm.epochs, existing=search.existing,
                                   role=CONFIRM_ROLE)
     results: list[Any] = []
     done = 0
@@ -130,13 +130,13 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
         round_seeds = {str(s) for s in new}
         confirming = {key: run for key, run in search.existing_runs(role=CONFIRM_ROLE).items()
                       if run.data.tags.get(SEED_TAG) in round_seeds}
-        printer = ProgressPrinter(total_trials=len(candidates) * len(new), full_epochs=plan.confirm_epochs,
+        printer = ProgressPrinter(total_trials=len(candidates) * len(new), full_epochs=plan.confirm.epochs,
                                   seen=confirming.keys(), ended=ended_trials(confirming), show_latency=False)
         print(f"Confirmation seeds {', '.join(map(str, new))} ({len(candidates) * len(new)} runs)", flush=True)
         results.extend(run_confirmation(
             candidates=candidates, seeds=new, data=data, settings=settings,
-            experiment_dir=storage.join(plan.storage, plan.name, round_folder(first_seed_index=done)),
-            resources=plan.per_trial, concurrency=plan.concurrency, callbacks=[tracker, printer]))
+            experiment_dir=storage.join(plan.execution.storage, plan.name, round_folder(first_seed_index=done)),
+            resources=plan.per_trial, concurrency=plan.execution.concurrency, callbacks=[tracker, printer]))
         done = seeds_at_look
         stopped = look(paired_differences(results, candidates=candidates), design=design)
         widest = max((i.half_width for i in stopped.intervals.values() if i.half_width is not None), default=None)
@@ -150,7 +150,7 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
 
 def confirms_larger(plan: SearchPlan) -> bool:
     """Whether the confirmation trains more epochs or images than the search (never fewer: spaces.Budget checks)."""
-    return plan.confirm_data is not None and (plan.confirm_epochs, len(plan.confirm_data.train_y)) != (
+    return plan.confirm.data is not None and (plan.confirm.epochs, len(plan.confirm.data.train_y)) != (
         plan.budget.epochs, len(plan.data.train_y))
 
 
@@ -158,7 +158,7 @@ def confirm_budget_text(plan: SearchPlan) -> str:
     """``at 20 epochs on 55,000 images (the search: 10 epochs on 55,000)``, or ``... (the search's budget)``."""
     epochs, images = plan.budget.epochs, len(plan.data.train_y)
     search = f"the search: {epochs} epochs on {images:,}" if confirms_larger(plan) else "the search's budget"
-    return f"at {plan.confirm_epochs} epochs on {len(plan.confirm_data.train_y):,} images ({search})"
+    return f"at {plan.confirm.epochs} epochs on {len(plan.confirm.data.train_y):,} images ({search})"
 
 
 def round_folder(*, first_seed_index: int) -> str:

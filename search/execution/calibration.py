@@ -29,7 +29,7 @@ def calibrate(plan: SearchPlan, *, remember: Remember) -> TrialSettings:
 
 
 def _reference_latency(plan: SearchPlan, remember: Remember) -> float | None:
-    if not plan.latency_reference:
+    if not plan.calibration.latency_reference:
         return None
     text, measured = remember(REFERENCE_LATENCY_TAG, lambda: repr(measure_alone(
         {PLAIN_CONTROL: plan.base_arch.plain()}, probe=plan.trial_settings.probe, input_shape=plan.data.image_shape,
@@ -43,7 +43,7 @@ def _reference_latency(plan: SearchPlan, remember: Remember) -> float | None:
 
 def _train_config(plan: SearchPlan, remember: Remember) -> TrainConfig:
     train = plan.trial_settings.train
-    if plan.train_precision != AUTO or plan.hardware == "cuda":  # given, or CUDA (always bf16 autocast)
+    if plan.calibration.train_precision != AUTO or plan.hardware == "cuda":  # given, or CUDA (always bf16 autocast)
         return train
     speed = {}
 

@@ -10,15 +10,17 @@ driver wrote there.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from search.settings.errors import UserError
 from search.execution.storage import is_uri
+from search.settings.errors import UserError
+from search.settings.plan import ExecutionPlan
 
 REACH_TIMEOUT_S = 5.0  # TCP connect to the head's GCS port before anything is written
 STORAGE_CHECK_TIMEOUT_S = 120.0  # the marker tasks: a node that must start a worker process first takes seconds
@@ -69,6 +71,26 @@ def trial_slots(nodes: Sequence[Node], *, cpu_per_trial: float, gpu_per_trial: f
             fit = min(fit, node.gpus // gpu_per_trial)
         total += 0 if fit == float("inf") else int(fit)
     return max(1, total)
+
+
+def join_cluster(execution: ExecutionPlan, *, per_trial: Mapping[str, float]) -> ExecutionPlan:
+    """The plan's execution on the cluster Ray is connected to: storage checked on each node that can run a trial
+    (``per_trial``: the CPUs and GPUs one takes), concurrency counted over those nodes unless ``concurrency=`` was
+    given. Raises :class:`UserError` before any trial, and before anything is written to MLflow."""
+    nodes = alive_nodes()
+    runners = trial_nodes(nodes, cpu_per_trial=per_trial["cpu"], gpu_per_trial=per_trial["gpu"])
+    if not runners:
+        raise UserError(f"ray.address={execution.ray_address}: no node of the cluster has the {per_trial['cpu']:g} "
+                        f"CPU(s) and {per_trial['gpu']:g} GPU(s) a trial takes (budget.cpu_per_trial, "
+                        f"budget.gpu_per_trial); nodes: "
+                        + ", ".join(f"{n.ip} {n.cpus:g} CPU {n.gpus:g} GPU" for n in nodes))
+    check_storage_shared(execution.storage, runners)
+    concurrency = execution.concurrency if execution.concurrency_given else trial_slots(
+        runners, cpu_per_trial=per_trial["cpu"], gpu_per_trial=per_trial["gpu"])
+    print(f"Ray cluster {execution.ray_address}: {len(nodes)} nodes, {len(runners)} run trials "
+          f"({sum(n.cpus for n in runners):g} CPUs, {sum(n.gpus for n in runners):g} GPUs); storage "
+          f"{execution.storage}", flush=True)
+    return dataclasses.replace(execution, concurrency=concurrency)
 
 
 def alive_nodes() -> list[Node]:

@@ -1,4 +1,5 @@
-"""Deliberate trial failures, for testing that a search survives them (``faults.rate`` / ``faults.kind``; off by default).
+"""TESTING ONLY: deliberate trial failures, for testing that a search survives them (``faults.rate`` /
+``faults.kind``; off by default; not a user setting).
 
 A wrapper around the trainable (:func:`with_faults`), not code inside it: the chosen trials get a model that fails
 the way real trials fail, through the real training loop:
@@ -21,36 +22,17 @@ import torch
 from torch import nn
 
 from backbones import ArchConfig, build
-
-KINDS = ("raise", "oom", "nan")  # failure kinds; "mixed" cycles through them
-MIXED = "mixed"
+from search.settings.plan import FAULT_KINDS, MIXED, FaultInjection
 
 
-@dataclass(frozen=True)
-class FaultInjection:
-    """Make a fraction of trials fail on purpose.
-
-    Trial ``n`` (Optuna's trial number) fails iff ``floor((n + 1) * rate) > floor(n * rate)``, so exactly
-    ``rate`` of the trials fail, evenly spread (rate 0.2: trials 4, 9, 14, ...). ``kind`` is one of :data:`KINDS`
-    or ``mixed`` (the failing trials cycle through oom, nan, raise).
-    """
-
-    rate: float = 0.0
-    kind: str = MIXED
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.rate <= 1.0:
-            raise ValueError(f"faults.rate={self.rate} must be between 0 and 1")
-        if self.kind not in (*KINDS, MIXED):
-            raise ValueError(f"unknown faults.kind {self.kind!r}; valid kinds: {', '.join((*KINDS, MIXED))}")
-
-    def pick(self, number: int | None) -> str | None:
-        """The failure kind trial ``number`` gets, or None."""
-        if number is None or self.rate <= 0 or math.floor((number + 1) * self.rate) <= math.floor(number * self.rate):
-            return None
-        if self.kind != MIXED:
-            return self.kind
-        return ("oom", "nan", "raise")[(math.floor((number + 1) * self.rate) - 1) % 3]
+def failing_kind(faults: FaultInjection, number: int | None) -> str | None:
+    """The failure kind trial ``number`` (Optuna's trial number) gets under ``faults``, or None: the trials and kinds
+    :class:`~search.settings.plan.FaultInjection` describes."""
+    if number is None or faults.rate <= 0 or math.floor((number + 1) * faults.rate) <= math.floor(number * faults.rate):
+        return None
+    if faults.kind != MIXED:
+        return faults.kind
+    return ("oom", "nan", "raise")[(math.floor((number + 1) * faults.rate) - 1) % 3]
 
 
 def _fail_after_first_epoch(error: Callable[[str], BaseException]) -> Callable[[nn.Module, tuple], None]:
@@ -82,6 +64,7 @@ def _poison(model: nn.Module) -> None:
 
 
 FAULTS: dict[str, Callable[[nn.Module], None]] = {"raise": _raise, "oom": _out_of_memory, "nan": _poison}
+assert tuple(FAULTS) == FAULT_KINDS, "search.settings.plan.FAULT_KINDS lists the failures for the settings"
 
 
 @dataclass(frozen=True)
@@ -103,7 +86,7 @@ def with_faults(trainable: Callable[..., Any], *, faults: FaultInjection) -> Cal
 
     @functools.wraps(trainable)
     def faulty(config: dict[str, Any], **kwargs: Any) -> Any:
-        kind = faults.pick(config.get("optuna_trial"))
+        kind = failing_kind(faults, config.get("optuna_trial"))
         return trainable(config, **kwargs, **({"build_model": _FaultyBuild(kind)} if kind else {}))
 
     return faulty

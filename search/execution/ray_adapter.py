@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:  # no Ray import at module level: search.settings.plan uses find_cluster_address
+if TYPE_CHECKING:  # no Ray import at module level: search.plan_check uses find_cluster_address
     from ray import tune
 
 

@@ -24,6 +24,7 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
 from search.outcomes import ASHA_RANKS, LATENCY_OBJECTIVE
 from search.pareto import pareto_keeps
+from search.settings.plan import AshaPlan
 
 TIME_ATTR = "training_iteration"  # one unit per epoch: each trial reports once per epoch
 
@@ -103,8 +104,8 @@ SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {"val_acc": _asha, "paret
 assert tuple(SCHEDULERS) == ASHA_RANKS, "search.outcomes.ASHA_RANKS lists the schedulers for the settings"
 
 
-def make_scheduler(*, full_epochs: int, grace_period: int, reduction_factor: float,
-                   rank: str = "val_acc") -> TrialScheduler:
+def make_scheduler(*, asha: AshaPlan, full_epochs: int) -> TrialScheduler:
     """The early-stopping scheduler ``asha.rank`` names (``SCHEDULERS``), one rung unit per epoch; controls run in
     full."""
-    return SCHEDULERS[rank](full_epochs=full_epochs, grace_period=grace_period, reduction_factor=reduction_factor)
+    return SCHEDULERS[asha.rank](full_epochs=full_epochs, grace_period=asha.grace_period,
+                                 reduction_factor=asha.reduction_factor)

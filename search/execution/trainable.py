@@ -14,7 +14,7 @@ from ray import tune
 from torch import nn
 
 from backbones import ArchConfig, build
-from search.execution.artifacts import load_metrics, save_checkpoint
+from search.execution.checkpoint import load_metrics, save_checkpoint
 from search.outcomes import EPOCH, LATENCY_OBJECTIVE, NODE_ID, PROBE_PREFIX, TRAIN_PREFIX
 from search.settings.plan import TrialSettings
 from trials import TensorData, TrialResult, evaluate, run_trial
@@ -51,7 +51,7 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     trial that already reached that checkpoint (the driver was killed before it recorded the trial as finished),
     the trial is not trained again: its saved final metrics are reported once more with the same checkpoint.
     ``build_model`` is ``backbones.build`` (``search.execution.faults.with_faults`` swaps it to make a trial fail on purpose).
-    ``settings.probe_lock`` (set by ``search.settings.plan``) makes the latency probe exclusive among the search's trials
+    ``settings.probe_lock`` (set by ``search.plan_check``) makes the latency probe exclusive among the search's trials
     (``run_trial(probe_lock=...)``, ``trials.ProbeSlot``).
     """
     arch = ArchConfig.from_dict(config["arch"])

@@ -5,13 +5,13 @@ Picks the run (:mod:`search.export.pick`: the most accurate architecture confirm
 else the plain backbone; without a confirmation the most accurate front trial), then writes ``OUT/MODULE/``:
 
 - ``__init__.py``: a standalone module (torch + timm; the attention modules the architecture uses written out as
-  source, :mod:`backbones.source`): ``load_model()`` (eval mode, weights loaded), ``build_model()``,
+  source, :mod:`backbones.standalone`): ``load_model()`` (eval mode, weights loaded), ``build_model()``,
   ``load_image(path)``, ``ARCH``, ``DATA``, ``METRICS``; ``from MODULE import load_model`` with OUT on the path;
 - ``model.safetensors`` (the weights), ``model.onnx`` (opset 18, dynamic batch), ``model.pt2`` (``torch.export``);
 - ``README.md``: the model card (architecture, input and normalisation, classes, confirmed figures and verdict,
   the checks, latency per runtime, versions).
 
-Every artefact is checked against the eager model on real test images (:mod:`search.export.artefacts`) and the
+Every artefact is checked against the eager model on real test images (:mod:`search.export.deploy_files`) and the
 module against the trial's saved reference output, before the folder appears (it is built beside and moved into
 place, so a failed export leaves nothing). Then the model is registered in the MLflow Model Registry under the
 search's parent run (``register=false`` skips it).
@@ -38,9 +38,9 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import torch
 from omegaconf import DictConfig
 
-from backbones.source import standalone_source
-from search.execution.artifacts import ARCH, REFERENCE, WEIGHTS, load_reference
-from search.export.artefacts import ONNX_FILE, PT2_FILE, Check, check, write_onnx, write_pt2
+from backbones.standalone import standalone_source
+from search.execution.checkpoint import ARCH, REFERENCE, WEIGHTS, load_reference
+from search.export.deploy_files import ONNX_FILE, PT2_FILE, Check, check, write_onnx, write_pt2
 from search.export.card import model_card
 from search.export.pick import confirmed_table, data_info, find_search, pick_confirmed, pick_front
 from search.export.registry import register

@@ -10,7 +10,7 @@ from typing import Any
 
 from backbones import ArchConfig
 
-from .artefacts import MAX_BATCH, ONNX_FILE, ONNX_OPSET, PT2_FILE, TOLERANCE, Check
+from .deploy_files import MAX_BATCH, ONNX_FILE, ONNX_OPSET, PT2_FILE, TOLERANCE, Check
 
 _VERSIONED = ("torch", "timm", "safetensors", "onnx", "onnxruntime", "onnxscript", "mlflow")
 

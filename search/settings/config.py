@@ -7,6 +7,9 @@ OmegaConf enforces the types and the choices (the enums below) when a config is 
 object is built (``OmegaConf.to_object``, or :func:`run_settings` / :func:`export_settings`). :func:`explain` turns an
 OmegaConf error into one line naming the setting, the bad value and what is valid.
 
+``faults.*`` is for the project's tests only (fault injection: trials that fail on purpose), not a user setting; it
+is off by default and the parent run records it only when on.
+
 Compose a config as a test or a notebook would, then run it::
 
     import hydra, search.settings.config, search.run
@@ -27,11 +30,11 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from search.settings.errors import UserError
-from search.settings.tracking_uri import DEFAULT_TRACKING_URI
-from search.execution.faults import KINDS as FAULTS, MIXED
 from search.outcomes import ASHA_RANKS
-from search.study.samplers import SAMPLERS
+from search.samplers import SAMPLERS
+from search.settings.errors import UserError
+from search.settings.plan import FAULT_KINDS, MIXED
+from search.settings.tracking_uri import DEFAULT_TRACKING_URI
 from spaces import Budget
 from trials import DEFAULT_CACHE_ROOT, PRECISIONS, PROBE_MINIMUMS, RUNTIMES, TRAIN_PRECISIONS, ProbeConfig
 
@@ -43,7 +46,7 @@ Runtime = enum.Enum("Runtime", {name: name for name in RUNTIMES}, module=__name_
 AshaRank = enum.Enum("AshaRank", {name: name for name in ASHA_RANKS}, module=__name__)
 Strategy = enum.Enum("Strategy", {name: name for name in ("multi_trial", "oneshot")}, module=__name__)
 TrainPrecision = enum.Enum("TrainPrecision", {name: name for name in ("auto", *TRAIN_PRECISIONS)}, module=__name__)
-FaultKind = enum.Enum("FaultKind", {name: name for name in (*FAULTS, MIXED)}, module=__name__)
+FaultKind = enum.Enum("FaultKind", {name: name for name in (*FAULT_KINDS, MIXED)}, module=__name__)
 
 
 @dataclass(frozen=True)
@@ -188,7 +191,7 @@ class RayConfig:
 
 @dataclass
 class StudyConfig:
-    """The Optuna study's RDB storage (search.settings.plan.study_storage_url)."""
+    """The Optuna study's RDB storage (search.plan_check.study_storage_url)."""
 
     # an Optuna RDB URL (sqlite:///FILE, postgresql://..., mysql://...); null: optuna.db beside a sqlite MLflow store,
     # else in the storage folder, else (storage is a URI) in the current folder. Resuming from another machine needs
@@ -199,7 +202,8 @@ class StudyConfig:
 
 @dataclass
 class FaultsConfig:
-    """For testing failure handling only: make some trials fail on purpose."""
+    """TESTING ONLY, not a user setting: make some trials fail on purpose, so the tests see a search survive failed
+    trials (search.execution.faults). Off by default."""
 
     rate: float = field(default=0.0, metadata=fraction())  # fraction of trials (0.2: trials 4, 9, 14, ... fail)
     kind: FaultKind = field(default=FaultKind["mixed"], metadata=choice("failure kind"))  # raise | oom | nan | mixed (cycles oom, nan, raise)
@@ -226,9 +230,9 @@ class ConfirmConfig:
 
     enabled: bool = True  # false: skip the phase (export then picks from the search's front)
     # most accurate front architectures to confirm (besides every control); null: 3 on GPU, 1 on CPU
-    # (search.settings.plan.CONFIRM_DEFAULTS says why)
+    # (search.plan_check.CONFIRM_DEFAULTS says why)
     top_k: Optional[int] = field(default=None, metadata=integer(minimum=1))
-    # seeds every architecture gets before the first look; null: 3 (search.settings.plan.CONFIRM_DEFAULTS)
+    # seeds every architecture gets before the first look; null: 3 (search.plan_check.CONFIRM_DEFAULTS)
     seeds: Optional[int] = field(default=None, metadata=integer(minimum=1))
     # seeds are added (paired, every architecture alike) until every 95% interval of the difference to the plain
     # backbone is at most this half-width (accuracy fraction; 0.01 = 1 point), or max_seeds is reached
@@ -266,7 +270,7 @@ class RunConfig:
     # not paid back by the faster steps within one trial at the CPU budget (BENCHMARKS.md section 9)
     compile: bool = False
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
-    faults: FaultsConfig = field(default_factory=FaultsConfig)
+    faults: FaultsConfig = field(default_factory=FaultsConfig)  # testing only (fault injection), not a user setting
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
     # multi_trial: the sampler proposes every trial (default); oneshot: a supernet pre-screens the space first and
     # the trials are its picks (oneshot.*)

@@ -1,49 +1,24 @@
-"""Turn the Hydra config into a checked :class:`SearchPlan` before anything is written or Ray starts."""
+"""The checked plan of a search: plain typed data, grouped as :class:`~search.settings.config.RunConfig` is
+(``plan.budget``, ``plan.asha``, ``plan.confirm``, ...), each phase reading its own group.
+
+:func:`search.plan_check.prepare` makes it from a composed config; the MLflow params it is recorded as are written in
+one place (:func:`search.tracking.plan_params.parent_params`). Nothing here imports Ray, MLflow or the phases.
+"""
 
 from __future__ import annotations
 
-import os
-import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import torch
-from omegaconf import DictConfig
+from backbones import ArchConfig
+from spaces import Budget, SearchSpace
+from trials import Constraints, ProbeConfig, TensorData, TrainConfig
 
-from search.outcomes import TEST_IMAGES_PARAM
-from search.settings.config import Device, RunConfig, check_setting, run_settings
-from search.settings.errors import UserError
-from search.execution.cluster import Node, reachable_address, trial_slots
-from search.execution.ray_adapter import find_cluster_address
-from search.execution.storage import is_uri, probe_lock_path, resolve as resolve_storage
-from search.settings.tracking_uri import check_tracking_uri, sqlite_path
-from backbones import ArchConfig, build
-from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
-from search.execution.faults import FaultInjection
-from search.settings.terminal import say
-from trials import (DATASETS, Constraints, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset,
-                    resolve_device)
+AUTO = "auto"  # train.precision=auto: chosen by a timing at search start (search.execution.calibration)
 
-
-@dataclass(frozen=True)
-class ConfirmDefaults:
-    """The confirmation phase's defaults on one kind of hardware (when confirm.* are not given)."""
-
-    top_k: int  # front architectures confirmed besides the controls
-    seeds: int  # seeds before the first look: 3 is the fewest that gives a paired interval a chance (t(0.975, 2) = 4.30)
-    max_seeds: int  # the seed cap
-    resolution: float  # the half-width asked of every interval of the difference to plain (accuracy fraction)
-
-
-# On CPU one front architecture besides the 3 controls and at most 5 seeds (looks at 3 and 5: 12 to 20 runs): the
-# confirmation is most of the default command's time on 2 cores, and at the CPU budget's seed spread even 10 seeds
-# rarely reach the asked +-1 point (BENCHMARKS.md sections 11 and 16). On GPU the runs are cheap enough for 3
-# candidates and 10 seeds.
-CONFIRM_DEFAULTS: dict[str, ConfirmDefaults] = {
-    "cuda": ConfirmDefaults(top_k=3, seeds=3, max_seeds=10, resolution=0.005),
-    "cpu": ConfirmDefaults(top_k=1, seeds=3, max_seeds=5, resolution=0.01),
-}
+# faults.kind values (testing only): search.execution.faults.FAULTS injects each; "mixed" cycles through them
+FAULT_KINDS = ("raise", "oom", "nan")
+MIXED = "mixed"
 
 
 @dataclass(frozen=True)
@@ -52,15 +27,94 @@ class TrialSettings:
 
     train: TrainConfig
     probe: ProbeConfig
-    constraints: Constraints  # hard budgets, checked after the probe
+    constraints: Constraints  # hard budgets, checked after the probe (their one home in the plan)
     device: str  # "cpu" | "cuda" | "auto"
     threads: int | None  # torch intra-op threads per trial; None = leave as is
     # the plain backbone's batch-1 latency (ms) measured alone at search start: latency_norm_ms = latency_rel x this
     reference_latency_ms: float | None = None
     # the exclusive probe slot's lock file (trials.ProbeSlot), in the node's temp folder
-    # (search.execution.storage.probe_lock_path): while a trial times its latency no other trial of the search on that node
-    # computes; None = no slot
+    # (search.execution.storage.probe_lock_path): while a trial times its latency no other trial of the search on
+    # that node computes; None = no slot
     probe_lock: Path | None = None
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    """What the driver measures on this host before any trial trains (search.execution.calibration)."""
+
+    train_precision: str  # train.precision: "auto" (timed at search start) or the precision given
+    latency_reference: bool  # latency.reference: time the plain backbone alone, and interleaved with each trial
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """Where and how many trials run (search.execution)."""
+
+    concurrency: int  # trials at once
+    storage: str  # Ray Tune storage: an absolute folder path or a URI (s3://...; search.execution.storage)
+    ray_address: str | None = None  # HOST:PORT of the Ray cluster to join (checked reachable); None: a local Ray
+    concurrency_given: bool = False  # concurrency= was set (else on a cluster it is recounted over the nodes)
+
+
+@dataclass(frozen=True)
+class StudyPlan:
+    """The Optuna study (search.study)."""
+
+    sampler: str  # search.samplers.SAMPLERS
+    storage: str  # Optuna RDB storage URL of the search's study (named like the search)
+
+
+@dataclass(frozen=True)
+class AshaPlan:
+    """Early stopping (search.execution.scheduler)."""
+
+    grace_period: int  # epochs
+    reduction_factor: float
+    rank: str  # "val_acc" | "pareto" (search.execution.scheduler.SCHEDULERS)
+
+
+@dataclass(frozen=True)
+class OneshotPlan:
+    """strategy=oneshot's supernet pre-screen (search.study.prescreen)."""
+
+    epochs: int | None  # supernet training epochs; None: twice the budget's epochs
+    sample: int  # architectures scored with inherited weights
+    recal_batches: int  # BatchNorm re-estimation batches per path
+
+
+@dataclass(frozen=True)
+class ConfirmPlan:
+    """The confirmation phase (search.confirm); ``top_k`` 0: the phase is off."""
+
+    top_k: int  # front architectures retrained besides the controls
+    seeds: int  # seeds of the first look
+    max_seeds: int  # the seed cap
+    resolution: float  # the half-width (accuracy fraction) at which it stops adding seeds
+    epochs: int  # epochs of each run (budget.confirm_epochs; at least budget.epochs)
+    # what it trains on (budget.confirm_train_size images; the search's own data when that is the search's size)
+    # with the test split it scores on; None when confirm.enabled=false
+    data: TensorData | None
+
+
+@dataclass(frozen=True)
+class MlflowPlan:
+    """Where the search is recorded (search.tracking)."""
+
+    tracking_uri: str
+    experiment: str
+
+
+@dataclass(frozen=True)
+class FaultInjection:
+    """TESTING ONLY (``faults.*``): make a fraction of trials fail on purpose (search.execution.faults).
+
+    Trial ``n`` (Optuna's trial number) fails iff ``floor((n + 1) * rate) > floor(n * rate)``, so exactly ``rate``
+    of the trials fail, evenly spread (rate 0.2: trials 4, 9, 14, ...). ``kind`` is one of :data:`FAULT_KINDS` or
+    ``mixed`` (the failing trials cycle through oom, nan, raise); the config checks both.
+    """
+
+    rate: float = 0.0
+    kind: str = MIXED
 
 
 @dataclass(frozen=True)
@@ -70,36 +124,20 @@ class SearchPlan:
     name: str
     space: SearchSpace
     hardware: str  # "cpu" or "cuda": which budget is used and where trials run
-    budget: Budget
-    trial_settings: TrialSettings  # what run_trial gets: training, probe, constraints, device, threads
-    concurrency: int  # trials at once
-    train_precision: str  # train.precision: "auto" (measured at search start: search.execution.calibration) or given
-    sampler: str
-    seed: int
+    seed: int  # sampler and training seed
+    strategy: str  # "multi_trial" or "oneshot": a supernet pre-screen proposes the trials (search.study.prescreen)
     data: TensorData  # what the search trains and validates on; never the test split
     data_root: str  # data.root as an absolute path ("" when not set: the dataset's default folders)
-    asha_grace_period: int  # epochs
-    asha_reduction_factor: float
-    asha_rank: str  # "val_acc" | "pareto" (search.execution.scheduler.SCHEDULERS)
-    strategy: str  # "multi_trial" or "oneshot": a supernet pre-screen proposes the trials (search.study.prescreen)
-    oneshot: Any  # search.settings.config.OneshotConfig (read with strategy=oneshot)
-    constraints: Constraints  # hard budgets, checked in each trial after its probe
-    faults: FaultInjection  # deliberate failures (testing); off by default
-    latency_reference: bool  # time the plain backbone interleaved with each trial's model (latency_rel)
-    tracking_uri: str
-    experiment: str
-    storage: str  # Ray Tune storage: an absolute folder path or a URI (s3://...; search.execution.storage)
-    study_storage: str  # Optuna RDB storage URL of the search's study (named like the search)
-    confirm_top_k: int  # front architectures retrained in the confirmation phase (0: phase off)
-    confirm_seeds: int  # seeds of the confirmation's first look
-    confirm_max_seeds: int  # its seed cap
-    confirm_resolution: float  # the half-width (accuracy fraction) at which it stops adding seeds
-    confirm_epochs: int  # epochs of each confirmation run (budget.confirm_epochs; at least budget.epochs)
-    # what the confirmation trains on (budget.confirm_train_size images; the search's own data when that is the
-    # search's size) with the test split it scores on; None when confirm.enabled=false
-    confirm_data: TensorData | None
-    ray_address: str | None = None  # HOST:PORT of the Ray cluster to join (checked reachable); None: a local Ray
-    concurrency_given: bool = False  # concurrency= was set (else on a cluster it is recounted over the nodes)
+    budget: Budget
+    trial_settings: TrialSettings  # what run_trial gets: training, probe, constraints, device, threads
+    calibration: CalibrationPlan
+    execution: ExecutionPlan
+    study: StudyPlan
+    asha: AshaPlan
+    oneshot: OneshotPlan  # read with strategy=oneshot
+    confirm: ConfirmPlan
+    mlflow: MlflowPlan
+    faults: FaultInjection  # testing only; off by default
 
     @property
     def base_arch(self) -> ArchConfig:
@@ -111,183 +149,3 @@ class SearchPlan:
     def per_trial(self) -> dict[str, float]:
         """The Ray resources one trial takes (GPUs only with the GPU budget)."""
         return {"cpu": self.budget.cpu_per_trial, "gpu": self.budget.gpu_per_trial if self.hardware == "cuda" else 0}
-
-    def parent_params(self) -> dict[str, Any]:
-        """The settings the parent run records as params; a resumed search must repeat them (but
-        MAY_CHANGE_ON_RESUME)."""
-        return {"space": self.space.name, "sampler": self.sampler, "seed": self.seed, "hardware": self.hardware,
-                "concurrency": self.concurrency, "asha_grace_period": self.asha_grace_period,
-                "asha_reduction_factor": self.asha_reduction_factor, "asha_rank": self.asha_rank,
-                "strategy": self.strategy,
-                **({f"oneshot.{k}": v for k, v in asdict(self.oneshot).items()} if self.strategy == "oneshot" else {}),
-                "dataset": self.space.dataset,
-                "train.precision": self.train_precision,
-                **({"data.root": self.data_root} if self.data_root else {}),
-                "data.image_shape": "x".join(str(d) for d in self.data.image_shape),
-                **({TEST_IMAGES_PARAM: len(self.confirm_data.test_y),
-                    "confirm.epochs": self.confirm_epochs, "confirm.train_size": len(self.confirm_data.train_y)}
-                   if self.confirm_data is not None else {}),
-                **{f"constraints.{k}": v for k, v in asdict(self.constraints).items()},
-                **({"faults.rate": self.faults.rate, "faults.kind": self.faults.kind} if self.faults.rate else {}),
-                "confirm.top_k": self.confirm_top_k, "confirm.seeds": self.confirm_seeds,
-                "confirm.max_seeds": self.confirm_max_seeds, "confirm.resolution": self.confirm_resolution,
-                **{f"budget.{k}": v for k, v in asdict(self.budget).items()}}
-
-    def data_info(self) -> dict[str, Any]:
-        """What the models' input is (search.outcomes.DATA_JSON on the parent run): export hands it to the user."""
-        data = self.data
-        return {"dataset": self.space.dataset, "root": self.data_root, "image_shape": list(data.image_shape),
-                "mean": list(data.mean), "std": list(data.std), "classes": list(data.classes)}
-
-
-AUTO = "auto"  # train.precision=auto: chosen by a timing at search start
-
-# Parent-run params that may differ when a search is resumed (they do not change what the search computes).
-MAY_CHANGE_ON_RESUME = ("concurrency",)
-
-
-def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
-    """Validate ``cfg`` (settings, space, budget overrides, tracking store, dataset, backbone). Writes nothing."""
-    settings = run_settings(cfg)  # typed; types, choices and ranges checked (search.settings.config)
-    if settings.device is Device.cuda and not torch.cuda.is_available():
-        raise UserError("device=cuda but no CUDA device is visible; use device=auto or device=cpu")
-    hardware = resolve_device(settings.device.value).type  # trials.resolve_device: auto means CUDA when present
-    latency_setting = settings.latency
-    if latency_setting.runtime.value == "onnxruntime" and (hardware != "cpu" or latency_setting.precision.value != "fp32"):
-        raise UserError(f"latency.runtime=onnxruntime times fp32 models on the CPU; this search runs on {hardware} "
-                        f"with latency.precision={latency_setting.precision.value} (use device=cpu "
-                        f"latency.precision=fp32, or latency.runtime=torch)")
-    try:
-        space = load_space(settings.space)
-        budget = space.budgets["gpu" if hardware == "cuda" else "cpu"].with_overrides(asdict(settings.budget))
-    except SpaceError as exc:
-        raise UserError(str(exc)) from None
-    if space.dataset not in DATASETS:
-        raise UserError(f"space {space.name!r}: unknown dataset {space.dataset!r}; valid datasets: {', '.join(DATASETS)}")
-    name = settings.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    check_setting(RunConfig, "name", name)  # the default name too (it comes from the space)
-    check_tracking_uri(settings.mlflow.tracking_uri)
-    confirm = CONFIRM_DEFAULTS[hardware]
-    seeds = settings.confirm.seeds or confirm.seeds
-    max_seeds = settings.confirm.max_seeds or max(seeds, confirm.max_seeds)
-    if max_seeds < seeds:
-        raise UserError(f"confirm.max_seeds={max_seeds} is below confirm.seeds={seeds}: the seed cap must be at "
-                        f"least the seeds of the first look")
-    ray_address = (reachable_address(settings.ray.address, find_auto=find_cluster_address)
-                   if settings.ray.address else None)
-    confirm_budget = budget.confirm
-    # the val split is drawn before train_size is taken (trials.load_dataset), so on a dataset of fixed size (all but
-    # `synthetic`, generated to the size asked) both loads hold out the same val images and the confirmation's train
-    # images include the search's
-    load = dict(root=settings.data.root, val_size=budget.val_size, seed=settings.seed, download=settings.data.download,
-                test_size=settings.data.test_size, image_size=settings.data.image_size, cache=settings.data.cache,
-                log=say)
-    same_images = confirm_budget.train_size == budget.train_size
-    try:  # with the test split when confirming, so that its errors (data.test_size, none there) name it
-        data = load_dataset(space.dataset, train_size=budget.train_size, test=settings.confirm.enabled, **load)
-    except (DatasetMissingError, ValueError) as exc:  # ValueError: sizes or data the dataset cannot supply
-        raise UserError(str(exc)) from None
-    confirm_data = data if settings.confirm.enabled else None
-    if settings.confirm.enabled and not same_images:
-        try:
-            confirm_data = load_dataset(space.dataset, train_size=confirm_budget.train_size, test=True, **load)
-        except ValueError as exc:  # the same data loaded once already: only the confirmation's size can be wrong
-            raise UserError(f"budget.confirm_train_size={budget.confirm_train_size}: {exc}") from None
-    data = replace(data, test_x=None, test_y=None)  # the search never sees the test split
-    try:
-        check_space_fits(space, backbone=budget.backbone, in_chans=data.in_chans,
-                         backbone_kwargs=budget.backbone_kwargs)
-    except SpaceError as exc:
-        raise UserError(str(exc)) from None
-    base = space.base_arch(backbone=budget.backbone, in_chans=data.in_chans, num_classes=data.num_classes,
-                           backbone_kwargs=budget.backbone_kwargs)
-    for control, arch in space.control_archs(base=base).items():  # a control the backbone cannot take: say so now
-        try:
-            build(arch)
-        except ValueError as exc:
-            raise UserError(f"space {space.name!r}: control {control!r} ({arch}) does not fit {budget.backbone}: "
-                            f"{exc}") from None
-    latency = settings.latency
-    constraints = Constraints(max_latency_ms=settings.constraints.max_latency_ms,
-                              max_params_m=settings.constraints.max_params_m)
-    storage = resolve_storage(settings.storage)
-    return SearchPlan(
-        name=name,
-        space=space,
-        hardware=hardware,
-        budget=budget,
-        trial_settings=TrialSettings(
-            train=TrainConfig(epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr,
-                              weight_decay=budget.weight_decay, compile=settings.compile, seed=settings.seed,
-                              ema=budget.ema, **_precision(settings.train.precision.value)),
-            probe=ProbeConfig(runs=latency.runs, warmup=latency.warmup, batch=latency.batch,
-                              precision=latency.precision.value, channels_last=latency.channels_last,
-                              runtime=latency.runtime.value),
-            constraints=constraints, threads=budget.cpu_per_trial, device=hardware,
-            probe_lock=probe_lock_path(storage, name=name),  # node-local; made by the first trial that takes it
-        ),
-        concurrency=_concurrency(settings.concurrency, hardware=hardware, budget=budget),
-        train_precision=settings.train.precision.value,
-        sampler=settings.sampler.value,
-        seed=settings.seed,
-        data=data,
-        data_root=str(Path(settings.data.root).expanduser().resolve()) if settings.data.root else "",
-        asha_grace_period=settings.asha.grace_period,
-        asha_reduction_factor=settings.asha.reduction_factor,
-        asha_rank=settings.asha.rank.value,
-        strategy=settings.strategy.value,
-        oneshot=settings.oneshot,
-        constraints=constraints,
-        faults=FaultInjection(rate=settings.faults.rate, kind=settings.faults.kind.value),
-        latency_reference=latency.reference,
-        tracking_uri=settings.mlflow.tracking_uri,
-        experiment=settings.mlflow.experiment,
-        storage=storage,
-        study_storage=study_storage_url(settings.mlflow.tracking_uri, storage=storage, given=settings.study.storage),
-        ray_address=ray_address,
-        concurrency_given=settings.concurrency is not None,
-        confirm_top_k=(settings.confirm.top_k or confirm.top_k) if settings.confirm.enabled else 0,
-        confirm_seeds=seeds,
-        confirm_max_seeds=max_seeds,
-        confirm_resolution=settings.confirm.resolution or confirm.resolution,
-        confirm_epochs=confirm_budget.epochs,
-        confirm_data=confirm_data,
-    )
-
-
-def _precision(given: str) -> dict[str, object]:
-    """TrainConfig's precision and layout for ``train.precision`` (auto: fp32 until calibration measures)."""
-    return {"precision": "fp32" if given == AUTO else given, "channels_last": given == "bf16"}
-
-
-def study_storage_url(tracking_uri: str, *, storage: str, given: str | None = None) -> str:
-    """Where the Optuna study lives: ``given`` (``study.storage=``, an RDB URL) when set; else ``optuna.db`` beside a
-    SQLite MLflow store, else in the Ray storage folder (``storage``: a folder or URI), else, when that is a URI
-    (Optuna cannot keep SQLite in s3://), in the current folder."""
-    if given:
-        return given
-    if (database := sqlite_path(tracking_uri)) is not None:
-        folder = database.resolve().parent
-    elif not is_uri(storage):
-        folder = Path(storage).expanduser().resolve()
-    else:
-        folder = Path.cwd()
-    return f"sqlite:///{folder / 'optuna.db'}"
-
-
-def _concurrency(requested: int | None, *, hardware: str, budget: Budget) -> int:
-    """``concurrency=`` or, by default, the trials that fit on this machine (on a cluster ``search.run`` recounts
-    over its nodes once joined: :func:`search.execution.cluster.trial_slots`)."""
-    if requested is not None:
-        return requested
-    return local_concurrency(budget=budget, hardware=hardware, cpus=float(os.cpu_count() or 1),
-                             gpus=float(torch.cuda.device_count()) if hardware == "cuda" else 0.0)
-
-
-def local_concurrency(*, budget: Budget, hardware: str, cpus: float, gpus: float) -> int:
-    """Trials at once on one machine with ``cpus`` cores and ``gpus`` GPUs: on CUDA ``gpus / budget.gpu_per_trial``
-    (the GPU is what a trial waits for; its CPU threads are a setting, not a reservation that should idle a GPU), on
-    CPU ``cpus // budget.cpu_per_trial``."""
-    here = Node(node_id="local", ip="127.0.0.1", cpus=cpus, gpus=gpus)
-    return trial_slots([here], cpu_per_trial=0 if hardware == "cuda" else budget.cpu_per_trial,
-                       gpu_per_trial=budget.gpu_per_trial if hardware == "cuda" else 0)

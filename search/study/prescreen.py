@@ -79,7 +79,7 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
     print(f"Note: {MEASURED}.", flush=True)
     cfg = plan.oneshot
     epochs = cfg.epochs or 2 * plan.budget.epochs
-    torch.set_num_threads(max(1, plan.concurrency * plan.budget.cpu_per_trial))
+    torch.set_num_threads(max(1, plan.execution.concurrency * plan.budget.cpu_per_trial))
     device = torch.device("cuda" if plan.hardware == "cuda" else "cpu")
     data = dataclasses.replace(plan.data, test_x=None, test_y=None)  # the pre-screen never sees the test split
     if device.type == "cuda":
@@ -123,7 +123,8 @@ def _state_path(plan: Any) -> Path | None:
     storage is a URI: an interrupted pre-screen then trains again from the start)."""
     from search.execution import storage
 
-    return None if storage.is_uri(plan.storage) else Path(storage.join(plan.storage, plan.name)) / "supernet.pt"
+    where = plan.execution.storage
+    return None if storage.is_uri(where) else Path(storage.join(where, plan.name)) / "supernet.pt"
 
 
 def _draw(supernet: Supernet, *, count: int) -> list[ArchConfig]:

@@ -35,7 +35,7 @@ from ray.tune.search import Searcher
 
 from backbones import ArchConfig, canonical
 from search.outcomes import LATENCY_OBJECTIVE, OBJECTIVES, Outcome, trial_outcome
-from search.study.samplers import SAMPLERS
+from search.samplers import SAMPLERS
 from spaces import SearchSpace
 from trials import Constraints
 

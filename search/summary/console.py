@@ -10,7 +10,7 @@ from search.confirm.statistics import Confirmed, Verdict, diff_text, rank_agreem
 from search.outcomes import CONFIRM_ROLE, LATENCY_OBJECTIVE, TRIAL_ROLE, test_split_text
 from search.settings.plan import SearchPlan
 from search.settings.terminal import format_table
-from search.study.dashboard import study_hint
+from search.study.optuna_dashboard import study_hint
 from search.summary.front import SearchSummary
 from search.tracking.links import experiment_url, ui_hint
 from search.tracking.parent import SearchRun, ended_trials
@@ -22,12 +22,12 @@ def announce(plan: SearchPlan) -> None:
     where = ("CUDA device found: using the GPU budget" if plan.hardware == "cuda"
              else "No CUDA device: using the CPU budget")
     size = "all" if b.train_size is None else f"{b.train_size}"
-    print(f"Search {plan.name}: space {plan.space.name} on {plan.space.dataset}, sampler {plan.sampler}", flush=True)
+    print(f"Search {plan.name}: space {plan.space.name} on {plan.space.dataset}, sampler {plan.study.sampler}", flush=True)
     print(f"{where} ({b.backbone}, {size} train / {b.val_size} val images, {b.epochs} epochs, {b.trials} trials, "
-          f"{plan.concurrency} at once)", flush=True)
-    if plan.confirm_top_k and confirms_larger(plan):
+          f"{plan.execution.concurrency} at once)", flush=True)
+    if plan.confirm.top_k and confirms_larger(plan):
         print(f"The confirmation's budget is larger than the search's: {confirm_budget_text(plan)}", flush=True)
-    print(f"Watch the study live:  {study_hint(storage=plan.study_storage)}", flush=True)
+    print(f"Watch the study live:  {study_hint(storage=plan.study.storage)}", flush=True)
 
 
 def announce_resume(plan: SearchPlan, search: SearchRun, *, controls: int) -> None:
@@ -57,7 +57,7 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     else:
         print("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
     if summary.confirmed:
-        print(f"\nConfirmed on {test_split_text(len(plan.confirm_data.test_y), dataset=plan.space.dataset)}, retrained from scratch per seed; "
+        print(f"\nConfirmed on {test_split_text(len(plan.confirm.data.test_y), dataset=plan.space.dataset)}, retrained from scratch per seed; "
               f"test_acc mean ± std, 95% interval of the paired difference to the plain backbone:")
         print(format_table([confirmed_row(row) for row in summary.confirmed], [
             ("name", "confirmed", "s"), ("seeds", "seeds", "s"), ("test_acc", "test_acc", "s"),
@@ -71,10 +71,10 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
         print("\n".join(f"  {line}" for line in summary.insight))
     if summary.report:
         print(f"\nSearch report (opens offline): {summary.report}")
-    print(f"MLflow UI:  {ui_hint(tracking_uri=plan.tracking_uri)}")
+    print(f"MLflow UI:  {ui_hint(tracking_uri=plan.mlflow.tracking_uri)}")
     print(f"  the runs table with the search's columns: "
-          f"{experiment_url(tracking_uri=plan.tracking_uri, experiment_id=summary.experiment_id)}")
-    print(f"Optuna study:  {study_hint(storage=plan.study_storage)}")
+          f"{experiment_url(tracking_uri=plan.mlflow.tracking_uri, experiment_id=summary.experiment_id)}")
+    print(f"Optuna study:  {study_hint(storage=plan.study.storage)}")
     if summary.front:
         what = "the confirmed pick" if summary.confirmed else "the most accurate front model"
         print(f"Export {what}:  python -m search.export", flush=True)

@@ -41,12 +41,12 @@ def write_reports(plan: SearchPlan, *, search: SearchRun, summary: SearchSummary
     print("Writing the search report ...", flush=True)
     title = f"{plan.name}: val_acc vs {LATENCY_OBJECTIVE} ({plan.budget.backbone}, {plan.space.dataset})"
     data = collect_report_data(
-        study=open_study(storage=plan.study_storage, name=plan.name), client=search.client,
+        study=open_study(storage=plan.study.storage, name=plan.name), client=search.client,
         experiment_id=search.experiment_id, parent_run_id=search.run_id, num_stages=plan.space.num_stages,
         types=[kind for stage in plan.space.stages for kind in stage.types], title=title,
-        run_url=lambda run_id: run_url(tracking_uri=plan.tracking_uri, experiment_id=search.experiment_id,
+        run_url=lambda run_id: run_url(tracking_uri=plan.mlflow.tracking_uri, experiment_id=search.experiment_id,
                                        run_id=run_id),
-        experiment_url=experiment_url(tracking_uri=plan.tracking_uri, experiment_id=search.experiment_id),
+        experiment_url=experiment_url(tracking_uri=plan.mlflow.tracking_uri, experiment_id=search.experiment_id),
         confirmed=summary.confirmed, verdict=summary.verdict)
     pages = _write_pages(data, search=search, rows=summary.rows, title=title)
     where = ""

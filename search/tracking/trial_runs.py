@@ -19,7 +19,7 @@ from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS
 
 from backbones import ArchConfig
-from search.execution.artifacts import ARCH, REFERENCE, WEIGHTS
+from search.execution.checkpoint import ARCH, REFERENCE, WEIGHTS
 from search.outcomes import (CONTROL_TAG, EPOCHS_RUN_TAG, ERROR_TAG, NODE_ID, NODE_ID_TAG, NODE_IP_TAG, OUTCOME_TAG,
                              PARAM_PREFIXES, REJECTED_BECAUSE_TAG, RESUMED_TAG, ROLE_TAG, SEARCH_TAG, TRIAL_ROLE, TRIAL_TAG,
                              Outcome, trial_outcome)

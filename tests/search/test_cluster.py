@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from search.execution.cluster import Node, check_storage_shared, reachable_address, trial_nodes, trial_slots
-from search.settings.errors import UserError
-from search.settings.plan import study_storage_url
 from search.execution.storage import is_uri, join, probe_lock_path, resolve, split
+from search.plan_check import study_storage_url
+from search.settings.errors import UserError
 
 HEAD = Node(node_id="h" * 56, ip="10.0.0.1", cpus=0, gpus=0)
 WORKERS = [Node(node_id="a" * 56, ip="10.0.0.2", cpus=4, gpus=0), Node(node_id="b" * 56, ip="10.0.0.3", cpus=3, gpus=1)]

@@ -11,9 +11,9 @@ import pytest
 import search.run
 from search.settings.config import (Device, ExportConfig, FaultKind, Precision, RunConfig, Sampler, export_settings,
                            run_settings)
+from search.execution.faults import FAULTS
+from search.samplers import SAMPLERS
 from search.settings.errors import UserError
-from search.execution.faults import KINDS as FAULTS
-from search.study.samplers import SAMPLERS
 from trials import DATASETS, PRECISIONS
 
 HAS_FASHION = Path(DATASETS["fashion_mnist"].default_root).is_dir()
@@ -66,11 +66,12 @@ def test_compose_then_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
                            "concurrency=1", f"storage={tmp_path / 'runs'}"])
     search.run.run(cfg)
     (plan,) = plans
-    assert (plan.name, plan.sampler, plan.hardware, plan.concurrency) == ("composed", "random", "cpu", 1)
+    assert (plan.name, plan.study.sampler, plan.hardware) == ("composed", "random", "cpu")
+    assert plan.execution.concurrency == 1
     assert plan.trial_settings.probe.precision == "bf16" and plan.trial_settings.probe.runs == 30
     assert (plan.faults.rate, plan.faults.kind) == (0.5, "nan")
-    assert plan.storage == str(tmp_path / "runs") and plan.budget.train_size == 64
+    assert plan.execution.storage == str(tmp_path / "runs") and plan.budget.train_size == 64
     lock = plan.trial_settings.probe_lock  # node-local (the node's temp folder), made by the trials
     assert lock.parent == Path(tempfile.gettempdir()) / "attnas-probe" and lock.name.startswith("composed-")
-    assert plan.ray_address is None and plan.study_storage == f"sqlite:///{tmp_path / 'optuna.db'}"
+    assert plan.execution.ray_address is None and plan.study.storage == f"sqlite:///{tmp_path / 'optuna.db'}"
     assert sorted(p.name for p in tmp_path.iterdir()) == [], "prepare writes nothing"

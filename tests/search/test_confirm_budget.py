@@ -14,6 +14,7 @@ from backbones import ArchConfig, StageConfig
 from search.confirm.phase import confirm_budget_text, pick_candidates
 from search.confirm.statistics import (confirmation_statistics, rank_agreement, read_confirmed_csv,
                                        write_confirmed_csv)
+from search.tracking.plan_params import parent_params
 from spaces import SpaceError, load_space
 from spaces.schema import ConfirmBudget
 from trials import DATASETS
@@ -110,14 +111,14 @@ def test_the_plan_carries_the_confirmation_data_and_epochs(tmp_path: Path, monke
             f"storage={tmp_path / 'runs'}"])
     search.run.run(cfg)
     (plan,) = plans
-    search_data, confirm_data = plan.data, plan.confirm_data
+    search_data, confirm_data = plan.data, plan.confirm.data
     assert search_data.test_x is None and search_data.test_y is None
     assert len(search_data.train_y) == 300 and len(confirm_data.train_y) == 500 and len(confirm_data.test_y) == 100
     assert torch.equal(search_data.val_x, confirm_data.val_x)  # val is drawn first: the same images either way
     confirm_images = {bytes(image.numpy()) for image in confirm_data.train_x}
     assert all(bytes(image.numpy()) in confirm_images for image in search_data.train_x)
-    assert (plan.trial_settings.train.epochs, plan.confirm_epochs) == (2, 3)
-    params = plan.parent_params()
+    assert (plan.trial_settings.train.epochs, plan.confirm.epochs) == (2, 3)
+    params = parent_params(plan)
     assert (params["confirm.epochs"], params["confirm.train_size"], params["data.test_images"]) == (3, 500, 100)
     assert params["budget.confirm_train_size"] == 500 and params["budget.epochs"] == 2
     assert confirm_budget_text(plan) == "at 3 epochs on 500 images (the search: 2 epochs on 300)"
@@ -132,13 +133,13 @@ def test_at_the_search_budget_the_confirmation_shares_the_search_images(tmp_path
     search.run.run({"device": "cpu", "budget": {"train_size": 300, "val_size": 200}, "data": {"test_size": 100},
                     "concurrency": 1, "storage": str(tmp_path / "runs")})
     (plan,) = plans
-    assert plan.data.test_y is None and plan.confirm_data.train_x is plan.data.train_x  # loaded once
+    assert plan.data.test_y is None and plan.confirm.data.train_x is plan.data.train_x  # loaded once
     assert confirm_budget_text(plan) == "at 3 epochs on 300 images (the search's budget)"
     plans.clear()
     search.run.run({"device": "cpu", "budget": {"train_size": 300, "val_size": 200}, "confirm": {"enabled": False},
                     "concurrency": 1, "storage": str(tmp_path / "runs")})
     (plan,) = plans
-    assert plan.confirm_data is None and "confirm.epochs" not in plan.parent_params()
+    assert plan.confirm.data is None and "confirm.epochs" not in parent_params(plan)
 
 
 # ---- the rank agreement -------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import pytest
 from search.confirm.phase import ListSearcher
 from search.execution.trainable import assigned_device
 from search.execution.tuner import ray_runtime, run_tuner
-from search.settings.plan import local_concurrency
+from search.plan_check import local_concurrency
 from spaces import load_space
 
 REPO = Path(__file__).resolve().parents[2]

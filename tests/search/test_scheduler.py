@@ -10,6 +10,7 @@ from ray.tune.schedulers import TrialScheduler
 from search.execution.scheduler import SCHEDULERS, ParetoASHA, make_scheduler, rung_milestones
 from search.outcomes import ASHA_RANKS
 from search.pareto import crowding_distances, nondominated_ranks, pareto_keeps, pareto_order
+from search.settings.plan import AshaPlan
 
 CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
@@ -42,7 +43,7 @@ def _result(epoch: int, val_acc: float, latency: float) -> dict:
 
 
 def test_pareto_asha_through_the_scheduler_api() -> None:
-    scheduler = make_scheduler(full_epochs=4, grace_period=1, reduction_factor=2, rank="pareto")
+    scheduler = make_scheduler(full_epochs=4, asha=AshaPlan(grace_period=1, reduction_factor=2, rank="pareto"))
     assert isinstance(scheduler, ParetoASHA) and scheduler.milestones == [1, 2]
     accurate, fast, slow_bad = (Trial("__fake", stub=True, config={}) for _ in range(3))
     control = Trial("__fake", stub=True, config={"control": "plain"})
@@ -57,7 +58,7 @@ def test_pareto_asha_through_the_scheduler_api() -> None:
 
 def test_every_rank_has_a_scheduler_and_val_acc_is_rays_asha() -> None:
     assert tuple(SCHEDULERS) == ASHA_RANKS
-    asha = make_scheduler(full_epochs=4, grace_period=1, reduction_factor=2, rank="val_acc")
+    asha = make_scheduler(full_epochs=4, asha=AshaPlan(grace_period=1, reduction_factor=2, rank="val_acc"))
     first, second = Trial("__fake", stub=True, config={}), Trial("__fake", stub=True, config={})
     asha.on_trial_add(None, first)
     asha.on_trial_add(None, second)

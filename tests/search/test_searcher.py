@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from backbones import build
-from search.study.samplers import SAMPLERS
+from search.samplers import SAMPLERS
 from search.study.searcher import DUPLICATE_ATTR, RAY_TRIAL_ATTR, StudySearcher, open_study
 from spaces import load_space
 from trials import Constraints

@@ -13,7 +13,7 @@ import torch
 
 from trials import DATASETS, DatasetError, DatasetMissingError, load_dataset
 from trials.image_folder import TEST_FRACTION, default_image_size
-from trials.source import stratified_split
+from trials.dataset_source import stratified_split
 
 
 def _load(root: Path, cache: Path, **kwargs):

@@ -1,4 +1,7 @@
-"""The Optuna samplers a search can use (``sampler=NAME``), each multi-objective and seeded. No Ray import here."""
+"""The Optuna samplers a search can use (``sampler=NAME``), each multi-objective and seeded. No Ray import here.
+
+A registry below the settings (``search.settings.config`` lists its names as the ``sampler`` choices) and the study
+(``search.study.searcher`` makes the sampler a search names)."""
 
 from __future__ import annotations
 

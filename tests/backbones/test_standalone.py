@@ -1,4 +1,4 @@
-"""Contract: ``backbones.source.standalone_source`` rebuilds exactly what ``build`` builds, for every attention
+"""Contract: ``backbones.standalone.standalone_source`` rebuilds exactly what ``build`` builds, for every attention
 type, every position, every head and every tested backbone family, without importing this package."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from backbones import ATTENTION, HEADS, POSITIONS, build
-from backbones.source import standalone_source
+from backbones.standalone import standalone_source
 
 SMALL = {"backbone": "resnet10t", "backbone_kwargs": {"channels": [32, 64, 128, 256], "stem_width": 16},
          "in_chans": 1, "num_classes": 10, "small_input": True}

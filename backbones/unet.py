@@ -11,7 +11,7 @@ initialised as smp's ``Unet`` initialises them. Output: ``(N, num_classes, H, W)
 Decoder widths are one rule, :func:`decoder_widths`: each block is as wide as the stage whose skip it merges (the
 last, skipless block as wide as stage 0), so the decoder mirrors the encoder and stays light on a CPU.
 
-smp is imported inside the functions that need it (``import backbones`` stays cheap, and ``backbones.source`` writes
+smp is imported inside the functions that need it (``import backbones`` stays cheap, and ``backbones.standalone`` writes
 :class:`UNet` out with its imports).
 """
 from __future__ import annotations

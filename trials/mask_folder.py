@@ -30,7 +30,7 @@ import torch
 
 from trials.image_folder import (IMAGE_EXTENSIONS, TEST_FRACTION, TEST_SPLIT_SEED, GRAY_MODES, decode_image,
                                  default_image_size)
-from trials.source import DatasetError, LoadRequest, Source
+from trials.dataset_source import DatasetError, LoadRequest, Source
 
 MASK_MODES = frozenset({"L", "P", "I", "I;16", "1"})  # PIL modes that hold one class index per pixel
 VOID = 255  # the common "ignore" index; refused (no ignore label)

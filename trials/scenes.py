@@ -29,7 +29,7 @@ import torch
 
 from trials.published import FASHION_FILES
 from trials.published import _download as download  # noqa: PLC2701 - the short-timeout downloader, one home
-from trials.source import DatasetMissingError, LoadRequest, Source
+from trials.dataset_source import DatasetMissingError, LoadRequest, Source
 
 CANVAS = 64  # px, side of a scene
 GARMENTS = (2, 4)  # garments per scene, inclusive range, uniform

@@ -18,7 +18,7 @@ from trials.data import DEFAULT_CACHE_ROOT, TensorData
 from trials.mask_folder import load_mask_folder
 from trials.published import FASHION_DEBIAN_ROOT, LoadFn
 from trials.scenes import load_fashion_scenes
-from trials.source import DatasetError, LoadRequest
+from trials.dataset_source import DatasetError, LoadRequest
 
 MASK_TEST_SUBSET_SEED = 20241  # load_segmentation(test_size=N): the fixed generator of the test subset
 

@@ -12,7 +12,7 @@ import torch
 from backbones import (ATTENTION, SCSE, SKIPS, SUPPORTED_BACKBONES, ArchConfig, DecoderBlock, StageConfig, build,
                        canonical, decoder_attention_types, stage_positions)
 from backbones.gate import AttentionGate
-from backbones.source import standalone_source
+from backbones.standalone import standalone_source
 from backbones.unet import decoder_widths
 
 SMALL = {"backbone": "resnet10t", "backbone_kwargs": {"channels": [16, 32, 64, 128], "stem_width": 8},

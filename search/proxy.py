@@ -37,7 +37,8 @@ from backbones import ArchConfig, build, canonical
 from search.settings import cli
 from search.settings.config import ProxyConfig, proxy_settings
 from search.settings.errors import UserError, exit_on_bad_input
-from search.settings.terminal import format_table, say
+from search.log import say, tell
+from search.settings.terminal import format_table
 from search.summary.fidelity import BudgetFidelity, fidelity, grace_period, recommend
 from spaces import SearchSpace, SpaceError, load_space
 from trials import (DatasetMissingError, ProbeConfig, TrainConfig, device_info, evaluate, load_dataset,
@@ -125,10 +126,10 @@ def proxy(cfg: DictConfig | ProxyConfig) -> dict[str, Any]:
     choice, sentence = recommend(rows, reference=settings.reference, min_tau=settings.min_tau, effect=settings.effect)
     record["summary"] = {"rows": [dataclasses.asdict(r) for r in rows], "recommended": choice, "sentence": sentence}
     _save(out, record)
-    print(_table(rows))
-    print(_epoch_table(rows))
-    print(f"\n{sentence}")
-    print(_grace_sentence(rows, chosen=choice or settings.reference, min_tau=settings.min_tau))
+    tell(_table(rows))
+    tell(_epoch_table(rows))
+    tell(f"\n{sentence}")
+    tell(_grace_sentence(rows, chosen=choice or settings.reference, min_tau=settings.min_tau))
     return record
 
 

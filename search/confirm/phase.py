@@ -35,6 +35,7 @@ from search.execution.alone import measure_alone
 from search.execution.progress import ProgressPrinter
 from search.execution.trainable import train_architecture
 from search.execution.tuner import run_tuner
+from search.log import tell
 from search.outcomes import CONFIRM_ROLE, CONFIRM_TAG, CONFIRMED_CSV, SEED_TAG, VERDICT_TAG, test_split_text
 from search.settings.plan import SearchPlan, TrialSettings
 from search.tracking.parent import SearchRun, ended_trials
@@ -113,11 +114,11 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
     design = confirm_design(plan)
     seeds = confirmation_seeds(search_seed=plan.seed, count=design.max_seeds)
     data = plan.confirm_data
-    print(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
-          f"{len(candidates) - len(controls)} from the front), trained from scratch {confirm_budget_text(plan)} on "
-          f"{design.min_seeds} to {design.max_seeds} seeds (looks at {', '.join(map(str, design.looks))}) until every "
-          f"95% interval of the difference to the plain backbone is within ±{100 * design.resolution:.1f} points; "
-          f"scored on {test_split_text(len(data.test_y))}", flush=True)
+    tell(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
+         f"{len(candidates) - len(controls)} from the front), trained from scratch {confirm_budget_text(plan)} on "
+         f"{design.min_seeds} to {design.max_seeds} seeds (looks at {', '.join(map(str, design.looks))}) until every "
+         f"95% interval of the difference to the plain backbone is within ±{100 * design.resolution:.1f} points; "
+         f"scored on {test_split_text(len(data.test_y))}")
     train = replace(plan.trial_settings.train, epochs=plan.confirm_epochs)
     settings = replace(plan.trial_settings, train=train)  # the search's, as calibrated, at the confirmation's length
     tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
@@ -132,7 +133,7 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
                       if run.data.tags.get(SEED_TAG) in round_seeds}
         printer = ProgressPrinter(total_trials=len(candidates) * len(new), full_epochs=plan.confirm_epochs,
                                   seen=confirming.keys(), ended=ended_trials(confirming), show_latency=False)
-        print(f"Confirmation seeds {', '.join(map(str, new))} ({len(candidates) * len(new)} runs)", flush=True)
+        tell(f"Confirmation seeds {', '.join(map(str, new))} ({len(candidates) * len(new)} runs)")
         results.extend(run_confirmation(
             candidates=candidates, seeds=new, data=data, settings=settings,
             experiment_dir=storage.join(plan.storage, plan.name, round_folder(first_seed_index=done)),
@@ -140,9 +141,9 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
         done = seeds_at_look
         stopped = look(paired_differences(results, candidates=candidates), design=design)
         widest = max((i.half_width for i in stopped.intervals.values() if i.half_width is not None), default=None)
-        print(f"Look at {stopped.seeds} seeds: widest interval ±"
-              f"{'n/a' if widest is None else f'{100 * widest:.1f}'} points (asked ±{100 * design.resolution:.1f})"
-              f"{': ' + stopped.reason if stopped.stop else ', adding seeds'}", flush=True)
+        tell(f"Look at {stopped.seeds} seeds: widest interval ±"
+             f"{'n/a' if widest is None else f'{100 * widest:.1f}'} points (asked ±{100 * design.resolution:.1f})"
+             f"{': ' + stopped.reason if stopped.stop else ', adding seeds'}")
         if stopped.stop:
             return Confirmation(candidates=candidates, results=results, stopped=stopped)
     raise AssertionError("unreachable: the last look always stops")
@@ -253,7 +254,7 @@ def summarise_confirmation(confirmation: Confirmation, *, latency_ms: Mapping[st
 def finish_confirmation(plan: SearchPlan, *, confirmation: Confirmation) -> list[Confirmed]:
     """The confirmed table: each candidate's latency measured alone (call it once no trial trains), then the
     statistics of its test_acc over the seeds."""
-    print("Measuring the latency of each confirmed architecture alone ...", flush=True)
+    tell("Measuring the latency of each confirmed architecture alone ...")
     archs = {c.name: c.arch for c in confirmation.candidates}
     alone = dict(input_shape=plan.data.image_shape, device=plan.hardware, threads=plan.budget.cpu_per_trial)
     probe = plan.trial_settings.probe

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 from search.execution.cluster import alive_nodes, check_storage_shared, trial_nodes, trial_slots
+from search.log import tell
 from search.settings.errors import UserError
 from search.settings.plan import SearchPlan
 
@@ -23,7 +24,6 @@ def join_cluster(plan: SearchPlan) -> SearchPlan:
     check_storage_shared(plan.storage, runners)
     concurrency = plan.concurrency if plan.concurrency_given else trial_slots(
         runners, cpu_per_trial=per_trial["cpu"], gpu_per_trial=per_trial["gpu"])
-    print(f"Ray cluster {plan.ray_address}: {len(nodes)} nodes, {len(runners)} run trials "
-          f"({sum(n.cpus for n in runners):g} CPUs, {sum(n.gpus for n in runners):g} GPUs); storage {plan.storage}",
-          flush=True)
+    tell(f"Ray cluster {plan.ray_address}: {len(nodes)} nodes, {len(runners)} run trials "
+         f"({sum(n.cpus for n in runners):g} CPUs, {sum(n.gpus for n in runners):g} GPUs); storage {plan.storage}")
     return dataclasses.replace(plan, concurrency=concurrency)

@@ -11,7 +11,7 @@ from ray.tune import Callback
 
 from backbones import ArchConfig
 
-from search.settings.terminal import say
+from search.log import say
 from search.outcomes import LATENCY_OBJECTIVE, REJECTED, Outcome, trial_outcome
 from trials import Constraints
 

@@ -44,6 +44,7 @@ from search.export.artefacts import ONNX_FILE, PT2_FILE, Check, check, write_onn
 from search.export.card import model_card
 from search.export.pick import confirmed_table, data_info, find_search, pick_confirmed, pick_front
 from search.export.registry import register
+from search.log import tell
 from search.outcomes import SEARCH_TAG
 from search.settings import cli
 from search.settings.config import ExportConfig, export_settings
@@ -211,7 +212,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def _export_and_report(cfg: DictConfig) -> None:
     result = export(cfg)
     if result.note:
-        print(result.note.rstrip())
+        tell(result.note.rstrip())
     lines = [f"Exported MLflow run {result.run_id} to {result.folder}/: {', '.join(result.files)}"]
     lines += [f"  check {c.artefact:<18} max abs diff {c.max_abs_diff:.2e} ({c.how}, {c.images} images)"
               for c in result.checks]
@@ -221,7 +222,7 @@ def _export_and_report(cfg: DictConfig) -> None:
         lines.append(f"  registered {result.registered} (mlflow.pytorch.load_model; the MLflow UI's Models page)")
     lines.append(f"Use it:   PYTHONPATH={result.folder.parent} python -c \"from {result.folder.name} import "
                  f"load_model; print(load_model())\"   (model card: {result.folder / CARD_FILE})")
-    print("\n".join(lines), file=sys.stdout, flush=True)
+    tell("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -21,7 +21,7 @@ from search.settings.tracking_uri import check_tracking_uri, sqlite_path
 from backbones import ArchConfig, build
 from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
 from search.execution.faults import FaultInjection
-from search.settings.terminal import say
+from search.log import say
 from trials import (DATASETS, Constraints, DatasetMissingError, ProbeConfig, TensorData, TrainConfig, load_dataset,
                     resolve_device)
 

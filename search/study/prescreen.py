@@ -31,7 +31,8 @@ from backbones import ArchConfig, build, canonical
 from backbones.supernet import Supernet
 from search.pareto import pareto_order
 from search.outcomes import PRESCREEN_TAG, ROLE_TAG, SEARCH_TAG, SUPERNET_ROLE
-from search.settings.terminal import format_table, say
+from search.log import say, tell
+from search.settings.terminal import format_table
 from trials import measure_latency
 from trials.augment import normalize
 from trials.train import evaluate, train_epochs
@@ -74,9 +75,9 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
     tags = search.client.get_run(search.run_id).data.tags
     if PRESCREEN_TAG in tags:
         picks = [ArchConfig.from_dict(a) for a in json.loads(tags[PRESCREEN_TAG])]
-        print(f"One-shot pre-screen: resumed with its {len(picks)} picks (parent run tag {PRESCREEN_TAG})", flush=True)
+        tell(f"One-shot pre-screen: resumed with its {len(picks)} picks (parent run tag {PRESCREEN_TAG})")
         return picks
-    print(f"Note: {MEASURED}.", flush=True)
+    tell(f"Note: {MEASURED}.")
     cfg = plan.oneshot
     epochs = cfg.epochs or 2 * plan.budget.epochs
     torch.set_num_threads(max(1, plan.concurrency * plan.budget.cpu_per_trial))
@@ -107,13 +108,13 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
     scored, score_s = _score(plan, supernet=supernet, data=data, settings=settings, train=train, device=device)
     picks = [s.arch for s in scored[: plan.budget.trials]]
     _record(plan, search=search, scored=scored, picks=len(picks), epochs=epochs, train_s=train_s, score_s=score_s)
-    print(f"One-shot pre-screen: {len(scored)} architectures scored with inherited weights in {score_s:.0f} s "
-          f"(supernet trained {epochs} epochs in {train_s:.0f} s); the {len(picks)} best by Pareto rank train "
-          f"from scratch:", flush=True)
-    print(format_table([{"rank": s.rank + 1, "val_acc": s.val_acc, "lat": s.latency_norm_ms, "arch": str(s.arch)}
-                        for s in scored[: len(picks)]],
-                       [("rank", "rank", "d"), ("val_acc", "supernet val_acc", ".4f"),
-                        ("lat", "latency_norm_ms", ".2f"), ("arch", "architecture", "s")]), flush=True)
+    tell(f"One-shot pre-screen: {len(scored)} architectures scored with inherited weights in {score_s:.0f} s "
+         f"(supernet trained {epochs} epochs in {train_s:.0f} s); the {len(picks)} best by Pareto rank train "
+         f"from scratch:")
+    tell(format_table([{"rank": s.rank + 1, "val_acc": s.val_acc, "lat": s.latency_norm_ms, "arch": str(s.arch)}
+                       for s in scored[: len(picks)]],
+                      [("rank", "rank", "d"), ("val_acc", "supernet val_acc", ".4f"),
+                       ("lat", "latency_norm_ms", ".2f"), ("arch", "architecture", "s")]))
     search.client.set_tag(search.run_id, PRESCREEN_TAG, json.dumps([a.to_dict() for a in picks]))
     return picks
 
@@ -219,11 +220,11 @@ def compare_with_trials(plan: Any, *, search: Any, results: Iterable[Any]) -> fl
         if key in supernet and "val_acc" in metrics:
             pairs.append((supernet[key], metrics["val_acc"]))
     if len(pairs) < 3:
-        print(f"One-shot pre-screen: {len(pairs)} picks trained in full; too few to rank against the supernet.")
+        tell(f"One-shot pre-screen: {len(pairs)} picks trained in full; too few to rank against the supernet.")
         return None
     tau = float(stats.kendalltau(*zip(*pairs)).statistic)
     client.log_metric(runs[0].info.run_id, "kendall_vs_trials", tau)
-    print(f"One-shot pre-screen: over the {len(pairs)} picks that trained in full, the supernet's val_acc ranks "
-          f"their own val_acc with Kendall tau {tau:.2f} (on the ground-truth table: 0.27 and 0.44 for two "
-          f"supernet seeds).", flush=True)
+    tell(f"One-shot pre-screen: over the {len(pairs)} picks that trained in full, the supernet's val_acc ranks "
+         f"their own val_acc with Kendall tau {tau:.2f} (on the ground-truth table: 0.27 and 0.44 for two "
+         f"supernet seeds).")
     return tau

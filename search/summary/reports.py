@@ -16,6 +16,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from search.log import tell
 from search.outcomes import LATENCY_OBJECTIVE
 from search.settings.plan import SearchPlan
 from search.study.searcher import open_study
@@ -38,7 +39,7 @@ def report_writers() -> dict[str, ReportWriter]:
 def write_reports(plan: SearchPlan, *, search: SearchRun, summary: SearchSummary) -> SearchSummary:
     """Write the Pareto files under ``pareto/`` and each report writer's page at the top of the parent run's
     artifacts; returns the summary with the placement insight in words and where ``report.html`` is."""
-    print("Writing the search report ...", flush=True)
+    tell("Writing the search report ...")
     title = f"{plan.name}: val_acc vs {LATENCY_OBJECTIVE} ({plan.budget.backbone}, {plan.space.dataset})"
     data = collect_report_data(
         study=open_study(storage=plan.study_storage, name=plan.name), client=search.client,
@@ -63,6 +64,6 @@ def _write_pages(data: ReportData, *, search: SearchRun, rows: list, title: str)
         pages = [write(data, folder=folder) for write in report_writers().values()]
         search.log_artifacts(pages, folder="")
     if not pages:
-        print(f"No report writer is installed (entry points {REPORT_WRITERS!r}): only pareto/ was written; "
-              f"reinstall attnas (pip install -e .) for report.html", flush=True)
+        tell(f"No report writer is installed (entry points {REPORT_WRITERS!r}): only pareto/ was written; "
+             f"reinstall attnas (pip install -e .) for report.html")
     return {Path(page).name for page in pages}

@@ -86,3 +86,19 @@ def test_settings_load_without_ray() -> None:
             "        print(name); break\n")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert out.strip() == "", f"{out.strip()} imports Ray"
+
+
+def test_importing_the_search_leaves_the_environment_alone() -> None:
+    """Importing a module does no work: environment variables for Ray, Tune and MLflow are set by the functions that
+    start them (``search.execution.tuner.ray_runtime``, ``search.export.export``), not at import. One fresh
+    interpreter imports the libraries first (their own import-time settings are theirs), then every module of
+    ``search`` and ``dashboards``, and prints the variables that changed."""
+    modules = sorted(name for name in _imports() if name.split(".")[0] in ("search", "dashboards"))
+    code = ("import importlib, os, ray, ray.tune, mlflow, optuna, torch, timm, hydra\n"
+            "before = dict(os.environ)\n"
+            f"for name in {modules!r}:\n"
+            "    importlib.import_module(name)\n"
+            "changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))\n"
+            "print(' '.join(changed))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "", f"importing the search changed the environment: {out.strip()}"

@@ -33,8 +33,6 @@ from typing import Any
 
 import hydra
 import mlflow
-
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import torch
 from omegaconf import DictConfig
 
@@ -98,6 +96,7 @@ class Exported:
 def export(cfg: DictConfig | ExportConfig) -> Exported:
     """Export the pick of a search as configured; raises :class:`UserError` for bad input (nothing written)."""
     cfg = export_settings(cfg)  # typed; types and ranges checked (search.settings.config)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars among the export's lines
     uri = cfg.mlflow.tracking_uri
     check_tracking_uri(uri)
     if (database := sqlite_path(uri)) is not None and not database.is_file():

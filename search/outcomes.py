@@ -11,9 +11,9 @@ from enum import Enum
 from typing import Any
 
 # The latency the search ranks (ms): a trial's latency relative to the plain backbone timed interleaved with it
-# (latency_rel), times the plain backbone's latency measured alone at search start. It repeats within ~1-3% where the
-# raw milliseconds drift 7-15% between probes on a shared 2-core VM (BENCHMARKS.md, section 6); with
-# latency.reference=false it is latency_ms itself.
+# (latency_rel), times the plain backbone's latency measured alone at search start: the ratio repeats between probes
+# where the raw milliseconds drift with what else the machine runs (BENCHMARKS.md section 6, latency repeatability
+# inside a concurrent search); with latency.reference=false it is latency_ms itself.
 LATENCY_OBJECTIVE = "latency_norm_ms"
 # The search's objectives: metric name -> "max" or "min" (val_acc: fraction 0-1; latency_norm_ms: milliseconds).
 OBJECTIVES: dict[str, str] = {"val_acc": "max", LATENCY_OBJECTIVE: "min"}

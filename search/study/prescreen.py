@@ -9,9 +9,9 @@ front, then NSGA-II crowding) become the search's trials, trained from scratch a
 search. MLflow: the supernet is a nested run (``attnas.role`` = supernet) with its ranking as ``ranking.csv``; after
 the search, Kendall tau between the supernet's val_acc and the trials' own full-budget val_acc is logged there and
 printed. The supernet's training state is saved after every epoch (``runs/NAME/supernet.pt`` with a folder storage),
-so an interrupted pre-screen resumes after its last finished epoch, bit for bit. On the rebuilt ground-truth table
-two supernet seeds ranked architectures with Kendall tau 0.27 [0.14, 0.40] and 0.44 [0.33, 0.54], against 0.41-0.48
-for one training run per architecture (BENCHMARKS.md section 14): treat its picks as a pre-screen, not a verdict.
+so an interrupted pre-screen resumes after its last finished epoch, bit for bit. On the ground-truth table the
+supernet ranks architectures no better than one training run per architecture does (BENCHMARKS.md section 14, a
+weight-sharing supernet's ranking against the ground truth): treat its picks as a pre-screen, not a verdict.
 """
 from __future__ import annotations
 
@@ -37,9 +37,11 @@ from trials import measure_latency
 from trials.augment import normalize
 from trials.train import evaluate, train_epochs
 
-# what a run of this mode prints first (figures of BENCHMARKS.md section 14)
-MEASURED = ("one-shot pre-screen: on the ground-truth table two supernet seeds ranked architectures with Kendall tau "
-            "0.27 [0.14, 0.40] and 0.44 [0.33, 0.54], and one seed's picks never beat plain (one training run per "
+# what a run of this mode prints first, so a user weighs its picks before they train: BENCHMARKS.md section 14's
+# result in one sentence (the section is its home; tests/e2e/test_oneshot_e2e.py checks the sentence is printed)
+TABLE_TAU = "0.27 [0.14, 0.40] and 0.44 [0.33, 0.54]"  # two supernet seeds' Kendall tau on the table [95% interval]
+MEASURED = (f"one-shot pre-screen: on the ground-truth table two supernet seeds ranked architectures with Kendall tau "
+            f"{TABLE_TAU}, and one seed's picks never beat plain (one training run per "
             "architecture: 0.41-0.48; BENCHMARKS.md section 14); its picks are trained from scratch and confirmed "
             "as usual")
 MAX_DRAWS_PER_ARCH = 20  # draws per distinct architecture before the space counts as exhausted
@@ -225,6 +227,6 @@ def compare_with_trials(plan: Any, *, search: Any, results: Iterable[Any]) -> fl
     tau = float(stats.kendalltau(*zip(*pairs)).statistic)
     client.log_metric(runs[0].info.run_id, "kendall_vs_trials", tau)
     tell(f"One-shot pre-screen: over the {len(pairs)} picks that trained in full, the supernet's val_acc ranks "
-         f"their own val_acc with Kendall tau {tau:.2f} (on the ground-truth table: 0.27 and 0.44 for two "
-         f"supernet seeds).")
+         f"their own val_acc with Kendall tau {tau:.2f} (on the ground-truth table: {TABLE_TAU} for two "
+         f"supernet seeds, BENCHMARKS.md section 14).")
     return tau

@@ -272,7 +272,7 @@ def _prescreen_section(data: ReportData, parts: dict[str, str]) -> list[str]:
             f"<p>{len(data.prescreen)} architectures scored with inherited weights; the {len(picked)} best by Pareto "
             f"rank were trained. {html.escape(tau)} How well the supernet ranks on the ground-truth table: "
             f"BENCHMARKS.md section 14.</p>", parts.get("prescreen", ""),
-            _table(("rank", "architecture", "supernet val_acc", "latency_norm_ms", "trained val_acc"), rows,
+            _table(("rank", "architecture", "supernet val_acc", LATENCY_OBJECTIVE, "trained val_acc"), rows,
                    table_id="prescreen")]
 
 

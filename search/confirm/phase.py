@@ -36,7 +36,9 @@ from search.execution.progress import ProgressPrinter
 from search.execution.trainable import train_architecture
 from search.execution.tuner import run_tuner
 from search.log import tell
-from search.outcomes import CONFIRM_ROLE, CONFIRM_TAG, CONFIRMED_CSV, SEED_TAG, VERDICT_TAG, test_split_text
+from search.outcomes import (CONFIRM_ROLE, CONFIRM_TAG, CONFIRMED_CSV, SEED_TAG, TEST_ACC, VERDICT_TAG,
+                             test_split_text)
+from search.records import FinishedTrial
 from search.settings.plan import SearchPlan, TrialSettings
 from search.tracking.parent import SearchRun, ended_trials
 from search.tracking.trial_runs import MlflowTrialCallback
@@ -57,23 +59,21 @@ class Candidate:
     search_val_acc: float | None = None  # its val_acc in the search (None: the search did not train it in full)
 
 
-def pick_candidates(*, front: Sequence[Mapping[str, Any]], controls: Mapping[str, ArchConfig], top_k: int,
-                    searched: Sequence[Mapping[str, Any]] = ()) -> list[Candidate]:
+def pick_candidates(*, front: Sequence[FinishedTrial], controls: Mapping[str, ArchConfig], top_k: int,
+                    searched: Sequence[FinishedTrial] = ()) -> list[Candidate]:
     """Every control (the plain backbone first), then the ``top_k`` most accurate front trials that are not
-    controls (``front`` rows: ``trial_id``, ``val_acc``, ``arch_json`` (the ArchConfig as a dict), ``control``).
-    ``searched``: every full-budget row of the search (the front's kind), where the controls' val_acc is read."""
-    control_val_acc = {row["control"]: row["val_acc"] for row in searched if row.get("control")}
+    controls. ``searched``: every full-budget trial of the search, where the controls' val_acc is read."""
+    control_val_acc = {row.control: row.val_acc for row in searched if row.control}
     picked = [Candidate(name=name, arch=arch, control=True, search_val_acc=control_val_acc.get(name))
               for name, arch in controls.items()]
     known = {canonical(c.arch) for c in picked}
-    for row in sorted(front, key=lambda r: -r["val_acc"]):
-        arch = ArchConfig.from_dict(row["arch_json"])
+    for row in sorted(front, key=lambda r: -r.val_acc):
         if len(picked) - len(controls) >= top_k:
             break
-        if row.get("control") or canonical(arch) in known:
+        if row.control or canonical(row.arch) in known:
             continue
-        known.add(canonical(arch))
-        picked.append(Candidate(name=row["trial_id"], arch=arch, control=False, search_val_acc=row["val_acc"]))
+        known.add(canonical(row.arch))
+        picked.append(Candidate(name=row.trial_id, arch=row.arch, control=False, search_val_acc=row.val_acc))
     return picked
 
 
@@ -98,11 +98,11 @@ class Confirmation:
     stopped: Look
 
 
-def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mapping[str, Any]],
-                  controls: Mapping[str, ArchConfig], searched: Sequence[Mapping[str, Any]] = ()) -> Confirmation:
+def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[FinishedTrial],
+                  controls: Mapping[str, ArchConfig], searched: Sequence[FinishedTrial] = ()) -> Confirmation:
     """The confirmation runs: every control and the ``confirm.top_k`` most accurate front architectures, trained from
     scratch on fresh seeds at the confirmation's budget (``plan.confirm_epochs`` on ``plan.confirm_data``) and scored
-    on the test split, one nested MLflow run each; needs Ray running. ``searched``: the search's full-budget rows
+    on the test split, one nested MLflow run each; needs Ray running. ``searched``: the search's full-budget trials
     (their val_acc goes with each candidate, for the rank agreement).
 
     Seeds come in rounds up to each look of the sequential design (search.confirm.sequential): after a round every
@@ -173,7 +173,7 @@ def test_acc_by_candidate(results: Sequence[Any], *, candidates: Sequence[Candid
     test_acc: dict[str, dict[int, float]] = {c.name: {} for c in candidates}
     for result in results:
         metrics = result.metrics or {}
-        if result.error is None and "test_acc" in metrics:
+        if result.error is None and TEST_ACC in metrics:
             config = result.config
             name = config["tags"][CONFIRM_TAG]
             if name not in test_acc:  # a restored experiment made for another candidate list
@@ -181,7 +181,7 @@ def test_acc_by_candidate(results: Sequence[Any], *, candidates: Sequence[Candid
                     f"confirmation run {config.get('label', name)!r} trained candidate {name!r}, which is not among "
                     f"this search's candidates ({', '.join(test_acc)}): its confirmation folders (runs/NAME/confirm*) "
                     f"were made for another front; move them away and rerun to confirm this front anew")
-            test_acc[name][int(config["seed"])] = float(metrics["test_acc"])
+            test_acc[name][int(config["seed"])] = float(metrics[TEST_ACC])
     return test_acc
 
 

@@ -43,7 +43,7 @@ from search.export.card import model_card
 from search.export.pick import confirmed_table, data_info, find_search, pick_confirmed, pick_front
 from search.export.registry import register
 from search.log import tell
-from search.outcomes import SEARCH_TAG
+from search.outcomes import FLOPS_G, LATENCY_MS, PARAMS_M, SEARCH_TAG, TEST_ACC, VAL_ACC
 from search.settings import cli
 from search.settings.config import ExportConfig, export_settings
 from search.settings.errors import UserError, exit_on_bad_input
@@ -121,7 +121,7 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
         run, note = pick_confirmed(client, experiment.experiment_id, parent=parent, rows=confirmed,
                                    max_latency_ms=cfg.max_latency_ms)
     # a confirmation run's own probe is a token one (its latency is the one measured alone, in the note)
-    keys = ("test_acc", "val_acc", "params_m", "flops_g") if note else ("val_acc", "latency_ms", "params_m", "flops_g")
+    keys = (TEST_ACC, VAL_ACC, PARAMS_M, FLOPS_G) if note else (VAL_ACC, LATENCY_MS, PARAMS_M, FLOPS_G)
     metrics = {k: round(run.data.metrics[k], 6) for k in keys if k in run.data.metrics}
     info = data_info(client, parent)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +196,7 @@ def _latencies(model: torch.nn.Module, *, input_shape: tuple[int, ...]) -> dict[
     torch.set_num_threads(LATENCY_THREADS)
     try:
         return {RUNTIME_NAMES[runtime]: measure_latency(model, ProbeConfig(batch=0, runtime=runtime),
-                                                        input_shape=input_shape, device="cpu")["latency_ms"]
+                                                        input_shape=input_shape, device="cpu")[LATENCY_MS]
                 for runtime in RUNTIMES}
     finally:
         torch.set_num_threads(threads)

@@ -20,7 +20,7 @@ import dataclasses
 import json
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,8 @@ from torch import nn
 from backbones import ArchConfig, build, canonical
 from backbones.supernet import Supernet
 from search.pareto import pareto_order
-from search.outcomes import PRESCREEN_TAG, ROLE_TAG, SEARCH_TAG, SUPERNET_ROLE
+from search.outcomes import (EPOCH, LATENCY_MS, LATENCY_OBJECTIVE, LATENCY_REL, PRESCREEN_TAG, ROLE_TAG, SEARCH_TAG,
+                             SUPERNET_ROLE, TRAIN_LOSS, VAL_ACC)
 from search.log import say, tell
 from search.settings.terminal import format_table
 from trials import measure_latency
@@ -94,7 +95,7 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
     resume = torch.load(state_path, weights_only=False) if state_path is not None and state_path.is_file() else None
     if resume is not None:
         supernet.set_path_state(resume["path_rng"])
-        say(f"supernet: resuming after epoch {resume['epoch']}/{epochs} ({state_path})")
+        say(f"supernet: resuming after epoch {resume[EPOCH]}/{epochs} ({state_path})")
 
     def save(state: dict[str, Any]) -> None:
         if state_path is not None:  # written whole, then renamed: a kill leaves the previous epoch's state
@@ -104,7 +105,7 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
 
     start = time.monotonic()
     for metrics in train_epochs(supernet, data, train, device=device, checkpoint=save, resume=resume):
-        say(f"supernet epoch {metrics['epoch']}/{epochs}: train_loss {metrics['train_loss']:.3f} "
+        say(f"supernet epoch {metrics[EPOCH]}/{epochs}: train_loss {metrics[TRAIN_LOSS]:.3f} "
             f"({metrics['epoch_s']:.0f} s)")
     train_s = time.monotonic() - start
     scored, score_s = _score(plan, supernet=supernet, data=data, settings=settings, train=train, device=device)
@@ -113,10 +114,10 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
     tell(f"One-shot pre-screen: {len(scored)} architectures scored with inherited weights in {score_s:.0f} s "
          f"(supernet trained {epochs} epochs in {train_s:.0f} s); the {len(picks)} best by Pareto rank train "
          f"from scratch:")
-    tell(format_table([{"rank": s.rank + 1, "val_acc": s.val_acc, "lat": s.latency_norm_ms, "arch": str(s.arch)}
+    tell(format_table([{"rank": s.rank + 1, VAL_ACC: s.val_acc, "lat": s.latency_norm_ms, "arch": str(s.arch)}
                        for s in scored[: len(picks)]],
-                      [("rank", "rank", "d"), ("val_acc", "supernet val_acc", ".4f"),
-                       ("lat", "latency_norm_ms", ".2f"), ("arch", "architecture", "s")]))
+                      [("rank", "rank", "d"), (VAL_ACC, "supernet val_acc", ".4f"),
+                       ("lat", LATENCY_OBJECTIVE, ".2f"), ("arch", "architecture", "s")]))
     search.client.set_tag(search.run_id, PRESCREEN_TAG, json.dumps([a.to_dict() for a in picks]))
     return picks
 
@@ -162,8 +163,8 @@ def _score(plan: Any, *, supernet: Supernet, data: Any, settings: Any, train: An
         val_acc = evaluate(supernet, data, device=device, prepare=prepare, precision=train.precision)
         timing = measure_latency(build(arch).to(device), probe, input_shape=data.image_shape, device=device,
                                  reference=reference)
-        latency = (timing["latency_rel"] * settings.reference_latency_ms if reference is not None
-                   else timing["latency_ms"])
+        latency = (timing[LATENCY_REL] * settings.reference_latency_ms if reference is not None
+                   else timing[LATENCY_MS])
         rows.append(Scored(arch=arch, val_acc=val_acc, latency_norm_ms=latency))
         if i % 10 == 0 or i == len(archs):
             say(f"scored {i}/{len(archs)} architectures with inherited weights")
@@ -190,7 +191,7 @@ def _record(plan: Any, *, search: Any, scored: Sequence[Scored], picks: int, epo
         path = Path(folder) / "ranking.csv"
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["rank", "picked", "supernet_val_acc", "latency_norm_ms", "arch", "arch_json"])
+            writer.writerow(["rank", "picked", "supernet_val_acc", LATENCY_OBJECTIVE, "arch", "arch_json"])
             for s in scored:
                 writer.writerow([s.rank + 1, s.rank < picks, f"{s.val_acc:.4f}", f"{s.latency_norm_ms:.4f}",
                                  str(s.arch), s.arch.to_json()])
@@ -219,8 +220,8 @@ def compare_with_trials(plan: Any, *, search: Any, results: Iterable[Any]) -> fl
         if config.get("control") or metrics.get("training_iteration") != plan.budget.epochs:
             continue
         key = canonical(ArchConfig.from_dict(config["arch"])).to_json()
-        if key in supernet and "val_acc" in metrics:
-            pairs.append((supernet[key], metrics["val_acc"]))
+        if key in supernet and VAL_ACC in metrics:
+            pairs.append((supernet[key], metrics[VAL_ACC]))
     if len(pairs) < 3:
         tell(f"One-shot pre-screen: {len(pairs)} picks trained in full; too few to rank against the supernet.")
         return None

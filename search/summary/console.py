@@ -8,7 +8,8 @@ from typing import Any
 from search.confirm.phase import confirm_budget_text, confirms_larger
 from search.confirm.statistics import Confirmed, Verdict, diff_text, rank_agreement
 from search.log import tell
-from search.outcomes import CONFIRM_ROLE, LATENCY_OBJECTIVE, TRIAL_ROLE, test_split_text
+from search.outcomes import (CONFIRM_ROLE, FLOPS_G, LATENCY_MS, LATENCY_OBJECTIVE, PARAMS_M, TEST_ACC, TRIAL_ROLE,
+                             VAL_ACC, test_split_text)
 from search.settings.plan import SearchPlan
 from search.settings.terminal import format_table
 from search.study.dashboard import study_hint
@@ -51,9 +52,9 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     stages = f"stages 0..{plan.space.num_stages - 1}"
     if summary.front:
         tell(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
-        tell(format_table(summary.front, [
-            ("trial_id", "trial", "s"), ("val_acc", "val_acc", ".4f"), (LATENCY_OBJECTIVE, LATENCY_OBJECTIVE, ".2f"),
-            ("latency_ms", "latency_ms", ".2f"), ("params_m", "params_m", ".3f"), ("flops_g", "flops_g", ".3f"),
+        tell(format_table([row.cells() for row in summary.front], [
+            ("trial_id", "trial", "s"), (VAL_ACC, VAL_ACC, ".4f"), (LATENCY_OBJECTIVE, LATENCY_OBJECTIVE, ".2f"),
+            (LATENCY_MS, LATENCY_MS, ".2f"), (PARAMS_M, PARAMS_M, ".3f"), (FLOPS_G, FLOPS_G, ".3f"),
             ("control", "control", "s"), ("arch", stages, "s")]))
     else:
         tell("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
@@ -61,9 +62,9 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
         tell(f"\nConfirmed on {test_split_text(len(plan.confirm_data.test_y), dataset=plan.space.dataset)}, retrained from scratch per seed; "
              f"test_acc mean ± std, 95% interval of the paired difference to the plain backbone:")
         tell(format_table([confirmed_row(row) for row in summary.confirmed], [
-            ("name", "confirmed", "s"), ("seeds", "seeds", "s"), ("test_acc", "test_acc", "s"),
+            ("name", "confirmed", "s"), ("seeds", "seeds", "s"), (TEST_ACC, TEST_ACC, "s"),
             ("search_val_acc", "search val_acc", ".4f"), ("diff", "diff vs plain [95% CI]", "s"),
-            ("verdict", "verdict", "s"), ("latency_ms", "latency_ms", ".2f"),
+            ("verdict", "verdict", "s"), (LATENCY_MS, LATENCY_MS, ".2f"),
             ("onnx_ms", "onnxruntime_ms", ".2f"), ("arch", stages, "s")]))
         tell(f"\n{summary.verdict}")
         tell(rank_agreement(summary.confirmed).text())
@@ -83,8 +84,8 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
 
 def confirmed_row(row: Confirmed) -> dict[str, Any]:
     """One confirmed architecture as the summary table's cells."""
-    return {"name": row.name, "seeds": str(row.n), "verdict": str(row.verdict), "latency_ms": row.latency_ms,
+    return {"name": row.name, "seeds": str(row.n), "verdict": str(row.verdict), LATENCY_MS: row.latency_ms,
             "onnx_ms": row.latency_onnxruntime_ms, "search_val_acc": row.search_val_acc,
             "arch": row.arch_text,
-            "test_acc": "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
+            TEST_ACC: "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
             "diff": "" if row.verdict is Verdict.REFERENCE else diff_text(row)}

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
 from search.log import tell
 from search.outcomes import LATENCY_OBJECTIVE
+from search.records import FinishedTrial
 from search.settings.plan import SearchPlan
 from search.study.searcher import open_study
 from search.summary.collect import collect_report_data, insight_lines
@@ -57,7 +58,7 @@ def write_reports(plan: SearchPlan, *, search: SearchRun, summary: SearchSummary
     return dataclasses.replace(summary, insight=insight_lines(data), report=where)
 
 
-def _write_pages(data: ReportData, *, search: SearchRun, rows: list, title: str) -> set[str]:
+def _write_pages(data: ReportData, *, search: SearchRun, rows: Sequence[FinishedTrial], title: str) -> set[str]:
     """Upload the Pareto files and every writer's page; returns the pages' file names."""
     with tempfile.TemporaryDirectory() as folder:
         search.log_artifacts(write_pareto_report(rows, folder=folder, title=title), folder="pareto")

@@ -75,16 +75,17 @@ def test_no_two_modules_import_each_other() -> None:
     assert not cycles, f"modules importing each other: {cycles}"
 
 
+def _fresh_python(code: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter in the repository."""
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+
 def test_settings_load_without_ray() -> None:
     """One fresh interpreter imports each module in turn and says after which one Ray first appeared (one process
     rather than one per module: each start costs seconds of torch imports in CI)."""
     modules = ["search.settings.plan", "search.settings.cli", "search.export"]
-    code = ("import importlib, sys\n"
-            f"for name in {modules!r}:\n"
-            "    importlib.import_module(name)\n"
-            "    if any(m == 'ray' or m.startswith('ray.') for m in sys.modules):\n"
-            "        print(name); break\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = _fresh_python(f"import importlib, sys\nfor name in {modules!r}:\n    importlib.import_module(name)\n"
+                        "    if any(m == 'ray' or m.startswith('ray.') for m in sys.modules):\n        print(name); break\n")
     assert out.strip() == "", f"{out.strip()} imports Ray"
 
 
@@ -100,5 +101,5 @@ def test_importing_the_search_leaves_the_environment_alone() -> None:
             "    importlib.import_module(name)\n"
             "changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))\n"
             "print(' '.join(changed))\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    out = _fresh_python(code)
     assert out.strip() == "", f"importing the search changed the environment: {out.strip()}"

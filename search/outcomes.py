@@ -10,13 +10,23 @@ from collections.abc import Mapping
 from enum import Enum
 from typing import Any
 
+# Metric names (design.md, "Names and units"): what a trial reports, MLflow stores and the reports and export show.
+# trials reports them (trials.run_trial); here they are named once for the search and the dashboards.
+VAL_ACC = "val_acc"  # accuracy on the validation split (fraction 0-1), of the weight average when train.ema > 0
+VAL_ACC_RAW = "val_acc_raw"  # the same of the raw weights (reported only with train.report_raw)
+TEST_ACC = "test_acc"  # accuracy on the official test split (fraction 0-1): confirmation and the proxy check only
+TRAIN_LOSS = "train_loss"  # mean training loss of the epoch
+LATENCY_MS = "latency_ms"  # median batch-1 latency (ms) from the trial's probe
+LATENCY_REL = "latency_rel"  # that latency over the plain backbone's, timed interleaved with it (a ratio)
+PARAMS_M = "params_m"  # millions of parameters
+FLOPS_G = "flops_g"  # GFLOPs per image
 # The latency the search ranks (ms): a trial's latency relative to the plain backbone timed interleaved with it
-# (latency_rel), times the plain backbone's latency measured alone at search start. It repeats within ~1-3% where the
-# raw milliseconds drift 7-15% between probes on a shared 2-core VM (BENCHMARKS.md, section 6); with
-# latency.reference=false it is latency_ms itself.
+# (latency_rel), times the plain backbone's latency measured alone at search start: the ratio repeats between probes
+# where the raw milliseconds drift with what else the machine runs (BENCHMARKS.md section 6, latency repeatability
+# inside a concurrent search); with latency.reference=false it is latency_ms itself.
 LATENCY_OBJECTIVE = "latency_norm_ms"
 # The search's objectives: metric name -> "max" or "min" (val_acc: fraction 0-1; latency_norm_ms: milliseconds).
-OBJECTIVES: dict[str, str] = {"val_acc": "max", LATENCY_OBJECTIVE: "min"}
+OBJECTIVES: dict[str, str] = {VAL_ACC: "max", LATENCY_OBJECTIVE: "min"}
 REFERENCE_LATENCY_TAG = "attnas.reference_latency_ms"  # on the parent run: the plain backbone alone, at search start
 # on the parent run: the CPU training setting train.precision=auto chose at search start (fp32, fp32+nhwc, bf16+nhwc),
 # and the figures it chose by (trials.speed.PrecisionChoice.describe)
@@ -93,4 +103,4 @@ def trial_outcome(result: Mapping[str, Any] | None, *, full_epochs: int, error: 
 
 # asha.rank values: ASHA on val_acc alone, or MO-ASHA by non-dominated rank on (val_acc, latency_norm_ms)
 # (search.execution.scheduler.SCHEDULERS implements each; here so the Ray-free settings can list them)
-ASHA_RANKS = ("val_acc", "pareto")
+ASHA_RANKS = (VAL_ACC, "pareto")

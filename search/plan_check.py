@@ -21,7 +21,7 @@ from search.settings.config import Device, RunConfig, check_setting, run_setting
 from search.settings.errors import UserError
 from search.settings.plan import (AUTO, AshaPlan, CalibrationPlan, ConfirmPlan, ExecutionPlan, FaultInjection,
                                   MlflowPlan, OneshotPlan, SearchPlan, StudyPlan, TrialSettings)
-from search.settings.terminal import say
+from search.log import say
 from search.settings.tracking_uri import check_tracking_uri, sqlite_path
 from spaces import Budget, SpaceError, check_space_fits, load_space
 from trials import (DATASETS, Constraints, DatasetMissingError, ProbeConfig, TrainConfig, load_dataset,

@@ -34,10 +34,12 @@ import torch
 from omegaconf import DictConfig
 
 from backbones import ArchConfig, build, canonical
+from search.outcomes import LATENCY_MS, PARAMS_M, TEST_ACC, VAL_ACC, VAL_ACC_RAW
 from search.settings import cli
 from search.settings.config import ProxyConfig, proxy_settings
 from search.settings.errors import UserError, exit_on_bad_input
-from search.settings.terminal import format_table, say
+from search.log import say, tell
+from search.settings.terminal import format_table
 from search.summary.fidelity import BudgetFidelity, fidelity, grace_period, recommend
 from spaces import SearchSpace, SpaceError, load_space
 from trials import (DatasetMissingError, ProbeConfig, TrainConfig, device_info, evaluate, load_dataset,
@@ -125,10 +127,10 @@ def proxy(cfg: DictConfig | ProxyConfig) -> dict[str, Any]:
     choice, sentence = recommend(rows, reference=settings.reference, min_tau=settings.min_tau, effect=settings.effect)
     record["summary"] = {"rows": [dataclasses.asdict(r) for r in rows], "recommended": choice, "sentence": sentence}
     _save(out, record)
-    print(_table(rows))
-    print(_epoch_table(rows))
-    print(f"\n{sentence}")
-    print(_grace_sentence(rows, chosen=choice or settings.reference, min_tau=settings.min_tau))
+    tell(_table(rows))
+    tell(_epoch_table(rows))
+    tell(f"\n{sentence}")
+    tell(_grace_sentence(rows, chosen=choice or settings.reference, min_tau=settings.min_tau))
     return record
 
 
@@ -221,7 +223,7 @@ def _run(jobs: list[Job], *, workers: int, record: dict[str, Any], out: Path, to
             finished += 1
             left = (time.monotonic() - start) / (finished - total + len(jobs)) * (total - finished)
             say(f"  {finished}/{total} {run['budget']} {run['arch']} seed {run['seed']}: test_acc "
-                f"{run['test_acc']:.4f}, val_acc by epoch {' '.join(f'{v:.3f}' for v in run['val_acc'])}, "
+                f"{run[TEST_ACC]:.4f}, val_acc by epoch {' '.join(f'{v:.3f}' for v in run[VAL_ACC])}, "
                 f"{run['train_s']:.0f}s training (about {left / 60:.0f} min left)")
 
 
@@ -243,9 +245,9 @@ def train_one(job: Job) -> dict[str, Any]:
                        threads=job.threads, report=lambda r, _: epochs.append(dict(r.metrics)))
     device = next(model.parameters()).device
     test_acc = evaluate(model, data.to(device), device=device, split="test", precision=job.train["precision"])
-    return {"budget": job.budget, "arch": job.arch_name, "seed": job.seed, "test_acc": test_acc,
-            "val_acc": [e["val_acc"] for e in epochs], "val_acc_raw": [e.get("val_acc_raw") for e in epochs],
-            "latency_ms": result.metrics["latency_ms"], "params_m": result.metrics["params_m"],
+    return {"budget": job.budget, "arch": job.arch_name, "seed": job.seed, TEST_ACC: test_acc,
+            VAL_ACC: [e[VAL_ACC] for e in epochs], VAL_ACC_RAW: [e.get(VAL_ACC_RAW) for e in epochs],
+            LATENCY_MS: result.metrics[LATENCY_MS], PARAMS_M: result.metrics[PARAMS_M],
             "train_s": sum(e["epoch_s"] for e in epochs), "wall_s": time.perf_counter() - started}
 
 

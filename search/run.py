@@ -28,13 +28,13 @@ from search.execution.progress import ProgressPrinter, quiet_libraries
 from search.execution.scheduler import make_scheduler
 from search.execution.trainable import train_architecture
 from search.execution.tuner import ray_runtime, run_tuner
+from search.log import error, say, tell
 from search.outcomes import DATA_JSON, SPACE_TAG, TRIAL_ROLE
 from search.plan_check import prepare
 from search.settings import cli
 from search.settings.config import RunConfig
 from search.settings.errors import exit_on_bad_input
 from search.settings.plan import SearchPlan, TrialSettings
-from search.settings.terminal import say
 from search.study.prescreen import compare_with_trials, prescreen
 from search.study.searcher import StudySearcher
 from search.summary.console import announce, announce_resume, print_summary
@@ -84,7 +84,7 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
                                               proposals=proposals)
             if proposals:
                 compare_with_trials(plan, search=search, results=results)
-            print("Computing the Pareto front over the full-budget trials ...", flush=True)
+            tell("Computing the Pareto front over the full-budget trials ...")
             summary = summarise_search(results, full_epochs=plan.budget.epochs, study_storage=plan.study.storage,
                                        run_ids=run_ids, search=search, wall_s=time.monotonic() - t0)
             confirmed = (confirm_front(plan, search=search, front=summary.front, controls=controls,
@@ -97,7 +97,7 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
         summary = write_reports(plan, search=search, summary=summary)
         if search.resumed and (stale := close_stale_trial_runs(search.client, experiment=search.experiment_id,
                                                                 parent_run_id=search.run_id)):
-            print(f"Closed {stale} trial run(s) the crash cut off before Ray recorded them (status KILLED).")
+            tell(f"Closed {stale} trial run(s) the crash cut off before Ray recorded them (status KILLED).")
         summary = dataclasses.replace(summary, wall_s=time.monotonic() - t0)
         search.log_metrics({"wall_s": summary.wall_s})
     print_summary(summary, plan=plan)
@@ -148,8 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(run, _hydra_main, config_name="run", argv=argv)
     except KeyboardInterrupt:
-        print("\nInterrupted: the finished trials and their MLflow runs are kept; rerun the same command to resume.",
-              file=sys.stderr, flush=True)
+        error("\nInterrupted: the finished trials and their MLflow runs are kept; rerun the same command to resume.")
         sys.exit(EXIT_INTERRUPTED)
 
 

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = ("backbones", "spaces", "trials", "search", "dashboards", "benchmarks")  # lowest first
 # Inside search, lowest first (search/__init__.py says what each holds): names and pure helpers, the settings and the
 # plan's data, then the phases in the order they build on each other, the entry points last.
-SEARCH_LAYERS = ("outcomes", "pareto", "samplers", "settings", "execution", "plan_check", "study", "tracking",
+SEARCH_LAYERS = ("log", "outcomes", "records", "pareto", "samplers", "settings", "execution", "plan_check", "study", "tracking",
                  "confirm", "summary", "export", "proxy", "run")
 
 
@@ -100,14 +100,31 @@ def test_no_two_modules_import_each_other() -> None:
     assert not cycles, f"modules importing each other: {cycles}"
 
 
+def _fresh_python(code: str) -> str:
+    """What ``code`` prints, run in a fresh interpreter in the repository."""
+    return subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+
+
 def test_settings_load_without_ray() -> None:
     """One fresh interpreter imports each module in turn and says after which one Ray first appeared (one process
     rather than one per module: each start costs seconds of torch imports in CI)."""
     modules = ["search.settings.plan", "search.settings.cli", "search.plan_check", "search.export"]
-    code = ("import importlib, sys\n"
+    out = _fresh_python(f"import importlib, sys\nfor name in {modules!r}:\n    importlib.import_module(name)\n"
+                        "    if any(m == 'ray' or m.startswith('ray.') for m in sys.modules):\n        print(name); break\n")
+    assert out.strip() == "", f"{out.strip()} imports Ray"
+
+
+def test_importing_the_search_leaves_the_environment_alone() -> None:
+    """Importing a module does no work: environment variables for Ray, Tune and MLflow are set by the functions that
+    start them (``search.execution.tuner.ray_runtime``, ``search.export.export``), not at import. One fresh
+    interpreter imports the libraries first (their own import-time settings are theirs), then every module of
+    ``search`` and ``dashboards``, and prints the variables that changed."""
+    modules = sorted(name for name in _imports() if name.split(".")[0] in ("search", "dashboards"))
+    code = ("import importlib, os, ray, ray.tune, mlflow, optuna, torch, timm, hydra\n"
+            "before = dict(os.environ)\n"
             f"for name in {modules!r}:\n"
             "    importlib.import_module(name)\n"
-            "    if any(m == 'ray' or m.startswith('ray.') for m in sys.modules):\n"
-            "        print(name); break\n")
-    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "", f"{out.strip()} imports Ray"
+            "changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))\n"
+            "print(' '.join(changed))\n")
+    out = _fresh_python(code)
+    assert out.strip() == "", f"importing the search changed the environment: {out.strip()}"

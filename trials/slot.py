@@ -2,19 +2,19 @@
 
 Trials of a search that share a machine (two 1-CPU trials on a 2-core VM, four trials on one GPU) disturb each
 other's latency probe: the neighbour's training steps take the shared caches, memory bandwidth, clock headroom and,
-for batch-1 GPU latency, which is bound by kernel launches, the CPU. Measured on the 2-core VM, the same
-architecture's ``latency_ms`` moved by ~20% between trials (BENCHMARKS.md). `ProbeSlot` is a cross-process
+for batch-1 GPU latency, which is bound by kernel launches, the CPU: the same architecture's ``latency_ms`` moves
+between trials (BENCHMARKS.md sections 3 and 6, latency repeatability). `ProbeSlot` is a cross-process
 readers–writer lock on two files in the search's folder (``fcntl.flock``; Linux/macOS):
 
 - a *worker* (`ProbeSlot.shared`) holds the lock shared while it trains an epoch or validates, and calls the
   ``pause()`` it is given before every step or batch; any number of workers compute at once, as before;
 - a *prober* (`ProbeSlot.exclusive`) holds it exclusively while it times: it waits until every worker has reached
-  its next pause (at most one step: ~0.1 s on the CPU budget), and no worker goes on until the probe is done.
+  its next pause (at most one training step), and no worker goes on until the probe is done.
 
 flock alone would starve the prober: Linux grants a new shared lock while an exclusive request waits. So the prober
 first takes a second file, the *turnstile*, exclusively and keeps it until it is done; a worker's ``pause()``
-tests the turnstile without waiting (two ``flock`` calls: microseconds, against ~100 ms CPU steps; BENCHMARKS.md
-section 6), and when it is taken lets go of the lock and queues on the turnstile behind the prober; a worker
+tests the turnstile without waiting (two ``flock`` calls, negligible next to a training step; BENCHMARKS.md
+section 6 has the cost), and when it is taken lets go of the lock and queues on the turnstile behind the prober; a worker
 starting a block passes through the turnstile too. Probers queue on the turnstile, so two trials never time at
 once. On CUDA a worker synchronises its device before it lets go, so none of its queued kernels runs during a probe.
 

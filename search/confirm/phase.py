@@ -35,7 +35,10 @@ from search.execution.alone import measure_alone
 from search.execution.progress import ProgressPrinter
 from search.execution.trainable import train_architecture
 from search.execution.tuner import run_tuner
-from search.outcomes import CONFIRM_ROLE, CONFIRM_TAG, CONFIRMED_CSV, SEED_TAG, VERDICT_TAG, test_split_text
+from search.log import tell
+from search.outcomes import (CONFIRM_ROLE, CONFIRM_TAG, CONFIRMED_CSV, SEED_TAG, TEST_ACC, VERDICT_TAG,
+                             test_split_text)
+from search.records import FinishedTrial
 from search.settings.plan import SearchPlan, TrialSettings
 from search.tracking.parent import SearchRun, ended_trials
 from search.tracking.trial_runs import MlflowTrialCallback
@@ -56,23 +59,21 @@ class Candidate:
     search_val_acc: float | None = None  # its val_acc in the search (None: the search did not train it in full)
 
 
-def pick_candidates(*, front: Sequence[Mapping[str, Any]], controls: Mapping[str, ArchConfig], top_k: int,
-                    searched: Sequence[Mapping[str, Any]] = ()) -> list[Candidate]:
+def pick_candidates(*, front: Sequence[FinishedTrial], controls: Mapping[str, ArchConfig], top_k: int,
+                    searched: Sequence[FinishedTrial] = ()) -> list[Candidate]:
     """Every control (the plain backbone first), then the ``top_k`` most accurate front trials that are not
-    controls (``front`` rows: ``trial_id``, ``val_acc``, ``arch_json`` (the ArchConfig as a dict), ``control``).
-    ``searched``: every full-budget row of the search (the front's kind), where the controls' val_acc is read."""
-    control_val_acc = {row["control"]: row["val_acc"] for row in searched if row.get("control")}
+    controls. ``searched``: every full-budget trial of the search, where the controls' val_acc is read."""
+    control_val_acc = {row.control: row.val_acc for row in searched if row.control}
     picked = [Candidate(name=name, arch=arch, control=True, search_val_acc=control_val_acc.get(name))
               for name, arch in controls.items()]
     known = {canonical(c.arch) for c in picked}
-    for row in sorted(front, key=lambda r: -r["val_acc"]):
-        arch = ArchConfig.from_dict(row["arch_json"])
+    for row in sorted(front, key=lambda r: -r.val_acc):
         if len(picked) - len(controls) >= top_k:
             break
-        if row.get("control") or canonical(arch) in known:
+        if row.control or canonical(row.arch) in known:
             continue
-        known.add(canonical(arch))
-        picked.append(Candidate(name=row["trial_id"], arch=arch, control=False, search_val_acc=row["val_acc"]))
+        known.add(canonical(row.arch))
+        picked.append(Candidate(name=row.trial_id, arch=row.arch, control=False, search_val_acc=row.val_acc))
     return picked
 
 
@@ -97,11 +98,11 @@ class Confirmation:
     stopped: Look
 
 
-def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mapping[str, Any]],
-                  controls: Mapping[str, ArchConfig], searched: Sequence[Mapping[str, Any]] = ()) -> Confirmation:
+def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[FinishedTrial],
+                  controls: Mapping[str, ArchConfig], searched: Sequence[FinishedTrial] = ()) -> Confirmation:
     """The confirmation runs: every control and the ``confirm.top_k`` most accurate front architectures, trained from
     scratch on fresh seeds at the confirmation's budget (``plan.confirm.epochs`` on ``plan.confirm.data``) and scored
-    on the test split, one nested MLflow run each; needs Ray running. ``searched``: the search's full-budget rows
+    on the test split, one nested MLflow run each; needs Ray running. ``searched``: the search's full-budget trials
     (their val_acc goes with each candidate, for the rank agreement).
 
     Seeds come in rounds up to each look of the sequential design (search.confirm.sequential): after a round every
@@ -113,11 +114,11 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
     design = confirm_design(plan)
     seeds = confirmation_seeds(search_seed=plan.seed, count=design.max_seeds)
     data = plan.confirm.data
-    print(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
-          f"{len(candidates) - len(controls)} from the front), trained from scratch {confirm_budget_text(plan)} on "
-          f"{design.min_seeds} to {design.max_seeds} seeds (looks at {', '.join(map(str, design.looks))}) until every "
-          f"95% interval of the difference to the plain backbone is within ±{100 * design.resolution:.1f} points; "
-          f"scored on {test_split_text(len(data.test_y))}", flush=True)
+    tell(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
+         f"{len(candidates) - len(controls)} from the front), trained from scratch {confirm_budget_text(plan)} on "
+         f"{design.min_seeds} to {design.max_seeds} seeds (looks at {', '.join(map(str, design.looks))}) until every "
+         f"95% interval of the difference to the plain backbone is within ±{100 * design.resolution:.1f} points; "
+         f"scored on {test_split_text(len(data.test_y))}")
     train = replace(plan.trial_settings.train, epochs=plan.confirm.epochs)
     settings = replace(plan.trial_settings, train=train)  # the search's, as calibrated, at the confirmation's length
     tracker = MlflowTrialCallback(client=search.client, experiment=search.experiment_id, parent_run_id=search.run_id,
@@ -132,7 +133,7 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
                       if run.data.tags.get(SEED_TAG) in round_seeds}
         printer = ProgressPrinter(total_trials=len(candidates) * len(new), full_epochs=plan.confirm.epochs,
                                   seen=confirming.keys(), ended=ended_trials(confirming), show_latency=False)
-        print(f"Confirmation seeds {', '.join(map(str, new))} ({len(candidates) * len(new)} runs)", flush=True)
+        tell(f"Confirmation seeds {', '.join(map(str, new))} ({len(candidates) * len(new)} runs)")
         results.extend(run_confirmation(
             candidates=candidates, seeds=new, data=data, settings=settings,
             experiment_dir=storage.join(plan.execution.storage, plan.name, round_folder(first_seed_index=done)),
@@ -140,9 +141,9 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Mappin
         done = seeds_at_look
         stopped = look(paired_differences(results, candidates=candidates), design=design)
         widest = max((i.half_width for i in stopped.intervals.values() if i.half_width is not None), default=None)
-        print(f"Look at {stopped.seeds} seeds: widest interval ±"
-              f"{'n/a' if widest is None else f'{100 * widest:.1f}'} points (asked ±{100 * design.resolution:.1f})"
-              f"{': ' + stopped.reason if stopped.stop else ', adding seeds'}", flush=True)
+        tell(f"Look at {stopped.seeds} seeds: widest interval ±"
+             f"{'n/a' if widest is None else f'{100 * widest:.1f}'} points (asked ±{100 * design.resolution:.1f})"
+             f"{': ' + stopped.reason if stopped.stop else ', adding seeds'}")
         if stopped.stop:
             return Confirmation(candidates=candidates, results=results, stopped=stopped)
     raise AssertionError("unreachable: the last look always stops")
@@ -172,7 +173,7 @@ def test_acc_by_candidate(results: Sequence[Any], *, candidates: Sequence[Candid
     test_acc: dict[str, dict[int, float]] = {c.name: {} for c in candidates}
     for result in results:
         metrics = result.metrics or {}
-        if result.error is None and "test_acc" in metrics:
+        if result.error is None and TEST_ACC in metrics:
             config = result.config
             name = config["tags"][CONFIRM_TAG]
             if name not in test_acc:  # a restored experiment made for another candidate list
@@ -180,7 +181,7 @@ def test_acc_by_candidate(results: Sequence[Any], *, candidates: Sequence[Candid
                     f"confirmation run {config.get('label', name)!r} trained candidate {name!r}, which is not among "
                     f"this search's candidates ({', '.join(test_acc)}): its confirmation folders (runs/NAME/confirm*) "
                     f"were made for another front; move them away and rerun to confirm this front anew")
-            test_acc[name][int(config["seed"])] = float(metrics["test_acc"])
+            test_acc[name][int(config["seed"])] = float(metrics[TEST_ACC])
     return test_acc
 
 
@@ -253,7 +254,7 @@ def summarise_confirmation(confirmation: Confirmation, *, latency_ms: Mapping[st
 def finish_confirmation(plan: SearchPlan, *, confirmation: Confirmation) -> list[Confirmed]:
     """The confirmed table: each candidate's latency measured alone (call it once no trial trains), then the
     statistics of its test_acc over the seeds."""
-    print("Measuring the latency of each confirmed architecture alone ...", flush=True)
+    tell("Measuring the latency of each confirmed architecture alone ...")
     archs = {c.name: c.arch for c in confirmation.candidates}
     alone = dict(input_shape=plan.data.image_shape, device=plan.hardware, threads=plan.budget.cpu_per_trial)
     probe = plan.trial_settings.probe

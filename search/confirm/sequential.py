@@ -22,7 +22,8 @@ Why a t interval on outcomes that may be bimodal (some seeds learn a relation, o
 seeds no bootstrap or rank method can reach a small per-look error (a sign test over 3 seeds cannot go below
 p = 0.25), while the t interval's width follows the observed spread, so a bimodal candidate stays wide and the rule
 keeps adding seeds ("more seeds when the spread says so"). :func:`simulate` measures its error rate and power on
-normal, bimodal and skewed outcomes (tests/search/test_sequential.py; BENCHMARKS.md). Its known blind spot: noise-free
+normal, bimodal and skewed outcomes (tests/search/test_sequential.py; BENCHMARKS.md section 11, the confirmation's
+sequential rule on simulated confirmations). Its known blind spot: noise-free
 two-point outcomes where every seed lands on the same point give zero spread; real test accuracies always carry
 test-set sampling noise.
 

@@ -9,6 +9,7 @@ import torch
 
 from backbones import ArchConfig, build
 from trials import ProbeConfig, measure_latency, resolve_device
+from search.outcomes import LATENCY_MS
 
 
 def measure_alone(archs: Mapping[str, ArchConfig], *, probe: ProbeConfig, input_shape: tuple[int, int, int],
@@ -17,5 +18,5 @@ def measure_alone(archs: Mapping[str, ArchConfig], *, probe: ProbeConfig, input_
     process with the trials' thread count."""
     torch.set_num_threads(threads)
     where = resolve_device(device)
-    return {name: measure_latency(build(arch).to(where), probe, input_shape=input_shape, device=where)["latency_ms"]
+    return {name: measure_latency(build(arch).to(where), probe, input_shape=input_shape, device=where)[LATENCY_MS]
             for name, arch in archs.items()}

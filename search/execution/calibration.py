@@ -12,6 +12,7 @@ import torch
 
 from backbones import build
 from search.execution.alone import measure_alone
+from search.log import tell
 from search.outcomes import REFERENCE_LATENCY_TAG, TRAIN_PRECISION_TAG, TRAIN_SPEED_TAG
 from search.settings.plan import AUTO, SearchPlan, TrialSettings
 from spaces import PLAIN_CONTROL
@@ -36,8 +37,8 @@ def _reference_latency(plan: SearchPlan, remember: Remember) -> float | None:
         device=plan.hardware, threads=plan.budget.cpu_per_trial)[PLAIN_CONTROL]))
     ms = float(text)
     if measured:
-        print(f"Plain backbone alone: {ms:.3f} ms at batch 1; the search ranks latency_norm_ms = latency_rel x "
-              f"{ms:.3f}", flush=True)
+        tell(f"Plain backbone alone: {ms:.3f} ms at batch 1; the search ranks latency_norm_ms = latency_rel x "
+             f"{ms:.3f}")
     return ms
 
 
@@ -59,7 +60,6 @@ def _train_config(plan: SearchPlan, remember: Remember) -> TrainConfig:
     label, measured = remember(TRAIN_PRECISION_TAG, measure)
     if measured:
         remember(TRAIN_SPEED_TAG, lambda: speed["line"])
-        print(f"Training arithmetic (train.precision=auto, measured on the plain backbone): {speed['line']}",
-              flush=True)
+        tell(f"Training arithmetic (train.precision=auto, measured on the plain backbone): {speed['line']}")
     precision, channels_last = CANDIDATES[label]
     return dataclasses.replace(train, precision=precision, channels_last=channels_last)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from search.execution.storage import is_uri
+from search.log import tell
 from search.settings.errors import UserError
 from search.settings.plan import ExecutionPlan
 
@@ -87,9 +88,9 @@ def join_cluster(execution: ExecutionPlan, *, per_trial: Mapping[str, float]) ->
     check_storage_shared(execution.storage, runners)
     concurrency = execution.concurrency if execution.concurrency_given else trial_slots(
         runners, cpu_per_trial=per_trial["cpu"], gpu_per_trial=per_trial["gpu"])
-    print(f"Ray cluster {execution.ray_address}: {len(nodes)} nodes, {len(runners)} run trials "
-          f"({sum(n.cpus for n in runners):g} CPUs, {sum(n.gpus for n in runners):g} GPUs); storage "
-          f"{execution.storage}", flush=True)
+    tell(f"Ray cluster {execution.ray_address}: {len(nodes)} nodes, {len(runners)} run trials "
+         f"({sum(n.cpus for n in runners):g} CPUs, {sum(n.gpus for n in runners):g} GPUs); storage "
+         f"{execution.storage}")
     return dataclasses.replace(execution, concurrency=concurrency)
 
 

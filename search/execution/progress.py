@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +11,8 @@ from ray.tune import Callback
 
 from backbones import ArchConfig
 
-from search.settings.terminal import say
-from search.outcomes import LATENCY_OBJECTIVE, REJECTED, Outcome, trial_outcome
+from search.log import say
+from search.outcomes import EPOCH, LATENCY_OBJECTIVE, REJECTED, TRAIN_LOSS, VAL_ACC, Outcome, trial_outcome
 from trials import Constraints
 
 
@@ -60,8 +60,8 @@ class ProgressPrinter(Callback):
             return
         latency = (f"  {LATENCY_OBJECTIVE}={result.get(LATENCY_OBJECTIVE, float('nan')):.2f}" if self.show_latency
                    else "")
-        self._say(f"  {trial.trial_id} epoch {int(result['epoch'])}/{self.full_epochs}  "
-                  f"val_acc={result['val_acc']:.4f}{latency}  train_loss={result.get('train_loss', float('nan')):.3f}")
+        self._say(f"  {trial.trial_id} epoch {int(result[EPOCH])}/{self.full_epochs}  "
+                  f"val_acc={result[VAL_ACC]:.4f}{latency}  train_loss={result.get(TRAIN_LOSS, float('nan')):.3f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.ended_before:
@@ -69,7 +69,7 @@ class ProgressPrinter(Callback):
         self.ended_ids.add(trial.trial_id)
         last = trial.last_result or {}
         how = {Outcome.COMPLETED: "done",
-               Outcome.EARLY_STOPPED: f"stopped early by ASHA after epoch {int(last.get('epoch', 0))}",
+               Outcome.EARLY_STOPPED: f"stopped early by ASHA after epoch {int(last.get(EPOCH, 0))}",
                Outcome.REJECTED: f"rejected before training: {self.constraints.reason(last)}",
                Outcome.FAILED: "ended without a usable report (failed)",
                Outcome.INTERRUPTED: "interrupted",

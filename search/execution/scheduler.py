@@ -22,7 +22,7 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 
-from search.outcomes import ASHA_RANKS, LATENCY_OBJECTIVE
+from search.outcomes import ASHA_RANKS, LATENCY_OBJECTIVE, VAL_ACC
 from search.pareto import pareto_keeps
 from search.settings.plan import AshaPlan
 
@@ -61,7 +61,7 @@ class ParetoASHA(FIFOScheduler):
     the rungs but are never stopped. A result without val_acc (a trial rejected by constraints) is left alone."""
 
     def __init__(self, *, full_epochs: int, grace_period: int, reduction_factor: float,
-                 metric: str = "val_acc", latency: str = LATENCY_OBJECTIVE) -> None:
+                 metric: str = VAL_ACC, latency: str = LATENCY_OBJECTIVE) -> None:
         super().__init__()
         self.full_epochs, self.reduction_factor = full_epochs, reduction_factor
         self._accuracy, self.latency = metric, latency
@@ -91,7 +91,7 @@ class ParetoASHA(FIFOScheduler):
 
 
 def _asha(*, full_epochs: int, grace_period: int, reduction_factor: float) -> TrialScheduler:
-    return ControlsRunFullASHA(full_epochs=full_epochs, metric="val_acc", mode="max",
+    return ControlsRunFullASHA(full_epochs=full_epochs, metric=VAL_ACC, mode="max",
                                grace_period=min(grace_period, full_epochs), reduction_factor=reduction_factor)
 
 
@@ -100,7 +100,7 @@ def _pareto(*, full_epochs: int, grace_period: int, reduction_factor: float) -> 
 
 
 # asha.rank -> the scheduler it makes
-SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {"val_acc": _asha, "pareto": _pareto}
+SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {VAL_ACC: _asha, "pareto": _pareto}
 assert tuple(SCHEDULERS) == ASHA_RANKS, "search.outcomes.ASHA_RANKS lists the schedulers for the settings"
 
 

@@ -15,7 +15,8 @@ from torch import nn
 
 from backbones import ArchConfig, build
 from search.execution.checkpoint import load_metrics, save_checkpoint
-from search.outcomes import EPOCH, LATENCY_OBJECTIVE, NODE_ID, PROBE_PREFIX, TRAIN_PREFIX
+from search.outcomes import (EPOCH, LATENCY_MS, LATENCY_OBJECTIVE, LATENCY_REL, NODE_ID, PROBE_PREFIX, TEST_ACC,
+                             TRAIN_PREFIX)
 from search.settings.plan import TrialSettings
 from trials import TensorData, TrialResult, evaluate, run_trial
 
@@ -74,14 +75,14 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
                    f"{TRAIN_PREFIX}precision": train.precision, f"{TRAIN_PREFIX}channels_last": train.channels_last,
                    f"{TRAIN_PREFIX}device": device, **({f"{TRAIN_PREFIX}gpu_ids": gpu_ids} if gpu_ids else {}),
                    NODE_ID: node_id}
-        metrics[LATENCY_OBJECTIVE] = (metrics["latency_rel"] * settings.reference_latency_ms
-                                      if "latency_rel" in metrics and settings.reference_latency_ms
-                                      else metrics["latency_ms"])
+        metrics[LATENCY_OBJECTIVE] = (metrics[LATENCY_REL] * settings.reference_latency_ms
+                                      if LATENCY_REL in metrics and settings.reference_latency_ms
+                                      else metrics[LATENCY_MS])
         if int(metrics[EPOCH]) < epochs:
             tune.report(metrics)
             return
         if config.get("test"):
-            metrics["test_acc"] = evaluate(trained, data, device=next(trained.parameters()).device, split="test",
+            metrics[TEST_ACC] = evaluate(trained, data, device=next(trained.parameters()).device, split="test",
                                            precision=train.precision)
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(folder, model=trained, arch=arch.to_dict(), input_shape=tuple(data.val_x.shape[1:]),

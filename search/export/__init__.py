@@ -33,8 +33,6 @@ from typing import Any
 
 import hydra
 import mlflow
-
-os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 import torch
 from omegaconf import DictConfig
 
@@ -44,7 +42,8 @@ from search.export.deploy_files import ONNX_FILE, PT2_FILE, Check, check, write_
 from search.export.card import model_card
 from search.export.pick import confirmed_table, data_info, find_search, pick_confirmed, pick_front
 from search.export.registry import register
-from search.outcomes import SEARCH_TAG
+from search.log import tell
+from search.outcomes import FLOPS_G, LATENCY_MS, PARAMS_M, SEARCH_TAG, TEST_ACC, VAL_ACC
 from search.settings import cli
 from search.settings.config import ExportConfig, export_settings
 from search.settings.errors import UserError, exit_on_bad_input
@@ -97,6 +96,7 @@ class Exported:
 def export(cfg: DictConfig | ExportConfig) -> Exported:
     """Export the pick of a search as configured; raises :class:`UserError` for bad input (nothing written)."""
     cfg = export_settings(cfg)  # typed; types and ranges checked (search.settings.config)
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bars among the export's lines
     uri = cfg.mlflow.tracking_uri
     check_tracking_uri(uri)
     if (database := sqlite_path(uri)) is not None and not database.is_file():
@@ -121,7 +121,7 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
         run, note = pick_confirmed(client, experiment.experiment_id, parent=parent, rows=confirmed,
                                    max_latency_ms=cfg.max_latency_ms)
     # a confirmation run's own probe is a token one (its latency is the one measured alone, in the note)
-    keys = ("test_acc", "val_acc", "params_m", "flops_g") if note else ("val_acc", "latency_ms", "params_m", "flops_g")
+    keys = (TEST_ACC, VAL_ACC, PARAMS_M, FLOPS_G) if note else (VAL_ACC, LATENCY_MS, PARAMS_M, FLOPS_G)
     metrics = {k: round(run.data.metrics[k], 6) for k in keys if k in run.data.metrics}
     info = data_info(client, parent)
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -196,7 +196,7 @@ def _latencies(model: torch.nn.Module, *, input_shape: tuple[int, ...]) -> dict[
     torch.set_num_threads(LATENCY_THREADS)
     try:
         return {RUNTIME_NAMES[runtime]: measure_latency(model, ProbeConfig(batch=0, runtime=runtime),
-                                                        input_shape=input_shape, device="cpu")["latency_ms"]
+                                                        input_shape=input_shape, device="cpu")[LATENCY_MS]
                 for runtime in RUNTIMES}
     finally:
         torch.set_num_threads(threads)
@@ -211,7 +211,7 @@ def _hydra_main(cfg: DictConfig) -> None:
 def _export_and_report(cfg: DictConfig) -> None:
     result = export(cfg)
     if result.note:
-        print(result.note.rstrip())
+        tell(result.note.rstrip())
     lines = [f"Exported MLflow run {result.run_id} to {result.folder}/: {', '.join(result.files)}"]
     lines += [f"  check {c.artefact:<18} max abs diff {c.max_abs_diff:.2e} ({c.how}, {c.images} images)"
               for c in result.checks]
@@ -221,7 +221,7 @@ def _export_and_report(cfg: DictConfig) -> None:
         lines.append(f"  registered {result.registered} (mlflow.pytorch.load_model; the MLflow UI's Models page)")
     lines.append(f"Use it:   PYTHONPATH={result.folder.parent} python -c \"from {result.folder.name} import "
                  f"load_model; print(load_model())\"   (model card: {result.folder / CARD_FILE})")
-    print("\n".join(lines), file=sys.stdout, flush=True)
+    tell("\n".join(lines))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,8 +13,9 @@ import mlflow
 from mlflow.entities import RunStatus
 
 from search.confirm.statistics import Confirmed, Verdict, points, read_confirmed_csv
-from search.outcomes import (CONFIRM_TAG, CONFIRMED_CSV, DATA_JSON, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEARCH_ROLE,
-                             SEARCH_TAG, SEED_TAG, TEST_IMAGES_PARAM, VERDICT_TAG, test_split_text)
+from search.outcomes import (CONFIRMED_CSV, CONFIRM_TAG, DATA_JSON, LATENCY_MS, OUTCOME_TAG, PARETO_TAG, ROLE_TAG,
+                             SEARCH_ROLE, SEARCH_TAG, SEED_TAG, TEST_IMAGES_PARAM, VAL_ACC, VERDICT_TAG,
+                             test_split_text)
 from search.settings.errors import UserError
 
 
@@ -96,12 +97,12 @@ def pick_front(client: mlflow.MlflowClient, experiment: str, *, parent: Any, max
         raise UserError(f"search {parent.info.run_name!r} has no Pareto front (no trial completed its full budget)")
     candidates = front
     if max_latency_ms is not None:
-        candidates = [r for r in front if r.data.metrics["latency_ms"] <= float(max_latency_ms)]
+        candidates = [r for r in front if r.data.metrics[LATENCY_MS] <= float(max_latency_ms)]
         if not candidates:
-            fastest = min(r.data.metrics["latency_ms"] for r in front)
+            fastest = min(r.data.metrics[LATENCY_MS] for r in front)
             raise UserError(f"max_latency_ms={max_latency_ms}: no front trial is that fast; the fastest takes "
                             f"{fastest:.3f} ms")
-    return max(candidates, key=lambda r: (r.data.metrics["val_acc"], -r.data.metrics["latency_ms"]))
+    return max(candidates, key=lambda r: (r.data.metrics[VAL_ACC], -r.data.metrics[LATENCY_MS]))
 
 
 

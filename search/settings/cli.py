@@ -18,6 +18,7 @@ from hydra.errors import ConfigCompositionException, HydraException, OverridePar
 from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
+from search.log import configure
 from search.settings.config import SCHEMAS, explain, unknown_setting
 from search.settings.errors import UserError, exit_on_bad_input
 from search.settings.hydra_adapter import hydra_flags
@@ -34,6 +35,7 @@ def main(task: Callable[[DictConfig], Any], hydra_entry: Callable[[], Any], *, c
     instead; it reads ``sys.argv``, so such a command line cannot come as ``argv``. Tests call this with ``argv`` to
     go through exactly what ``python -m search.run ...`` does.
     """
+    configure()  # the command's lines to the terminal (search.log)
     args = list(sys.argv[1:] if argv is None else argv)
     with exit_on_bad_input():
         if _for_hydra(args):

@@ -6,6 +6,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from search.log import error
+
 EXIT_BAD_INPUT = 2
 
 
@@ -20,6 +22,6 @@ def exit_on_bad_input(*errors: type[BaseException]) -> Iterator[None]:
         yield
     except (UserError, *errors) as exc:
         message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"error: {message}", file=sys.stderr, flush=True)
+        error(f"error: {message}")
         sys.exit(EXIT_BAD_INPUT)
 

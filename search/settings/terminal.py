@@ -1,9 +1,7 @@
-"""How the commands talk to the terminal: timestamped progress lines and plain-text tables (bad input's one line is
-:mod:`search.settings.errors`). No Ray import."""
+"""Plain-text tables for the terminal (the lines themselves go through :mod:`search.log`). No Ray import."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,10 +15,3 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[tuple[str,
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)
 
-
-_T0 = time.monotonic()  # the search's clock: progress lines show seconds since the driver started
-
-
-def say(text: str) -> None:
-    """Print one progress line, ``[  12.0s] text``."""
-    print(f"[{time.monotonic() - _T0:6.1f}s] {text}", flush=True)

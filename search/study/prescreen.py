@@ -9,9 +9,9 @@ front, then NSGA-II crowding) become the search's trials, trained from scratch a
 search. MLflow: the supernet is a nested run (``attnas.role`` = supernet) with its ranking as ``ranking.csv``; after
 the search, Kendall tau between the supernet's val_acc and the trials' own full-budget val_acc is logged there and
 printed. The supernet's training state is saved after every epoch (``runs/NAME/supernet.pt`` with a folder storage),
-so an interrupted pre-screen resumes after its last finished epoch, bit for bit. On the rebuilt ground-truth table
-two supernet seeds ranked architectures with Kendall tau 0.27 [0.14, 0.40] and 0.44 [0.33, 0.54], against 0.41-0.48
-for one training run per architecture (BENCHMARKS.md section 14): treat its picks as a pre-screen, not a verdict.
+so an interrupted pre-screen resumes after its last finished epoch, bit for bit. On the ground-truth table the
+supernet ranks architectures no better than one training run per architecture does (BENCHMARKS.md section 14, a
+weight-sharing supernet's ranking against the ground truth): treat its picks as a pre-screen, not a verdict.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import dataclasses
 import json
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,19 @@ from torch import nn
 from backbones import ArchConfig, build, canonical
 from backbones.supernet import Supernet
 from search.pareto import pareto_order
-from search.outcomes import PRESCREEN_TAG, ROLE_TAG, SEARCH_TAG, SUPERNET_ROLE
-from search.settings.terminal import format_table, say
+from search.outcomes import (EPOCH, LATENCY_MS, LATENCY_OBJECTIVE, LATENCY_REL, PRESCREEN_TAG, ROLE_TAG, SEARCH_TAG,
+                             SUPERNET_ROLE, TRAIN_LOSS, VAL_ACC)
+from search.log import say, tell
+from search.settings.terminal import format_table
 from trials import measure_latency
 from trials.augment import normalize
 from trials.train import evaluate, train_epochs
 
-# what a run of this mode prints first (figures of BENCHMARKS.md section 14)
-MEASURED = ("one-shot pre-screen: on the ground-truth table two supernet seeds ranked architectures with Kendall tau "
-            "0.27 [0.14, 0.40] and 0.44 [0.33, 0.54], and one seed's picks never beat plain (one training run per "
+# what a run of this mode prints first, so a user weighs its picks before they train: BENCHMARKS.md section 14's
+# result in one sentence (the section is its home; tests/e2e/test_oneshot_e2e.py checks the sentence is printed)
+TABLE_TAU = "0.27 [0.14, 0.40] and 0.44 [0.33, 0.54]"  # two supernet seeds' Kendall tau on the table [95% interval]
+MEASURED = (f"one-shot pre-screen: on the ground-truth table two supernet seeds ranked architectures with Kendall tau "
+            f"{TABLE_TAU}, and one seed's picks never beat plain (one training run per "
             "architecture: 0.41-0.48; BENCHMARKS.md section 14); its picks are trained from scratch and confirmed "
             "as usual")
 MAX_DRAWS_PER_ARCH = 20  # draws per distinct architecture before the space counts as exhausted
@@ -74,9 +78,9 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
     tags = search.client.get_run(search.run_id).data.tags
     if PRESCREEN_TAG in tags:
         picks = [ArchConfig.from_dict(a) for a in json.loads(tags[PRESCREEN_TAG])]
-        print(f"One-shot pre-screen: resumed with its {len(picks)} picks (parent run tag {PRESCREEN_TAG})", flush=True)
+        tell(f"One-shot pre-screen: resumed with its {len(picks)} picks (parent run tag {PRESCREEN_TAG})")
         return picks
-    print(f"Note: {MEASURED}.", flush=True)
+    tell(f"Note: {MEASURED}.")
     cfg = plan.oneshot
     epochs = cfg.epochs or 2 * plan.budget.epochs
     torch.set_num_threads(max(1, plan.execution.concurrency * plan.budget.cpu_per_trial))
@@ -91,7 +95,7 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
     resume = torch.load(state_path, weights_only=False) if state_path is not None and state_path.is_file() else None
     if resume is not None:
         supernet.set_path_state(resume["path_rng"])
-        say(f"supernet: resuming after epoch {resume['epoch']}/{epochs} ({state_path})")
+        say(f"supernet: resuming after epoch {resume[EPOCH]}/{epochs} ({state_path})")
 
     def save(state: dict[str, Any]) -> None:
         if state_path is not None:  # written whole, then renamed: a kill leaves the previous epoch's state
@@ -101,19 +105,19 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
 
     start = time.monotonic()
     for metrics in train_epochs(supernet, data, train, device=device, checkpoint=save, resume=resume):
-        say(f"supernet epoch {metrics['epoch']}/{epochs}: train_loss {metrics['train_loss']:.3f} "
+        say(f"supernet epoch {metrics[EPOCH]}/{epochs}: train_loss {metrics[TRAIN_LOSS]:.3f} "
             f"({metrics['epoch_s']:.0f} s)")
     train_s = time.monotonic() - start
     scored, score_s = _score(plan, supernet=supernet, data=data, settings=settings, train=train, device=device)
     picks = [s.arch for s in scored[: plan.budget.trials]]
     _record(plan, search=search, scored=scored, picks=len(picks), epochs=epochs, train_s=train_s, score_s=score_s)
-    print(f"One-shot pre-screen: {len(scored)} architectures scored with inherited weights in {score_s:.0f} s "
-          f"(supernet trained {epochs} epochs in {train_s:.0f} s); the {len(picks)} best by Pareto rank train "
-          f"from scratch:", flush=True)
-    print(format_table([{"rank": s.rank + 1, "val_acc": s.val_acc, "lat": s.latency_norm_ms, "arch": str(s.arch)}
-                        for s in scored[: len(picks)]],
-                       [("rank", "rank", "d"), ("val_acc", "supernet val_acc", ".4f"),
-                        ("lat", "latency_norm_ms", ".2f"), ("arch", "architecture", "s")]), flush=True)
+    tell(f"One-shot pre-screen: {len(scored)} architectures scored with inherited weights in {score_s:.0f} s "
+         f"(supernet trained {epochs} epochs in {train_s:.0f} s); the {len(picks)} best by Pareto rank train "
+         f"from scratch:")
+    tell(format_table([{"rank": s.rank + 1, VAL_ACC: s.val_acc, "lat": s.latency_norm_ms, "arch": str(s.arch)}
+                       for s in scored[: len(picks)]],
+                      [("rank", "rank", "d"), (VAL_ACC, "supernet val_acc", ".4f"),
+                       ("lat", LATENCY_OBJECTIVE, ".2f"), ("arch", "architecture", "s")]))
     search.client.set_tag(search.run_id, PRESCREEN_TAG, json.dumps([a.to_dict() for a in picks]))
     return picks
 
@@ -160,8 +164,8 @@ def _score(plan: Any, *, supernet: Supernet, data: Any, settings: Any, train: An
         val_acc = evaluate(supernet, data, device=device, prepare=prepare, precision=train.precision)
         timing = measure_latency(build(arch).to(device), probe, input_shape=data.image_shape, device=device,
                                  reference=reference)
-        latency = (timing["latency_rel"] * settings.reference_latency_ms if reference is not None
-                   else timing["latency_ms"])
+        latency = (timing[LATENCY_REL] * settings.reference_latency_ms if reference is not None
+                   else timing[LATENCY_MS])
         rows.append(Scored(arch=arch, val_acc=val_acc, latency_norm_ms=latency))
         if i % 10 == 0 or i == len(archs):
             say(f"scored {i}/{len(archs)} architectures with inherited weights")
@@ -188,7 +192,7 @@ def _record(plan: Any, *, search: Any, scored: Sequence[Scored], picks: int, epo
         path = Path(folder) / "ranking.csv"
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["rank", "picked", "supernet_val_acc", "latency_norm_ms", "arch", "arch_json"])
+            writer.writerow(["rank", "picked", "supernet_val_acc", LATENCY_OBJECTIVE, "arch", "arch_json"])
             for s in scored:
                 writer.writerow([s.rank + 1, s.rank < picks, f"{s.val_acc:.4f}", f"{s.latency_norm_ms:.4f}",
                                  str(s.arch), s.arch.to_json()])
@@ -217,14 +221,14 @@ def compare_with_trials(plan: Any, *, search: Any, results: Iterable[Any]) -> fl
         if config.get("control") or metrics.get("training_iteration") != plan.budget.epochs:
             continue
         key = canonical(ArchConfig.from_dict(config["arch"])).to_json()
-        if key in supernet and "val_acc" in metrics:
-            pairs.append((supernet[key], metrics["val_acc"]))
+        if key in supernet and VAL_ACC in metrics:
+            pairs.append((supernet[key], metrics[VAL_ACC]))
     if len(pairs) < 3:
-        print(f"One-shot pre-screen: {len(pairs)} picks trained in full; too few to rank against the supernet.")
+        tell(f"One-shot pre-screen: {len(pairs)} picks trained in full; too few to rank against the supernet.")
         return None
     tau = float(stats.kendalltau(*zip(*pairs)).statistic)
     client.log_metric(runs[0].info.run_id, "kendall_vs_trials", tau)
-    print(f"One-shot pre-screen: over the {len(pairs)} picks that trained in full, the supernet's val_acc ranks "
-          f"their own val_acc with Kendall tau {tau:.2f} (on the ground-truth table: 0.27 and 0.44 for two "
-          f"supernet seeds).", flush=True)
+    tell(f"One-shot pre-screen: over the {len(pairs)} picks that trained in full, the supernet's val_acc ranks "
+         f"their own val_acc with Kendall tau {tau:.2f} (on the ground-truth table: {TABLE_TAU} for two "
+         f"supernet seeds, BENCHMARKS.md section 14).")
     return tau

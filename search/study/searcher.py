@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from backbones import ArchConfig, canonical
-from search.outcomes import LATENCY_OBJECTIVE, OBJECTIVES, Outcome, trial_outcome
+from search.outcomes import LATENCY_MS, LATENCY_OBJECTIVE, OBJECTIVES, Outcome, trial_outcome
 from search.samplers import SAMPLERS
 from spaces import SearchSpace
 from trials import Constraints
@@ -172,7 +172,7 @@ class StudySearcher(Searcher):
             return
         result = result or {}
         outcome = trial_outcome(result, full_epochs=self.full_epochs, error=error)
-        if self.constraints.active and outcome is not Outcome.FAILED and "latency_ms" in result:
+        if self.constraints.active and outcome is not Outcome.FAILED and LATENCY_MS in result:
             for key, violation in self.constraints.violations(result).items():
                 self._set_constraint(number, key, violation)
         if outcome is Outcome.FAILED:

@@ -30,8 +30,9 @@ from optuna.trial import TrialState
 
 from backbones import NONE, ArchConfig
 from search.confirm.statistics import Confirmed, Verdict, rank_agreement
-from search.outcomes import (CONTROL_TAG, EPOCHS_RUN_TAG, ERROR_TAG, LATENCY_OBJECTIVE, OBJECTIVES, OUTCOME_TAG, PARETO_TAG,
-                             REJECTED_BECAUSE_TAG, ROLE_TAG, SUPERNET_ROLE, TRIAL_ROLE, TRIAL_TAG, Outcome)
+from search.outcomes import (CONTROL_TAG, EPOCHS_RUN_TAG, ERROR_TAG, FLOPS_G, LATENCY_MS, LATENCY_OBJECTIVE, OBJECTIVES,
+                             OUTCOME_TAG, PARAMS_M, PARETO_TAG, REJECTED_BECAUSE_TAG, ROLE_TAG, SUPERNET_ROLE,
+                             TRIAL_ROLE, TRIAL_TAG, VAL_ACC, Outcome)
 from search.study.searcher import ARCH_ATTR, CUT_OFF_ATTR, DUPLICATE_ATTR
 from search.summary.report_data import Cell, PlacementEffects, PrescreenPoint, ReportData, TrialPoint
 from search.tracking.parent import trial_runs
@@ -61,7 +62,7 @@ def collect_report_data(*, study: optuna.Study, client: mlflow.MlflowClient, exp
     return ReportData(
         title=title, search=study.study_name, study=study, points=tuple(points),
         duplicates=sum(DUPLICATE_ATTR in t.user_attrs for t in by_number.values()),
-        accuracy_effects=placement_effects(full, metric="val_acc", types=columns, num_stages=num_stages,
+        accuracy_effects=placement_effects(full, metric=VAL_ACC, types=columns, num_stages=num_stages,
                                            trials=f"{len(full)} full-budget trials"),
         latency_effects=placement_effects(timed, metric=LATENCY_OBJECTIVE, types=columns, num_stages=num_stages,
                                           trials=f"{len(timed)} trials with a latency (early-stopped included)"),
@@ -83,7 +84,7 @@ def _prescreen(client: mlflow.MlflowClient, *, experiment_id: str, parent_run_id
             rows = list(csv.DictReader(handle))
     trained = {p.arch: p.val_acc for p in points if p.outcome is Outcome.COMPLETED and not p.control}
     ranking = tuple(PrescreenPoint(arch=r["arch"], supernet_val_acc=float(r["supernet_val_acc"]),
-                                   latency_norm_ms=float(r["latency_norm_ms"]), picked=r["picked"] == "True",
+                                   latency_norm_ms=float(r[LATENCY_OBJECTIVE]), picked=r["picked"] == "True",
                                    trained_val_acc=trained.get(r["arch"])) for r in rows)
     return {"prescreen": ranking, "prescreen_tau": runs[0].data.metrics.get("kendall_vs_trials")}
 
@@ -109,7 +110,7 @@ def _point(run: mlflow.entities.Run, trials: Mapping[int, optuna.trial.FrozenTri
         run_url=run_url(run.info.run_id), outcome=outcome, arch=text, stages=stages,
         control=tags.get(CONTROL_TAG, ""), pareto=tags.get(PARETO_TAG) == "true",
         epochs=int(tags.get(EPOCHS_RUN_TAG, 0) or 0),
-        **{key: metrics.get(key) for key in ("val_acc", LATENCY_OBJECTIVE, "latency_ms", "params_m", "flops_g")},
+        **{key: metrics.get(key) for key in (VAL_ACC, LATENCY_OBJECTIVE, LATENCY_MS, PARAMS_M, FLOPS_G)},
         note=tags.get(REJECTED_BECAUSE_TAG) or tags.get(ERROR_TAG) or "")
 
 

@@ -7,7 +7,9 @@ from typing import Any
 
 from search.confirm.phase import confirm_budget_text, confirms_larger
 from search.confirm.statistics import Confirmed, Verdict, diff_text, rank_agreement
-from search.outcomes import CONFIRM_ROLE, LATENCY_OBJECTIVE, TRIAL_ROLE, test_split_text
+from search.log import tell
+from search.outcomes import (CONFIRM_ROLE, FLOPS_G, LATENCY_MS, LATENCY_OBJECTIVE, PARAMS_M, TEST_ACC, TRIAL_ROLE,
+                             VAL_ACC, test_split_text)
 from search.settings.plan import SearchPlan
 from search.settings.terminal import format_table
 from search.study.optuna_dashboard import study_hint
@@ -22,12 +24,12 @@ def announce(plan: SearchPlan) -> None:
     where = ("CUDA device found: using the GPU budget" if plan.hardware == "cuda"
              else "No CUDA device: using the CPU budget")
     size = "all" if b.train_size is None else f"{b.train_size}"
-    print(f"Search {plan.name}: space {plan.space.name} on {plan.space.dataset}, sampler {plan.study.sampler}", flush=True)
-    print(f"{where} ({b.backbone}, {size} train / {b.val_size} val images, {b.epochs} epochs, {b.trials} trials, "
-          f"{plan.execution.concurrency} at once)", flush=True)
+    tell(f"Search {plan.name}: space {plan.space.name} on {plan.space.dataset}, sampler {plan.study.sampler}")
+    tell(f"{where} ({b.backbone}, {size} train / {b.val_size} val images, {b.epochs} epochs, {b.trials} trials, "
+         f"{plan.execution.concurrency} at once)")
     if plan.confirm.top_k and confirms_larger(plan):
-        print(f"The confirmation's budget is larger than the search's: {confirm_budget_text(plan)}", flush=True)
-    print(f"Watch the study live:  {study_hint(storage=plan.study.storage)}", flush=True)
+        tell(f"The confirmation's budget is larger than the search's: {confirm_budget_text(plan)}")
+    tell(f"Watch the study live:  {study_hint(storage=plan.study.storage)}")
 
 
 def announce_resume(plan: SearchPlan, search: SearchRun, *, controls: int) -> None:
@@ -35,55 +37,55 @@ def announce_resume(plan: SearchPlan, search: SearchRun, *, controls: int) -> No
     searched, confirming = search.existing_runs(role=TRIAL_ROLE), search.existing_runs(role=CONFIRM_ROLE)
     ended = len(ended_trials(searched))
     total = plan.budget.trials + controls
-    print(f"Resuming search {plan.name}: {ended} of {total} trials (controls included) had finished, "
-          f"{len(searched) - ended} were cut off (Ray restarts those it had recorded)"
-          + (f"; {len(ended_trials(confirming))} confirmation runs had finished" if confirming else ""), flush=True)
+    tell(f"Resuming search {plan.name}: {ended} of {total} trials (controls included) had finished, "
+         f"{len(searched) - ended} were cut off (Ray restarts those it had recorded)"
+         + (f"; {len(ended_trials(confirming))} confirmation runs had finished" if confirming else ""))
 
 
 def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     """The end: counts, the Pareto front, the confirmed table and its verdict, the insight, where everything is."""
-    print(f"\nSearch {summary.name} finished in {summary.wall_s:.0f}s: {summary.trials} trials, "
-          f"{summary.completed} completed, {summary.early_stopped} stopped early by ASHA, {summary.failed} failed"
-          + (f", {summary.rejected} rejected by the constraints" if summary.rejected else "")
-          + f"; {summary.trained} distinct architectures trained"
-          + (f", {summary.duplicates} repeated proposals reused their earlier result." if summary.duplicates else "."))
+    tell(f"\nSearch {summary.name} finished in {summary.wall_s:.0f}s: {summary.trials} trials, "
+         f"{summary.completed} completed, {summary.early_stopped} stopped early by ASHA, {summary.failed} failed"
+         + (f", {summary.rejected} rejected by the constraints" if summary.rejected else "")
+         + f"; {summary.trained} distinct architectures trained"
+         + (f", {summary.duplicates} repeated proposals reused their earlier result." if summary.duplicates else "."))
     stages = f"stages 0..{plan.space.num_stages - 1}"
     if summary.front:
-        print(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
-        print(format_table(summary.front, [
-            ("trial_id", "trial", "s"), ("val_acc", "val_acc", ".4f"), (LATENCY_OBJECTIVE, LATENCY_OBJECTIVE, ".2f"),
-            ("latency_ms", "latency_ms", ".2f"), ("params_m", "params_m", ".3f"), ("flops_g", "flops_g", ".3f"),
+        tell(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
+        tell(format_table([row.cells() for row in summary.front], [
+            ("trial_id", "trial", "s"), (VAL_ACC, VAL_ACC, ".4f"), (LATENCY_OBJECTIVE, LATENCY_OBJECTIVE, ".2f"),
+            (LATENCY_MS, LATENCY_MS, ".2f"), (PARAMS_M, PARAMS_M, ".3f"), (FLOPS_G, FLOPS_G, ".3f"),
             ("control", "control", "s"), ("arch", stages, "s")]))
     else:
-        print("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
+        tell("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
     if summary.confirmed:
-        print(f"\nConfirmed on {test_split_text(len(plan.confirm.data.test_y), dataset=plan.space.dataset)}, retrained from scratch per seed; "
-              f"test_acc mean ± std, 95% interval of the paired difference to the plain backbone:")
-        print(format_table([confirmed_row(row) for row in summary.confirmed], [
-            ("name", "confirmed", "s"), ("seeds", "seeds", "s"), ("test_acc", "test_acc", "s"),
+        tell(f"\nConfirmed on {test_split_text(len(plan.confirm.data.test_y), dataset=plan.space.dataset)}, retrained from scratch per seed; "
+             f"test_acc mean ± std, 95% interval of the paired difference to the plain backbone:")
+        tell(format_table([confirmed_row(row) for row in summary.confirmed], [
+            ("name", "confirmed", "s"), ("seeds", "seeds", "s"), (TEST_ACC, TEST_ACC, "s"),
             ("search_val_acc", "search val_acc", ".4f"), ("diff", "diff vs plain [95% CI]", "s"),
-            ("verdict", "verdict", "s"), ("latency_ms", "latency_ms", ".2f"),
+            ("verdict", "verdict", "s"), (LATENCY_MS, LATENCY_MS, ".2f"),
             ("onnx_ms", "onnxruntime_ms", ".2f"), ("arch", stages, "s")]))
-        print(f"\n{summary.verdict}")
-        print(rank_agreement(summary.confirmed).text())
+        tell(f"\n{summary.verdict}")
+        tell(rank_agreement(summary.confirmed).text())
     if summary.insight:
-        print("\nPlacement insight (hints from few trials, not significant effects; the report has the heatmaps):")
-        print("\n".join(f"  {line}" for line in summary.insight))
+        tell("\nPlacement insight (hints from few trials, not significant effects; the report has the heatmaps):")
+        tell("\n".join(f"  {line}" for line in summary.insight))
     if summary.report:
-        print(f"\nSearch report (opens offline): {summary.report}")
-    print(f"MLflow UI:  {ui_hint(tracking_uri=plan.mlflow.tracking_uri)}")
-    print(f"  the runs table with the search's columns: "
-          f"{experiment_url(tracking_uri=plan.mlflow.tracking_uri, experiment_id=summary.experiment_id)}")
-    print(f"Optuna study:  {study_hint(storage=plan.study.storage)}")
+        tell(f"\nSearch report (opens offline): {summary.report}")
+    tell(f"MLflow UI:  {ui_hint(tracking_uri=plan.mlflow.tracking_uri)}")
+    tell(f"  the runs table with the search's columns: "
+         f"{experiment_url(tracking_uri=plan.mlflow.tracking_uri, experiment_id=summary.experiment_id)}")
+    tell(f"Optuna study:  {study_hint(storage=plan.study.storage)}")
     if summary.front:
         what = "the confirmed pick" if summary.confirmed else "the most accurate front model"
-        print(f"Export {what}:  python -m search.export", flush=True)
+        tell(f"Export {what}:  python -m search.export")
 
 
 def confirmed_row(row: Confirmed) -> dict[str, Any]:
     """One confirmed architecture as the summary table's cells."""
-    return {"name": row.name, "seeds": str(row.n), "verdict": str(row.verdict), "latency_ms": row.latency_ms,
+    return {"name": row.name, "seeds": str(row.n), "verdict": str(row.verdict), LATENCY_MS: row.latency_ms,
             "onnx_ms": row.latency_onnxruntime_ms, "search_val_acc": row.search_val_acc,
             "arch": row.arch_text,
-            "test_acc": "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
+            TEST_ACC: "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
             "diff": "" if row.verdict is Verdict.REFERENCE else diff_text(row)}

@@ -27,6 +27,7 @@ import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from search.outcomes import LATENCY_MS, TEST_ACC, VAL_ACC, VAL_ACC_RAW
 
 
 @dataclass(frozen=True)
@@ -91,24 +92,24 @@ def _at_epoch(runs: Sequence[Mapping[str, Any]], budget: str, key: str, epoch: i
 
 
 def _epochs_of(runs: Sequence[Mapping[str, Any]], budget: str) -> int:
-    return max((len(run.get("val_acc") or []) for run in runs if run["budget"] == budget), default=0)
+    return max((len(run.get(VAL_ACC) or []) for run in runs if run["budget"] == budget), default=0)
 
 
 def fidelity(runs: Sequence[Mapping[str, Any]], *, reference: str, budgets: Sequence[str],
              plain: str = "plain") -> list[BudgetFidelity]:
     """The figures of each budget in ``budgets`` (the reference included, whose taus are against itself)."""
-    truth = {arch: statistics.fmean(v) for arch, v in _by_arch(runs, reference, "test_acc").items()}
+    truth = {arch: statistics.fmean(v) for arch, v in _by_arch(runs, reference, TEST_ACC).items()}
     rows = []
     for budget in budgets:
-        acc = _by_arch(runs, budget, "test_acc")
+        acc = _by_arch(runs, budget, TEST_ACC)
         common = sorted(set(acc) & set(truth))
         variances = [statistics.variance(v) for v in acc.values() if len(v) > 1]
-        latency, latency_ref = _by_arch(runs, budget, "latency_ms"), _by_arch(runs, reference, "latency_ms")
+        latency, latency_ref = _by_arch(runs, budget, LATENCY_MS), _by_arch(runs, reference, LATENCY_MS)
         timed = sorted(set(latency) & set(latency_ref))
-        early, early_raw = _at_epoch(runs, budget, "val_acc"), _at_epoch(runs, budget, "val_acc_raw")
+        early, early_raw = _at_epoch(runs, budget, VAL_ACC), _at_epoch(runs, budget, VAL_ACC_RAW)
         epochs = range(1, _epochs_of(runs, budget) + 1)
-        epoch_tau = tuple(_kendall(*_against(_at_epoch(runs, budget, "val_acc", k), truth))[0] for k in epochs)
-        epoch_tau_raw = tuple(_kendall(*_against(_at_epoch(runs, budget, "val_acc_raw", k), truth))[0] for k in epochs)
+        epoch_tau = tuple(_kendall(*_against(_at_epoch(runs, budget, VAL_ACC, k), truth))[0] for k in epochs)
+        epoch_tau_raw = tuple(_kendall(*_against(_at_epoch(runs, budget, VAL_ACC_RAW, k), truth))[0] for k in epochs)
         tau, tau_p = _kendall([statistics.fmean(acc[a]) for a in common], [truth[a] for a in common])
         rows.append(BudgetFidelity(
             budget=budget, runs=sum(len(v) for v in acc.values()), archs=len(acc),

@@ -6,13 +6,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from ray import tune
 
 from backbones import ArchConfig
 from search.confirm.statistics import Confirmed
-from search.outcomes import LATENCY_OBJECTIVE, PARETO_TAG, Outcome, trial_outcome
+from search.outcomes import PARETO_TAG, Outcome, trial_outcome
+from search.records import FinishedTrial
 from search.study.searcher import DUPLICATE_ATTR, RAY_TRIAL_ATTR, open_study
 from search.tracking.parent import SearchRun
 
@@ -30,9 +30,9 @@ class SearchSummary:
     failed: int
     rejected: int  # over a hard budget (constraints.*): probed, never trained
     duplicates: int  # proposals of an architecture already trained: its result reused, nothing trained
-    front: list[dict[str, Any]]  # Pareto-optimal full-budget trials, latency ascending
+    front: list[FinishedTrial]  # Pareto-optimal full-budget trials, latency ascending
     wall_s: float  # the whole command: search, reports and confirmation
-    rows: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # every full-budget trial (pareto.csv)
+    rows: list[FinishedTrial] = dataclasses.field(default_factory=list)  # every full-budget trial (pareto.csv)
     confirmed: list[Confirmed] = dataclasses.field(default_factory=list)  # the confirmation table (plain first)
     verdict: str = ""  # the one sentence that says whether any placement beats the plain backbone
     insight: list[str] = dataclasses.field(default_factory=list)  # the report's placement insight, in words
@@ -56,24 +56,21 @@ def summarise_search(results: tune.ResultGrid, *, full_epochs: int, study_storag
         outcome = trial_outcome(metrics, full_epochs=full_epochs, error=result.error is not None)
         counts[outcome] += 1
         if outcome is Outcome.COMPLETED:
-            trial_id = metrics["trial_id"]
-            rows.append({"trial_id": trial_id, "run_id": run_ids.get(trial_id, ""),
-                         "control": result.config.get("control") or "", "arch_json": result.config["arch"],
-                         **{key: float(metrics[key]) for key in
-                            ("val_acc", "latency_ms", LATENCY_OBJECTIVE, "params_m", "flops_g")},
-                         "arch": str(ArchConfig.from_dict(result.config["arch"]))})
+            rows.append(FinishedTrial.from_result(metrics, arch=ArchConfig.from_dict(result.config["arch"]),
+                                                  run_id=run_ids.get(metrics["trial_id"], ""),
+                                                  control=result.config.get("control") or ""))
     study = open_study(storage=study_storage, name=search.name)
     front_ids = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in study.best_trials}  # constraint-aware, from Optuna
     duplicates = sum(DUPLICATE_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
+    rows = [dataclasses.replace(row, pareto=row.trial_id in front_ids) for row in rows]
     for row in rows:
-        row["pareto"] = row["trial_id"] in front_ids
-        if row["run_id"]:
-            search.set_trial_tag(row["run_id"], PARETO_TAG, "true" if row["pareto"] else "false")
+        if row.run_id:
+            search.set_trial_tag(row.run_id, PARETO_TAG, "true" if row.pareto else "false")
     summary = SearchSummary(
         name=search.name, parent_run_id=search.run_id, experiment_id=search.experiment_id, trials=len(results),
         completed=len(rows), rows=rows, early_stopped=counts[Outcome.EARLY_STOPPED], failed=counts[Outcome.FAILED],
         rejected=counts[Outcome.REJECTED], duplicates=duplicates,
-        front=sorted((r for r in rows if r["pareto"]), key=lambda r: r[LATENCY_OBJECTIVE]), wall_s=wall_s)
+        front=sorted((r for r in rows if r.pareto), key=lambda r: r.latency_norm_ms), wall_s=wall_s)
     search.log_metrics({"trials": summary.trials, "trials_completed": summary.completed,
                         "trials_early_stopped": summary.early_stopped, "trials_failed": summary.failed,
                         "trials_rejected": summary.rejected, "proposals_duplicate": duplicates,

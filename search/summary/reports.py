@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 
+from search.log import tell
 from search.outcomes import LATENCY_OBJECTIVE
+from search.records import FinishedTrial
 from search.settings.plan import SearchPlan
 from search.study.searcher import open_study
 from search.summary.collect import collect_report_data, insight_lines
@@ -38,7 +40,7 @@ def report_writers() -> dict[str, ReportWriter]:
 def write_reports(plan: SearchPlan, *, search: SearchRun, summary: SearchSummary) -> SearchSummary:
     """Write the Pareto files under ``pareto/`` and each report writer's page at the top of the parent run's
     artifacts; returns the summary with the placement insight in words and where ``report.html`` is."""
-    print("Writing the search report ...", flush=True)
+    tell("Writing the search report ...")
     title = f"{plan.name}: val_acc vs {LATENCY_OBJECTIVE} ({plan.budget.backbone}, {plan.space.dataset})"
     data = collect_report_data(
         study=open_study(storage=plan.study.storage, name=plan.name), client=search.client,
@@ -56,13 +58,13 @@ def write_reports(plan: SearchPlan, *, search: SearchRun, summary: SearchSummary
     return dataclasses.replace(summary, insight=insight_lines(data), report=where)
 
 
-def _write_pages(data: ReportData, *, search: SearchRun, rows: list, title: str) -> set[str]:
+def _write_pages(data: ReportData, *, search: SearchRun, rows: Sequence[FinishedTrial], title: str) -> set[str]:
     """Upload the Pareto files and every writer's page; returns the pages' file names."""
     with tempfile.TemporaryDirectory() as folder:
         search.log_artifacts(write_pareto_report(rows, folder=folder, title=title), folder="pareto")
         pages = [write(data, folder=folder) for write in report_writers().values()]
         search.log_artifacts(pages, folder="")
     if not pages:
-        print(f"No report writer is installed (entry points {REPORT_WRITERS!r}): only pareto/ was written; "
-              f"reinstall attnas (pip install -e .) for report.html", flush=True)
+        tell(f"No report writer is installed (entry points {REPORT_WRITERS!r}): only pareto/ was written; "
+             f"reinstall attnas (pip install -e .) for report.html")
     return {Path(page).name for page in pages}

@@ -22,8 +22,8 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from search.settings.errors import UserError
 from search.tracking.links import RUNS_VIEW_KEY
 from search.settings.tracking_uri import is_server
-from search.outcomes import (CONFIRM_TAG, CONTROL_TAG, OBJECTIVES, OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEARCH_ROLE, SEARCH_TAG,
-                             SEED_TAG, TRIAL_TAG, Outcome)
+from search.outcomes import (CONFIRM_TAG, CONTROL_TAG, FLOPS_G, LATENCY_MS, OBJECTIVES, OUTCOME_TAG, PARAMS_M,
+                             PARETO_TAG, ROLE_TAG, SEARCH_ROLE, SEARCH_TAG, SEED_TAG, TEST_ACC, TRIAL_TAG, Outcome)
 
 ENDED_STATUSES = tuple(RunStatus.to_string(s) for s in (RunStatus.FINISHED, RunStatus.FAILED))  # fully written runs
 
@@ -38,7 +38,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"  # MLflow's ExperimentKind for "Machine learning" (vs genai_development)
 RUNS_VIEW_NAME = "attnas: runs with objectives and outcomes"
 RUNS_VIEW_COLUMNS = (  # MLflow's column ids: metrics.`name`, params.`name`, tags.`name`
-    *(f"metrics.`{m}`" for m in (*OBJECTIVES, "latency_ms", "params_m", "flops_g", "test_acc")),
+    *(f"metrics.`{m}`" for m in (*OBJECTIVES, LATENCY_MS, PARAMS_M, FLOPS_G, TEST_ACC)),
     *(f"tags.`{t}`" for t in (OUTCOME_TAG, PARETO_TAG, CONTROL_TAG, CONFIRM_TAG, SEED_TAG)),
 )
 

@@ -20,9 +20,9 @@ from ray.tune.result import AUTO_RESULT_KEYS
 
 from backbones import ArchConfig
 from search.execution.checkpoint import ARCH, REFERENCE, WEIGHTS
-from search.outcomes import (CONTROL_TAG, EPOCHS_RUN_TAG, ERROR_TAG, NODE_ID, NODE_ID_TAG, NODE_IP_TAG, OUTCOME_TAG,
-                             PARAM_PREFIXES, REJECTED_BECAUSE_TAG, RESUMED_TAG, ROLE_TAG, SEARCH_TAG, TRIAL_ROLE, TRIAL_TAG,
-                             Outcome, trial_outcome)
+from search.outcomes import (CONTROL_TAG, EPOCH, EPOCHS_RUN_TAG, ERROR_TAG, NODE_ID, NODE_ID_TAG, NODE_IP_TAG,
+                             OUTCOME_TAG, PARAM_PREFIXES, REJECTED_BECAUSE_TAG, RESUMED_TAG, ROLE_TAG, SEARCH_TAG,
+                             TRIAL_ROLE, TRIAL_TAG, Outcome, trial_outcome)
 from search.execution.progress import trial_error_line
 from search.tracking.parent import ended_trials, param_value
 from trials import Constraints
@@ -108,7 +108,7 @@ class MlflowTrialCallback(Callback):
                 self.client.log_batch(run_id, params=[Param(k, param_value(v)) for k, v in sorted(probe.items())])
             except mlflow.exceptions.MlflowException:  # a resumed trial on another machine: keep the first values
                 pass
-        step = int(result.get("epoch", result.get("training_iteration", 0)))
+        step = int(result.get(EPOCH, result.get("training_iteration", 0)))
         now = int(time.time() * 1000)
         metrics = [Metric(k, float(v), now, step) for k, v in result.items()
                    if k not in _NOT_METRICS and not k.startswith(PARAM_PREFIXES) and _is_number(v)]
@@ -126,7 +126,7 @@ class MlflowTrialCallback(Callback):
         if run_id is None or run_id in self.finished_before:
             return
         last = trial.last_result or {}
-        epochs = int(last.get("epoch", 0))
+        epochs = int(last.get(EPOCH, 0))
         outcome = trial_outcome(last, full_epochs=self.full_epochs)
         if outcome is Outcome.REJECTED:  # over a hard budget: probed, never trained
             self.client.set_tag(run_id, REJECTED_BECAUSE_TAG, self.constraints.reason(last) or "over budget")

@@ -15,6 +15,7 @@ from search.confirm.phase import confirm_budget_text, pick_candidates
 from search.confirm.statistics import (confirmation_statistics, rank_agreement, read_confirmed_csv,
                                        write_confirmed_csv)
 from search.tracking.plan_params import parent_params
+from search.records import FinishedTrial
 from spaces import SpaceError, load_space
 from spaces.schema import ConfirmBudget
 from trials import DATASETS
@@ -188,9 +189,10 @@ def test_candidates_carry_the_search_val_acc_of_controls_and_front_trials() -> N
                     stages=(StageConfig(attn="se", reduction=16),) + (StageConfig(),) * 3)
     eca = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
                      stages=(StageConfig(attn="eca", kernel_size=3),) + (StageConfig(),) * 3)
-    searched = [{"trial_id": "t0", "control": "plain", "val_acc": 0.71, "arch_json": plain.to_dict()},
-                {"trial_id": "t1", "control": "", "val_acc": 0.75, "arch_json": se.to_dict()},
-                {"trial_id": "t2", "control": "", "val_acc": 0.73, "arch_json": eca.to_dict()}]
+    figures = dict(latency_norm_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
+    searched = [FinishedTrial(trial_id="t0", control="plain", val_acc=0.71, arch=plain, **figures),
+                FinishedTrial(trial_id="t1", control="", val_acc=0.75, arch=se, **figures),
+                FinishedTrial(trial_id="t2", control="", val_acc=0.73, arch=eca, **figures)]
     front = searched[1:]
     picked = pick_candidates(front=front, controls={"plain": plain}, top_k=1, searched=searched)
     assert [(c.name, c.search_val_acc) for c in picked] == [("plain", 0.71), ("t1", 0.75)]

@@ -1,0 +1,44 @@
+"""What the phases of a search hand each other about a trial: :class:`FinishedTrial`, one trial that ran its full
+epoch budget. The summary builds them from Ray's results (:func:`search.summary.front.summarise_search`); the printed
+front, ``pareto.csv``/``pareto.png`` and the confirmation's choice of candidates read them. No Ray, no MLflow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from backbones import ArchConfig
+from search.outcomes import FLOPS_G, LATENCY_MS, LATENCY_OBJECTIVE, PARAMS_M, VAL_ACC
+
+
+@dataclass(frozen=True)
+class FinishedTrial:
+    """One full-budget trial of the search: its last epoch's metrics (names and units: :mod:`search.outcomes`)."""
+
+    trial_id: str  # Ray trial id (the MLflow run name)
+    run_id: str  # its MLflow run ("" when the tracker recorded none)
+    arch: ArchConfig
+    control: str  # the control's name (plain, se_r16, ...), "" for a searched trial
+    val_acc: float  # fraction 0-1
+    latency_norm_ms: float  # the latency the search ranks (search.outcomes.LATENCY_OBJECTIVE)
+    latency_ms: float  # median raw batch-1 latency of its probe
+    params_m: float
+    flops_g: float
+    pareto: bool = False  # on the study's constraint-aware front (Study.best_trials)
+
+    @classmethod
+    def from_result(cls, metrics: dict[str, Any], *, arch: ArchConfig, run_id: str, control: str) -> FinishedTrial:
+        """From a trial's last reported result (``trial_id`` and the metrics above)."""
+        return cls(trial_id=metrics["trial_id"], run_id=run_id, arch=arch, control=control,
+                   **{field: float(metrics[key]) for field, key in _METRICS.items()})
+
+    def cells(self) -> dict[str, Any]:
+        """Its cells for a table or CSV, keyed by column (the metrics by their names; ``arch`` as its string form)."""
+        return {"trial_id": self.trial_id, "control": self.control, "pareto": self.pareto,
+                **{key: getattr(self, field) for field, key in _METRICS.items()}, "arch": str(self.arch),
+                "run_id": self.run_id}
+
+
+# field -> metric name; the fields are the names themselves (LATENCY_OBJECTIVE is latency_norm_ms)
+_METRICS = {"val_acc": VAL_ACC, "latency_norm_ms": LATENCY_OBJECTIVE, "latency_ms": LATENCY_MS, "params_m": PARAMS_M,
+            "flops_g": FLOPS_G}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 
 REPO = Path(__file__).resolve().parents[1]
-LAYERS = ("backbones", "spaces", "trials", "search", "dashboards", "benchmarks")  # lowest first
+LAYERS = ("backbones", "spaces", "trials", "devices", "search", "dashboards", "benchmarks")  # lowest first
 
 
 def _imports() -> dict[str, set[str]]:

@@ -53,6 +53,7 @@ class LatencyTable:
     reference_ms: float  # median of the reference backbone over the whole table, ms
     device: Mapping[str, Any]  # what time_bundle.py says about the target (cpu, machine, versions)
     date: str
+    load_average: Mapping[str, Any]  # 1/5/15-min load averages on the target at the start and end of timing
     costs: Mapping[str, float]  # backbone / module key (devices.variants) -> ms
     archs: tuple[MeasuredArch, ...]
 
@@ -137,7 +138,8 @@ def load_table(path: str | Path, *, space: str | None = None, base: ArchConfig |
                   for r in rows if r["kind"] == "arch")
     return LatencyTable(path=str(path), space=raw["space"], base=measured_on, image=tuple(raw["image"]),
                         batch=int(raw["batch"]), threads=int(raw["threads"]), reference_ms=reference_ms,
-                        device=dict(raw["device"]), date=str(raw["date"]), costs=costs, archs=archs)
+                        device=dict(raw["device"]), date=str(raw["date"]),
+                        load_average=dict(raw.get("load_average") or {}), costs=costs, archs=archs)
 
 
 def _base_text(base: ArchConfig) -> str:

@@ -26,6 +26,7 @@ from benchmarks._common import emit, header, parser, setup, table
 from devices import (Correction, LatencyPredictor, bundle_size_mb, held_out_error, fit, load_table, prediction_error,
                      write_bundle)
 from devices.bundle import SCRIPT
+from devices.target import ROUNDS, RUNS, WARMUP
 from spaces import StageSpace, load_space
 from trials.probe import count_flops_g
 
@@ -59,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
                                                   "(default: a temporary folder)")
     p.add_argument("--calibration", type=int, default=None, help="whole architectures to fit on (default 30)")
     p.add_argument("--held-out", type=int, default=None, help="whole architectures to state the error on (default 30)")
-    p.add_argument("--runs", type=int, default=None, help="timed passes per model on the target (default 50)")
+    p.add_argument("--runs", type=int, default=None, help=f"timed passes per model on the target (default {RUNS})")
     args = p.parse_args(argv)
     device = setup(args)
     if device.type != "cpu":
@@ -67,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     quick = args.quick
     calibration = args.calibration or (3 if quick else 30)
     held = args.held_out or (2 if quick else 30)
-    runs, warmup, repeats = args.runs or (3 if quick else 50), 1 if quick else 10, args.repeats or 2
+    runs, warmup, repeats = args.runs or (3 if quick else RUNS), 1 if quick else WARMUP, args.repeats or 2
     threads = args.threads or 1
     space = _space(quick)
     budget = space.budgets[BUDGET]
@@ -114,8 +115,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
             f"{dict(base.backbone_kwargs)}, {'x'.join(map(str, IMAGE))} input. Bundle `{manifest['bundle_id']}`: "
             f"{len(manifest['models'])} ONNX models ({sum(m['kind'] == 'module' for m in manifest['models'])} "
             f"modules), {size_mb:.1f} MB, written in {export_s:.0f} s (0 = reused); timed by `{SCRIPT}` in "
-            f"{timing_s:.0f} s per pass, {repeats} passes, {runs} runs after {warmup} warm-up per model, each paired "
-            f"with the reference backbone ({t.reference_ms:.3f} ms), ONNX Runtime {t.device['onnxruntime']}, "
+            f"{timing_s:.0f} s per pass, {repeats} passes, {runs} runs per model in {ROUNDS} rounds (each after "
+            f"{warmup} warm-up passes), each paired with the reference backbone ({t.reference_ms:.3f} ms), "
+            f"ONNX Runtime {t.device['onnxruntime']}, "
             f"{t.threads} thread(s), batch {t.batch}. Load average on the target during pass 1 (1/5/15 min): "
             f"start {_load(t, 'start')}, end {_load(t, 'end')}. Correction fitted on "
             f"{len(t.by_role('calibration'))} calibration architectures: {c.intercept_ms:+.3f} ms + {c.scale:.3f} x "

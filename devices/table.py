@@ -63,7 +63,8 @@ class LatencyTable:
     def describe(self) -> str:
         """One line: which device, runtime, threads and batch, when, and what it covers."""
         return (f"{self.device.get('cpu', '?')}, onnxruntime {self.device.get('onnxruntime', '?')}, "
-                f"{self.threads} thread(s), batch {self.batch}, {self.date}; space {self.space} on {self.base.backbone}, "
+                f"{self.threads} thread(s), batch {self.batch}, {self.date}; space {self.space} on "
+                f"{self.base.backbone}, "
                 f"{len(self.costs)} backbone/module rows, {len(self.archs)} whole architectures")
 
 

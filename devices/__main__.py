@@ -20,7 +20,7 @@ from pathlib import Path
 from backbones import ArchConfig
 from devices.bundle import SCRIPT, bundle_size_mb, write_bundle
 from devices.predictor import held_out_error, load_predictor
-from spaces import load_space
+from spaces import SearchSpace, load_space
 from trials import DatasetMissingError, load_dataset
 
 EXIT_BAD_INPUT = 2  # as search.settings.errors (which this package sits below)
@@ -34,7 +34,7 @@ def _shape(text: str) -> tuple[int, int, int]:
     return c, h, w
 
 
-def _base(args: argparse.Namespace) -> tuple[object, ArchConfig, tuple[int, int, int]]:
+def _base(args: argparse.Namespace) -> tuple[SearchSpace, ArchConfig, tuple[int, int, int]]:
     """The space, its plain architecture on the budget's backbone, and the image shape (C, H, W)."""
     space = load_space(args.space)
     if args.budget not in space.budgets:

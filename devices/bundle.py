@@ -33,6 +33,7 @@ from torch import nn
 from backbones import ArchConfig, build, canonical, make_attention
 from devices import target
 from devices.variants import Shape, backbone_key, space_modules
+from spaces import SearchSpace
 from trials.runtime import ONNX_OPSET, export_onnx
 
 _PERIOD = 1024  # values per weight tensor that repeat (4 KiB of float32: eight repeats per deflate window)
@@ -50,7 +51,7 @@ class _Suggester:
         return self.rng.choice(list(choices))
 
 
-def sample_archs(space, *, base: ArchConfig, count: int, seed: int,
+def sample_archs(space: SearchSpace, *, base: ArchConfig, count: int, seed: int,
                  exclude: Sequence[ArchConfig] = ()) -> list[ArchConfig]:
     """Up to ``count`` distinct architectures (by canonical form) of ``space`` on ``base``, drawn uniformly per
     categorical as the search's random sampler would, none of them in ``exclude``; fewer when the space is smaller."""
@@ -75,7 +76,7 @@ def _compressible(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
-def _entries(space, *, base: ArchConfig, image: Shape, calibration: int, held_out: int,
+def _entries(space: SearchSpace, *, base: ArchConfig, image: Shape, calibration: int, held_out: int,
              seed: int) -> list[tuple[dict, Callable[[], nn.Module]]]:
     """(manifest entry, model maker) for every model of the bundle, in manifest order."""
     out: list[tuple[dict, Callable[[], nn.Module]]] = []
@@ -95,8 +96,9 @@ def _entries(space, *, base: ArchConfig, image: Shape, calibration: int, held_ou
     return out
 
 
-def write_bundle(space, *, base: ArchConfig, image: Shape, out: str | Path, calibration: int = 30,
-                 held_out: int = 30, seed: int = 0, log: Callable[[str], None] = lambda line: None) -> Path:
+def write_bundle(space: SearchSpace, *, base: ArchConfig, image: Shape, out: str | Path,
+                 calibration: int = 30, held_out: int = 30, seed: int = 0,
+                 log: Callable[[str], None] = lambda line: None) -> Path:
     """Write the bundle of ``space`` (a ``spaces.SearchSpace``) on ``base`` (its plain architecture, the search's
     backbone and sizes) for images of shape ``image`` (C, H, W) into the folder ``out`` (created; must not exist,
     or be empty). Returns the folder. Models are built with torch seed 0; architectures are drawn with ``seed``

@@ -21,6 +21,7 @@ import torch
 
 from backbones import ATTENTION, DEFAULT_HEAD, ArchConfig, StageConfig, build
 from backbones.supernet import stage_candidates
+from spaces import SearchSpace
 
 Shape = tuple[int, int, int]  # (C, H, W) of one image, or of the feature map a module sees
 # The type put at a slot to find it: ECA takes any channel count, has one knob with a default, and no backbone we
@@ -87,7 +88,7 @@ def modules_of(arch: ArchConfig, *, image: Shape) -> list[Module]:
             for shape in slot_shapes(base, stage=i, position=spec.position, blocks=spec.blocks, image=image)]
 
 
-def space_modules(space, *, base: ArchConfig, image: Shape) -> dict[str, Module]:
+def space_modules(space: SearchSpace, *, base: ArchConfig, image: Shape) -> dict[str, Module]:
     """Every distinct module (by key) an architecture of ``space`` (a ``spaces.SearchSpace``) on ``base`` can
     have, in a fixed order: the table a space needs."""
     found: dict[str, Module] = {}

@@ -59,7 +59,7 @@ def _bundle(args: argparse.Namespace) -> None:
 
 def _check(args: argparse.Namespace) -> None:
     space, base, _ = _base(args)
-    predictor = load_predictor(args.table, space=space.name, base=base)
+    predictor = load_predictor(args.table, space=space, base=base)
     c = predictor.correction
     print(f"table: {predictor.table.describe()}")
     print(f"correction (fit on {len(predictor.table.by_role('calibration'))} calibration architectures): "
@@ -69,7 +69,7 @@ def _check(args: argparse.Namespace) -> None:
 
 def _predict(args: argparse.Namespace) -> None:
     space, base, _ = _base(args)
-    predictor = load_predictor(args.table, space=space.name, base=base)
+    predictor = load_predictor(args.table, space=space, base=base)
     try:
         arch = ArchConfig.from_dict(json.loads(Path(args.arch).read_text()))
     except (OSError, json.JSONDecodeError) as err:

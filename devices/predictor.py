@@ -24,7 +24,8 @@ import numpy as np
 
 from backbones import ArchConfig
 from devices.table import LatencyTable, TableError, load_table
-from devices.variants import backbone_key, base_of, modules_of
+from devices.variants import backbone_key, base_of, modules_of, space_modules
+from spaces import SearchSpace
 
 WITHIN = 0.10  # the tolerance of "within": |predicted / measured - 1| <= 10%
 
@@ -133,9 +134,24 @@ def fit(table: LatencyTable) -> LatencyPredictor:
     return LatencyPredictor(table=table, correction=Correction(float(intercept), float(scale), float(per_module)))
 
 
-def load_predictor(path: str | Path, *, space: str | None = None, base: ArchConfig | None = None) -> LatencyPredictor:
-    """:func:`fit` on :func:`devices.load_table` ``(path, space=space, base=base)``: what a search loads once."""
-    return fit(load_table(path, space=space, base=base))
+def load_predictor(path: str | Path, *, space: SearchSpace | None = None,
+                   base: ArchConfig | None = None) -> LatencyPredictor:
+    """What a search loads once, before it starts: the table at ``path`` checked against ``space`` and ``base`` (its
+    name, its backbone, and that every module and head the space can produce has a row: :func:`check_covers`), and
+    the predictor :func:`fit` on it. Raises :class:`TableError` with one line otherwise."""
+    predictor = fit(load_table(path, space=None if space is None else space.name, base=base))
+    if space is not None:
+        check_covers(predictor.table, space)
+    return predictor
+
+
+def check_covers(table: LatencyTable, space: SearchSpace) -> None:
+    """Raise :class:`TableError` naming what ``space`` can produce on the table's base and the table lacks (a space
+    edited after its bundle was written), so no candidate is refused halfway through a search."""
+    keys = [backbone_key(head) for head in space.head] + list(space_modules(space, base=table.base, image=table.image))
+    if missing := [key for key in keys if key not in table.costs]:
+        raise TableError(f"latency table {table.path} lacks {len(missing)} of the {len(keys)} backbone/module rows "
+                         f"space {space.name!r} needs, e.g. {missing[0]!r}; write and time a new bundle")
 
 
 def prediction_error(predicted: Sequence[float], measured: Sequence[float]) -> PredictorError:

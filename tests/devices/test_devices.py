@@ -99,7 +99,7 @@ def test_table_round_trip(table_path, bundle, space, base):
 
 
 def test_predictor_prices_archs_of_its_space(table_path, space, base):
-    predictor = load_predictor(table_path, space=space.name, base=base)
+    predictor = load_predictor(table_path, space=space, base=base)
     se = StageConfig(attn="se", reduction=8)
     arch = dataclasses.replace(base, stages=(StageConfig(), StageConfig(), se, se))
     price = predictor.price(arch)
@@ -176,3 +176,11 @@ def test_not_json_and_unknown_space_exit_2(tmp_path, table_path, capsys):
     assert main(["check", str(table_path), "--space", "no_such_space", *CLI]) == 2
     err = capsys.readouterr().err.splitlines()
     assert "not readable JSON" in err[0] and "unknown space 'no_such_space'" in err[1]
+
+
+def test_a_table_missing_a_module_of_the_space_is_refused_when_loaded(table_path, space, base, tmp_path):
+    """A space edited after its bundle was written: refused before any search starts, naming one missing row."""
+    wider = dataclasses.replace(space, stages=space.stages + (dataclasses.replace(space.stages[0], index=1),))
+    with pytest.raises(TableError) as err:
+        load_predictor(table_path, space=wider, base=base)
+    assert "lacks 1 of the 4 backbone/module rows space 'tiny_latency' needs, e.g. 'se/r8@64x14x14'" in str(err.value)

@@ -132,13 +132,19 @@ def load_table(path: str | Path, *, space: str | None = None, base: ArchConfig |
         raise TableError(f"latency table {path} was measured on {_base_text(measured_on)}, not on "
                          f"{_base_text(base)}; write and time a bundle for this backbone")
     reference_ms = _number(raw, "reference_ms", where=f"latency table {path}")
+    image = raw["image"]
+    if not (isinstance(image, list) and len(image) == 3 and all(isinstance(v, int) and v > 0 for v in image)):
+        raise TableError(f"latency table {path}: image={image!r} must be [C, H, W], positive integers")
+    for key in ("batch", "threads"):
+        if isinstance(raw[key], bool) or not isinstance(raw[key], int) or raw[key] < 1:
+            raise TableError(f"latency table {path}: {key}={raw[key]!r} must be an integer >= 1")
     if not any(r["name"] == raw["reference"] and r["kind"] == "backbone" for r in rows):
         raise TableError(f"latency table {path} has no row of its reference {raw['reference']!r}")
     costs = {r["name"]: r["rel"] * reference_ms for r in rows if r["kind"] != "arch"}
     archs = tuple(MeasuredArch(role=r["role"], arch=ArchConfig.from_dict(r["arch"]), ms=r["rel"] * reference_ms)
                   for r in rows if r["kind"] == "arch")
-    return LatencyTable(path=str(path), space=raw["space"], base=measured_on, image=tuple(raw["image"]),
-                        batch=int(raw["batch"]), threads=int(raw["threads"]), reference_ms=reference_ms,
+    return LatencyTable(path=str(path), space=raw["space"], base=measured_on, image=tuple(image),
+                        batch=raw["batch"], threads=raw["threads"], reference_ms=reference_ms,
                         device=dict(raw["device"]), date=str(raw["date"]),
                         load_average=dict(raw.get("load_average") or {}), costs=costs, archs=archs)
 

@@ -152,6 +152,7 @@ BAD_TABLES = {
     "row without median": (lambda raw: raw["rows"][1].pop("median_ms"), "row 1"),
     "row with text for a number": (lambda raw: raw["rows"][0].update(rel="fast"), "rel='fast'"),
     "another format": (lambda raw: raw.update(format="csv"), "format 'csv'"),
+    "image not C, H, W": (lambda raw: raw.update(image=[28, 28]), "image=[28, 28] must be [C, H, W]"),
 }
 
 

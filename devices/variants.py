@@ -3,7 +3,8 @@
 An attention module maps ``(N, C, H, W) -> (N, C, H, W)``, so on one backbone its cost depends on its type, its
 knobs and the shape it sees: where the module sits (stage, ``position``, ``blocks``) decides how many copies run and
 at which shapes, not what one copy computes. A space's architectures therefore share few distinct modules: on
-``fashion_attention``'s CPU budget, 31 (type, knobs) pairs at 4 shapes, 124 in all, against ~10^8 architectures.
+``fashion_attention``'s CPU budget, 31 (type, knobs) pairs at 4 shapes, 124 in all, against about 3 x 10^7
+distinct architectures (63 canonical choices per stage, to the fourth, times 2 heads).
 This is nn-Meter's idea (Zhang et al., MobiSys 2021, https://doi.org/10.1145/3458864.3467882: latency per kernel,
 summed) on the coarser grain our space is made of.
 

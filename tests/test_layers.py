@@ -11,11 +11,11 @@ from pathlib import Path
 
 
 REPO = Path(__file__).resolve().parents[1]
-LAYERS = ("backbones", "spaces", "trials", "search", "dashboards", "benchmarks")  # lowest first
+LAYERS = ("backbones", "spaces", "trials", "devices", "search", "dashboards", "benchmarks")  # lowest first
 # Inside search, lowest first (search/__init__.py says what each holds): names and pure helpers, the settings and the
 # plan's data, then the phases in the order they build on each other, the entry points last.
-SEARCH_LAYERS = ("log", "outcomes", "records", "pareto", "samplers", "settings", "execution", "plan_check", "study", "tracking",
-                 "confirm", "summary", "export", "proxy", "run")
+SEARCH_LAYERS = ("log", "outcomes", "records", "pareto", "samplers", "settings", "execution", "plan_check", "study",
+                 "tracking", "confirm", "summary", "export", "proxy", "run")
 
 
 def _imports() -> dict[str, set[str]]:

@@ -62,12 +62,17 @@ class Candidate:
 def pick_candidates(*, front: Sequence[FinishedTrial], controls: Mapping[str, ArchConfig], top_k: int,
                     searched: Sequence[FinishedTrial] = ()) -> list[Candidate]:
     """Every control (the plain backbone first), then the ``top_k`` most accurate front trials that are not among
-    them. ``searched``: every full-budget trial of the search, where the controls' val_acc is read."""
+    them (then other full-budget trials, when the front has fewer). ``searched``: every full-budget trial of the
+    search, where the controls' val_acc is read."""
     control_val_acc = {row.control: row.val_acc for row in searched if row.control}
     picked = [Candidate(name=name, arch=arch, control=True, search_val_acc=control_val_acc.get(name))
               for name, arch in controls.items()]
     known = {canonical(c.arch) for c in picked}
-    for row in sorted(front, key=lambda r: -r.val_acc):
+    # the front first; when it holds too few (the plain backbone alone can be the whole front), the most accurate
+    # other full-budget trials, so that the verdict always compares a placement with plain
+    on_front = {row.trial_id for row in front}
+    behind = [row for row in searched if row.trial_id not in on_front]
+    for row in [*sorted(front, key=lambda r: -r.val_acc), *sorted(behind, key=lambda r: -r.val_acc)]:
         if len(picked) - len(controls) >= top_k:
             break
         if row.control in controls or canonical(row.arch) in known:  # a control not retrained as one may be a pick
@@ -105,7 +110,7 @@ def confirmed_controls(controls: Mapping[str, ArchConfig], *, which: str) -> dic
 
 
 def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[FinishedTrial],
-                  controls: Mapping[str, ArchConfig], searched: Sequence[FinishedTrial] = ()) -> Confirmation:
+                  controls: Mapping[str, ArchConfig], searched: Sequence[FinishedTrial] = ()) -> Confirmation | None:
     """The confirmation runs: every control and the ``confirm.top_k`` most accurate front architectures, trained from
     scratch on fresh seeds at the confirmation's budget (``plan.confirm.epochs`` on ``plan.confirm.data``) and scored
     on the test split, one nested MLflow run each; needs Ray running. ``searched``: the search's full-budget trials
@@ -118,6 +123,9 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Finish
     """
     controls = confirmed_controls(controls, which=plan.confirm.controls)
     candidates = pick_candidates(front=front, controls=controls, top_k=plan.confirm.top_k, searched=searched)
+    if len(candidates) < 2:  # the plain backbone alone: no difference to judge
+        tell("\nConfirmation skipped: no full-budget architecture besides the plain backbone to compare with it.")
+        return None
     design = confirm_design(plan)
     seeds = confirmation_seeds(search_seed=plan.seed, count=design.max_seeds)
     data = plan.confirm.data

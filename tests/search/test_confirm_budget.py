@@ -218,3 +218,17 @@ def test_on_cpu_a_control_not_retrained_as_one_can_be_the_pick() -> None:
     picked = pick_candidates(front=front, controls=only_plain, top_k=1)
     assert [(c.name, c.control) for c in picked] == [("plain", True), ("se_r16", False)]
     assert [c.name for c in pick_candidates(front=front, controls=controls, top_k=1)] == ["plain", "se_r16", "t2"]
+
+
+def test_when_plain_is_the_whole_front_the_most_accurate_other_trial_is_confirmed() -> None:
+    plain = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10, stages=(StageConfig(),) * 4)
+    eca = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
+                     stages=(StageConfig(attn="eca", kernel_size=3),) + (StageConfig(),) * 3)
+    gc = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
+                    stages=(StageConfig(attn="gc", reduction=8),) + (StageConfig(),) * 3)
+    figures = dict(latency_norm_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
+    searched = [FinishedTrial(trial_id="t0", control="plain", val_acc=0.80, arch=plain, **figures),
+                FinishedTrial(trial_id="t1", control="", val_acc=0.70, arch=eca, **figures),
+                FinishedTrial(trial_id="t2", control="", val_acc=0.75, arch=gc, **figures)]
+    picked = pick_candidates(front=searched[:1], controls={"plain": plain}, top_k=1, searched=searched)
+    assert [c.name for c in picked] == ["plain", "t2"]

@@ -202,11 +202,17 @@ def install(stage: nn.Module, position: str, blocks: Blocks = "every") -> list[S
     return POSITIONS[position].install(stage, blocks)
 
 
+def every_group_stages(model: nn.Module) -> bool:
+    """Whether ``model``'s stages are every group of ``blocks`` (:data:`EVERY_GROUP_FAMILIES`), not feature_info's
+    entries: then timm's ``forward_intermediates(..., extra_blocks=True)`` returns stage ``i`` at index ``i + 1``."""
+    return getattr(model, "pretrained_cfg", {}).get("architecture", "").startswith(EVERY_GROUP_FAMILIES)
+
+
 def _stage_entries(model: nn.Module) -> list[tuple[str, dict]]:
     """(stage name, its ``feature_info`` entry) for every entry that is a stage, in ``feature_info`` order; for an
     :data:`EVERY_GROUP_FAMILIES` model every group of ``blocks``, in run order (a group ``feature_info`` does not
     name gets the entry ``{"module": name}``, whose channels a dry run measures)."""
-    if getattr(model, "pretrained_cfg", {}).get("architecture", "").startswith(EVERY_GROUP_FAMILIES):
+    if every_group_stages(model):
         named = {info["module"]: info for info in model.feature_info}
         return [(f"blocks.{i}", named.get(f"blocks.{i}", {"module": f"blocks.{i}"})) for i in range(len(model.blocks))]
     entries = []

@@ -232,9 +232,9 @@ class Supernet(nn.Module):
             # block names are "0", "1" (ResNet) or "b1", "b2" (RegNet): the index counts the stage's blocks
             here = names.index(block) in self._chosen_blocks(index, spec)
             if not spec.is_none and spec.position == "after_block" and here:
-                part, _, tail = rest.partition(".")
+                part, _, rest = rest.partition(".")
                 if part == "1":
-                    return _slot_key(stage.get_submodule(block)[1], f"{name}.{block}.1", spec, on=True, rest=tail)
+                    return _slot_key(stage.get_submodule(block)[1], f"{name}.{block}.1", spec, on=True, rest=rest)
             prefix = f"{name}.{block}.0" if isinstance(stage.get_submodule(block), nn.Sequential) and _is_slot(
                 stage.get_submodule(block)[-1]) else f"{name}.{block}"
             se = getattr(self.model.get_submodule(prefix), "se", None)

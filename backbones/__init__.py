@@ -9,7 +9,8 @@ from .build import SUPPORTED_BACKBONES, build, canonical, slot_call, stage_chann
 from .decoder import SCSE, SKIPS, DecoderBlock, decoder_attention_types
 from .gate import AttentionGate
 from .head import HEADS, AttentionPool2d
-from .placement import BLOCKS, POSITIONS, Blocks, block_indices, blocks_text, check_blocks, takes_blocks
+from .placement import (BLOCKS, POSITIONS, Blocks, block_indices, blocks_text, check_blocks, named_blocks,
+                        takes_blocks)
 from .task import MODEL_TASKS
 from .unet import UNet
 
@@ -18,6 +19,6 @@ __all__ = [
     "DEFAULT_HEAD", "DEFAULT_POSITION", "DecoderBlock", "HEADS", "KNOBS", "KNOB_CHOICES", "MODEL_TASKS", "NONE",
     "POSITIONS", "SCSE", "SKIPS", "SUPPORTED_BACKBONES", "StageConfig", "Then", "UNet", "block_indices",
     "blocks_text", "build", "canonical", "check_blocks",
-    "decoder_attention_types", "make_attention", "reduction_fits", "slot_call", "stage_channels", "stage_depths",
+    "decoder_attention_types", "make_attention", "named_blocks", "reduction_fits", "slot_call", "stage_channels", "stage_depths",
     "stage_positions", "takes_blocks",
 ]

@@ -45,7 +45,7 @@ from typing import Any
 from .attention import KNOB_ORDER, check_attention
 from .decoder import DEFAULT_SKIP, DecoderBlock, check_skip
 from .head import check_head
-from .placement import BLOCKS, POSITIONS, Blocks, blocks_text, check_blocks, takes_blocks
+from .placement import BLOCKS, POSITIONS, Blocks, blocks_text, check_blocks, named_blocks, takes_blocks
 from .task import CLASSIFY, check_task
 
 NONE = "none"  # the attention type "no attention here"
@@ -176,9 +176,8 @@ class StageConfig:
         if self.is_none:
             return StageConfig()
         stage = self
-        if depth is not None and not isinstance(stage.blocks, str):
-            named = {tuple(range(depth)): "every", (depth - 1,): "last"}
-            stage = dataclasses.replace(stage, blocks=named.get(stage.blocks, stage.blocks))
+        if depth is not None:
+            stage = dataclasses.replace(stage, blocks=named_blocks(stage.blocks, depth))
         if not takes_blocks(stage.position) or (depth == 1 and stage.position == "in_block"):
             stage = dataclasses.replace(stage, blocks=DEFAULT_BLOCKS)
         if stage.position == "after_block" and (stage.blocks == "last" or depth == 1) and depth is not None:

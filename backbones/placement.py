@@ -143,6 +143,13 @@ def block_indices(blocks: Blocks, depth: int) -> tuple[int, ...]:
     return tuple(blocks)
 
 
+def named_blocks(blocks: Blocks, depth: int) -> Blocks:
+    """``blocks`` spelled by name where indices are one: all ``depth`` blocks -> ``every``, only the last -> ``last``."""
+    if isinstance(blocks, str):
+        return blocks
+    return {tuple(range(depth)): "every", (depth - 1,): "last"}.get(tuple(blocks), tuple(blocks))
+
+
 def _targets(stage: nn.Module, blocks: Blocks) -> list[tuple[str, nn.Module]]:
     children = [(n, c) for n, c in stage.named_children() if n != "attn"]
     return [children[i] for i in block_indices(blocks, len(children))]

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from backbones import (ATTENTION, DEFAULT_BLOCKS, DEFAULT_HEAD, DEFAULT_POSITION, HEADS, NONE, ArchConfig, Blocks,
-                       StageConfig, Then, block_indices, blocks_text, check_blocks, stage_depths, takes_blocks)
+                       StageConfig, Then, block_indices, blocks_text, check_blocks, named_blocks, stage_depths,
+                       takes_blocks)
 
 EACH = "each"  # the ``blocks`` offer "decide every block by its own knob" (s{i}.b{j})
 
@@ -55,10 +56,10 @@ class StageSpace:
 
     def block_choices(self, *, depth: int) -> list[Blocks]:
         """The ``blocks`` values this stage can draw on a stage of ``depth`` blocks (``each``: every non-empty set
-        of indices, as :meth:`SearchSpace.sample` draws them)."""
+        of indices, as :meth:`SearchSpace.sample` draws them: ``every`` and ``last`` by name)."""
         if not self.per_block:
             return [check_blocks(b) for b in self.blocks]
-        return [tuple(j for j in range(depth) if mask >> j & 1) for mask in range(1, 1 << depth)]
+        return [named_blocks(tuple(j for j in range(depth) if mask >> j & 1), depth) for mask in range(1, 1 << depth)]
 
 
 ALL_IMAGES = "all"  # Budget.confirm_train_size: every train image, whatever the search trained on
@@ -235,12 +236,12 @@ _SPACE_KEYS = {"name", "description", "dataset", "small_input", "num_stages", "h
 _STAGE_KEYS = {"types", "reduction", "kernel_size", "position", "blocks", "then"}
 
 
-def _draw_each(trial: _Suggester, prefix: str, *, depth: int) -> tuple[int, ...]:
+def _draw_each(trial: _Suggester, prefix: str, *, depth: int) -> Blocks:
     """``blocks: each``: one False / True knob ``{prefix}b{j}`` per block; the last is drawn only when an earlier
-    one is on (otherwise it is on), so the set is never empty."""
+    one is on (otherwise it is on), so the set is never empty. All blocks read ``every``, the last alone ``last``."""
     on = [trial.suggest_categorical(f"{prefix}b{j}", [False, True]) for j in range(depth - 1)]
     on.append(trial.suggest_categorical(f"{prefix}b{depth - 1}", [False, True]) if any(on) else True)
-    return tuple(j for j, chosen in enumerate(on) if chosen)
+    return named_blocks(tuple(j for j, chosen in enumerate(on) if chosen), depth)
 
 
 def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:

@@ -36,15 +36,16 @@ class ConfirmDefaults:
     seeds: int  # seeds before the first look: 3 is the fewest that gives a paired interval a chance (t(0.975, 2) = 4.30)
     max_seeds: int  # the seed cap
     resolution: float  # the half-width asked of every interval of the difference to plain (accuracy fraction)
+    controls: str  # which controls are retrained beside the picks (search.settings.plan.CONFIRM_CONTROLS)
 
 
-# On CPU one front architecture besides the 3 controls and at most 5 seeds (looks at 3 and 5: 12 to 20 runs): the
-# confirmation is most of the default command's time on 2 cores, and at the CPU budget's seed spread even 10 seeds
-# rarely reach the asked +-1 point (BENCHMARKS.md sections 11 and 16). On GPU the runs are cheap enough for 3
-# candidates and 10 seeds.
+# On CPU the pick against the plain backbone only, on 3 seeds with one look (6 runs): the confirmation would otherwise
+# be most of the first run's time on 2 cores, and at the CPU budget's seed spread even 10 seeds rarely reach the
+# asked +-1 point, so more seeds buy little (BENCHMARKS.md sections 11 and 16); the verdict states the resolution
+# reached and points to the GPU budget. On GPU the runs are cheap enough for 3 candidates, every control, 10 seeds.
 CONFIRM_DEFAULTS: dict[str, ConfirmDefaults] = {
-    "cuda": ConfirmDefaults(top_k=3, seeds=3, max_seeds=10, resolution=0.005),
-    "cpu": ConfirmDefaults(top_k=1, seeds=3, max_seeds=5, resolution=0.01),
+    "cuda": ConfirmDefaults(top_k=3, seeds=3, max_seeds=10, resolution=0.005, controls="all"),
+    "cpu": ConfirmDefaults(top_k=1, seeds=3, max_seeds=3, resolution=0.01, controls="plain"),
 }
 
 
@@ -146,6 +147,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         confirm=ConfirmPlan(top_k=(settings.confirm.top_k or confirm.top_k) if settings.confirm.enabled else 0,
                             seeds=seeds, max_seeds=max_seeds,
                             resolution=settings.confirm.resolution or confirm.resolution,
+                            controls=settings.confirm.controls.value if settings.confirm.controls else confirm.controls,
                             epochs=confirm_budget.epochs, data=confirm_data),
         mlflow=MlflowPlan(tracking_uri=settings.mlflow.tracking_uri, experiment=settings.mlflow.experiment),
         faults=FaultInjection(rate=settings.faults.rate, kind=settings.faults.kind.value),

@@ -61,8 +61,8 @@ class Candidate:
 
 def pick_candidates(*, front: Sequence[FinishedTrial], controls: Mapping[str, ArchConfig], top_k: int,
                     searched: Sequence[FinishedTrial] = ()) -> list[Candidate]:
-    """Every control (the plain backbone first), then the ``top_k`` most accurate front trials that are not
-    controls. ``searched``: every full-budget trial of the search, where the controls' val_acc is read."""
+    """Every control (the plain backbone first), then the ``top_k`` most accurate front trials that are not among
+    them. ``searched``: every full-budget trial of the search, where the controls' val_acc is read."""
     control_val_acc = {row.control: row.val_acc for row in searched if row.control}
     picked = [Candidate(name=name, arch=arch, control=True, search_val_acc=control_val_acc.get(name))
               for name, arch in controls.items()]
@@ -70,10 +70,11 @@ def pick_candidates(*, front: Sequence[FinishedTrial], controls: Mapping[str, Ar
     for row in sorted(front, key=lambda r: -r.val_acc):
         if len(picked) - len(controls) >= top_k:
             break
-        if row.control or canonical(row.arch) in known:
+        if row.control in controls or canonical(row.arch) in known:  # a control not retrained as one may be a pick
             continue
         known.add(canonical(row.arch))
-        picked.append(Candidate(name=row.trial_id, arch=row.arch, control=False, search_val_acc=row.val_acc))
+        picked.append(Candidate(name=row.control or row.trial_id, arch=row.arch, control=False,
+                                search_val_acc=row.val_acc))
     return picked
 
 
@@ -98,6 +99,11 @@ class Confirmation:
     stopped: Look
 
 
+def confirmed_controls(controls: Mapping[str, ArchConfig], *, which: str) -> dict[str, ArchConfig]:
+    """The controls the confirmation retrains (``confirm.controls``): all of them, or the plain backbone only."""
+    return {name: arch for name, arch in controls.items() if which == "all" or name == PLAIN_CONTROL}
+
+
 def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[FinishedTrial],
                   controls: Mapping[str, ArchConfig], searched: Sequence[FinishedTrial] = ()) -> Confirmation:
     """The confirmation runs: every control and the ``confirm.top_k`` most accurate front architectures, trained from
@@ -110,6 +116,7 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Finish
     is within ``confirm.resolution`` or at ``confirm.max_seeds``. Each round is its own Ray Tune experiment
     (``confirm``, ``confirm-seeds-6``, ...), so a killed confirmation resumes with its finished seeds kept.
     """
+    controls = confirmed_controls(controls, which=plan.confirm.controls)
     candidates = pick_candidates(front=front, controls=controls, top_k=plan.confirm.top_k, searched=searched)
     design = confirm_design(plan)
     seeds = confirmation_seeds(search_seed=plan.seed, count=design.max_seeds)

@@ -33,7 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 from search.outcomes import ASHA_RANKS
 from search.samplers import SAMPLERS
 from search.settings.errors import UserError
-from search.settings.plan import FAULT_KINDS, MIXED
+from search.settings.plan import CONFIRM_CONTROLS, FAULT_KINDS, MIXED
 from search.settings.tracking_uri import DEFAULT_TRACKING_URI
 from spaces import Budget
 from trials import DEFAULT_CACHE_ROOT, PRECISIONS, PROBE_MINIMUMS, RUNTIMES, TRAIN_PRECISIONS, ProbeConfig
@@ -46,6 +46,7 @@ Runtime = enum.Enum("Runtime", {name: name for name in RUNTIMES}, module=__name_
 AshaRank = enum.Enum("AshaRank", {name: name for name in ASHA_RANKS}, module=__name__)
 Strategy = enum.Enum("Strategy", {name: name for name in ("multi_trial", "oneshot")}, module=__name__)
 TrainPrecision = enum.Enum("TrainPrecision", {name: name for name in ("auto", *TRAIN_PRECISIONS)}, module=__name__)
+ConfirmControls = enum.Enum("ConfirmControls", {name: name for name in CONFIRM_CONTROLS}, module=__name__)
 FaultKind = enum.Enum("FaultKind", {name: name for name in (*FAULT_KINDS, MIXED)}, module=__name__)
 
 
@@ -240,6 +241,9 @@ class ConfirmConfig:
     resolution: Optional[float] = field(default=None, metadata=number(above=0))
     # the seed cap (>= seeds); null: per hardware (CONFIRM_DEFAULTS), at least `seeds`
     max_seeds: Optional[int] = field(default=None, metadata=integer(minimum=1))
+    # which controls are retrained beside the front's picks: all (plain and the space's SE/CBAM references) or plain
+    # only (the verdict's reference); null: per hardware (CONFIRM_DEFAULTS: all on GPU, plain on CPU)
+    controls: Optional[ConfirmControls] = field(default=None, metadata=choice("confirmed controls"))
 
 
 @dataclass

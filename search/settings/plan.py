@@ -16,6 +16,9 @@ from trials import Constraints, ProbeConfig, TensorData, TrainConfig
 
 AUTO = "auto"  # train.precision=auto: chosen by a timing at search start (search.execution.calibration)
 
+# confirm.controls values: every control of the space, or the plain backbone only (the verdict's reference)
+CONFIRM_CONTROLS = ("all", "plain")
+
 # faults.kind values (testing only): search.execution.faults.FAULTS injects each; "mixed" cycles through them
 FAULT_KINDS = ("raise", "oom", "nan")
 MIXED = "mixed"
@@ -90,6 +93,7 @@ class ConfirmPlan:
     seeds: int  # seeds of the first look
     max_seeds: int  # the seed cap
     resolution: float  # the half-width (accuracy fraction) at which it stops adding seeds
+    controls: str  # CONFIRM_CONTROLS: every control retrained beside the picks, or the plain backbone only
     epochs: int  # epochs of each run (budget.confirm_epochs; at least budget.epochs)
     # what it trains on (budget.confirm_train_size images; the search's own data when that is the search's size)
     # with the test split it scores on; None when confirm.enabled=false

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("ATTNAS_TEST_ARTIFACTS", REPO / "test-artifacts")) / "browser"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-WAIT_S = 60  # longest wait for a page to render its data (a generous bound, not a timing assertion)
+WAIT_S = 180  # longest wait for a server to start or a page to render (a generous bound, not a timing assertion)
 # Console errors that are MLflow's own, not ours: its UI asks for the signed-in user, which a server without
 # authentication answers with 404.
 MLFLOW_OWN_ERRORS = ("/ajax-api/2.0/mlflow/users/current",)

@@ -11,7 +11,7 @@ import torch
 
 import search.run
 from backbones import ArchConfig, StageConfig
-from search.confirm.phase import confirm_budget_text, pick_candidates
+from search.confirm.phase import confirm_budget_text, confirmed_controls, pick_candidates
 from search.confirm.statistics import (confirmation_statistics, rank_agreement, read_confirmed_csv,
                                        write_confirmed_csv)
 from search.tracking.plan_params import parent_params
@@ -119,6 +119,8 @@ def test_the_plan_carries_the_confirmation_data_and_epochs(tmp_path: Path, monke
     confirm_images = {bytes(image.numpy()) for image in confirm_data.train_x}
     assert all(bytes(image.numpy()) in confirm_images for image in search_data.train_x)
     assert (plan.trial_settings.train.epochs, plan.confirm.epochs) == (2, 3)
+    # the CPU defaults: the pick against the plain backbone only, 3 seeds, one look (search.plan_check)
+    assert (plan.confirm.controls, plan.confirm.seeds, plan.confirm.max_seeds, plan.confirm.top_k) == ("plain", 3, 3, 1)
     params = parent_params(plan)
     assert (params["confirm.epochs"], params["confirm.train_size"], params["data.test_images"]) == (3, 500, 100)
     assert params["budget.confirm_train_size"] == 500 and params["budget.epochs"] == 2
@@ -198,3 +200,21 @@ def test_candidates_carry_the_search_val_acc_of_controls_and_front_trials() -> N
     assert [(c.name, c.search_val_acc) for c in picked] == [("plain", 0.71), ("t1", 0.75)]
     alone = pick_candidates(front=front, controls={"plain": plain}, top_k=1)  # no rows: controls unknown
     assert [c.search_val_acc for c in alone] == [None, 0.75]
+
+
+def test_on_cpu_a_control_not_retrained_as_one_can_be_the_pick() -> None:
+    """confirm.controls=plain: SE r16, a control of the search, is retrained as the front's pick when it leads it."""
+    plain = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10, stages=(StageConfig(),) * 4)
+    se = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10, stages=(StageConfig(attn="se", reduction=16),) * 4)
+    eca = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
+                     stages=(StageConfig(attn="eca", kernel_size=3),) + (StageConfig(),) * 3)
+    figures = dict(latency_norm_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
+    front = [FinishedTrial(trial_id="t1", control="se_r16", val_acc=0.76, arch=se, **figures),
+             FinishedTrial(trial_id="t2", control="", val_acc=0.73, arch=eca, **figures)]
+    controls = {"plain": plain, "se_r16": se}
+    assert list(confirmed_controls(controls, which="all")) == ["plain", "se_r16"]
+    only_plain = confirmed_controls(controls, which="plain")
+    assert list(only_plain) == ["plain"]
+    picked = pick_candidates(front=front, controls=only_plain, top_k=1)
+    assert [(c.name, c.control) for c in picked] == [("plain", True), ("se_r16", False)]
+    assert [c.name for c in pick_candidates(front=front, controls=controls, top_k=1)] == ["plain", "se_r16", "t2"]

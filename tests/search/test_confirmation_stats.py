@@ -248,3 +248,15 @@ def test_a_restored_confirmation_of_another_front_is_refused_by_name():
     with pytest.raises(RuntimeError, match=r"'9c83a69f', which is not among this search's candidates \(plain, "
                                            r"se_r16\).*runs/NAME/confirm"):
         paired_differences([*ok, result("9c83a69f", 1, 0.7)], candidates=candidates)
+
+
+def test_a_cpu_search_ends_by_stating_what_it_resolved() -> None:
+    from search.summary.console import cpu_resolution_line
+
+    scores = {"plain": {1: 0.80, 2: 0.81, 3: 0.79}, "se": {1: 0.81, 2: 0.80, 3: 0.81}}
+    rows = confirmation_statistics(scores, reference="plain")
+    width = next(r.diff_half_width for r in rows if r.name == "se")
+    line = cpu_resolution_line(rows)
+    assert f"about ±{100 * width:.1f} points (95%, 3 seeds)" in line and "GPU budget" in line
+    one_seed = confirmation_statistics({"plain": {1: 0.8}, "se": {1: 0.81}}, reference="plain")
+    assert "cannot resolve a difference to the plain backbone (1 seed)" in cpu_resolution_line(one_seed)

@@ -49,15 +49,19 @@ def test_a_ray_with_one_declared_gpu_runs_the_gpu_budgets_packing(tmp_path: Path
     resources = {"cpu": 1, "gpu": GPU_BUDGET.gpu_per_trial}  # one core each: CI has 2, Ray is told 8
     out = tmp_path / "seen"
     out.mkdir()
-    configs = [{"index": i, "out": str(out)} for i in range(trials)]
+    configs = [{"index": i, "out": str(out), "packed": concurrency} for i in range(trials)]
 
     def probe_trial(config: dict) -> None:  # nested: Ray's workers get it by value (tests/ is not importable there)
-        """Asks where it trains, holds its resources for a moment, writes what it saw."""
+        """Asks where it trains, holds its resources until as many trials as the budget packs have started (or 60 s:
+        a fixed pause let slow starts on a loaded machine miss each other), writes what it saw."""
         from ray import tune
 
         started = time.time()
+        Path(config["out"], f"{config['index']}.start").touch()
         device, gpu_ids = assigned_device("cuda")
-        time.sleep(2.0)
+        while len(list(Path(config["out"]).glob("*.start"))) < config["packed"] and time.time() - started < 60:
+            time.sleep(0.05)
+        time.sleep(0.2)
         Path(config["out"], f"{config['index']}.json").write_text(json.dumps({
             "device": device, "gpu_ids": gpu_ids, "visible": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "start": started, "end": time.time()}))

@@ -13,6 +13,13 @@ as ``arch.json``), what :func:`backbones.build` consumes and what ``search.expor
                 {"attn": "eca", "kernel_size": 5, "position": "in_block", "blocks": "last"},
                 {"attn": "cbam", "reduction": 16, "kernel_size": 7, "position": "stage_end"}]}
 
+A stage may also name explicit blocks and a second module applied to the first one's output (a stack of two, as
+CBAM composes a channel and a spatial gate; ``then``: a type from the registry and its knobs); both keys are written
+only when used, so an architecture without them has the JSON it always had::
+
+     {"attn": "se", "reduction": 8, "position": "in_block", "blocks": [0, 2],            # blocks 0 and 2 only
+      "then": {"attn": "spatial", "kernel_size": 7}}                                    # se, then spatial
+
 A segmentation architecture (``task: segment``, a U-Net: ``backbones.unet``) adds one decoder block per stage,
 coarsest first, and one skip mode per stage but the last (``backbones.decoder``); its ``head`` stays ``avg`` (there
 is no classifier) and ``num_classes`` counts the per-pixel classes, background included::
@@ -38,7 +45,7 @@ from typing import Any
 from .attention import KNOB_ORDER, check_attention
 from .decoder import DEFAULT_SKIP, DecoderBlock, check_skip
 from .head import check_head
-from .placement import BLOCKS, POSITIONS, takes_blocks
+from .placement import BLOCKS, POSITIONS, Blocks, blocks_text, check_blocks, named_blocks, takes_blocks
 from .task import CLASSIFY, check_task
 
 NONE = "none"  # the attention type "no attention here"
@@ -48,27 +55,84 @@ DEFAULT_HEAD = "avg"
 _CHANNELS_UNKNOWN = 1 << 30  # check names and knob values before the real widths are known (build checks those)
 
 
+def _knobs(spec: Any) -> dict[str, int]:
+    return {name: getattr(spec, name) for name in KNOB_ORDER if getattr(spec, name) is not None}
+
+
+def _module_text(spec: Any) -> str:
+    text = spec.attn + (f"/r{spec.reduction}" if spec.reduction is not None else "")
+    return text + (f"/k{spec.kernel_size}" if spec.kernel_size is not None else "")
+
+
+@dataclass(frozen=True)
+class Then:
+    """The second module of a stack (``StageConfig.then``): a registered attention type and its knobs, applied to
+    the first module's output at the same slot (so it sees the same channels)."""
+
+    attn: str
+    reduction: int | None = None
+    kernel_size: int | None = None
+
+    def __post_init__(self) -> None:
+        check_attention(self.attn, channels=_CHANNELS_UNKNOWN, **self.knobs)
+
+    @property
+    def knobs(self) -> dict[str, int]:
+        return _knobs(self)
+
+    @classmethod
+    def from_dict(cls, spec: Mapping[str, Any]) -> Then:
+        if isinstance(spec, Then):
+            return spec
+        if not isinstance(spec, Mapping) or "attn" not in spec:
+            raise ValueError(f"then={spec!r} must be a dict with an 'attn' key (e.g. {{'attn': 'spatial'}})")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        if unknown := sorted(set(spec) - set(valid)):
+            raise ValueError(f"then: unknown key(s) {unknown}; valid: {valid}")
+        return cls(**spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attn": self.attn, **self.knobs}
+
+    def __str__(self) -> str:
+        return _module_text(self)
+
+
 @dataclass(frozen=True)
 class StageConfig:
-    """What goes into one stage: an attention type, its knobs, where in the stage and in which blocks."""
+    """What goes into one stage: an attention type, its knobs, where in the stage and in which blocks; optionally a
+    second module (``then``) applied after the first at each slot (a stack of depth 2)."""
 
     attn: str = NONE  # a name in backbones.ATTENTION ("none": the stage is left as timm built it)
     reduction: int | None = None  # hidden width = channels // reduction (types that take it)
     kernel_size: int | None = None  # odd, pixels (ECA: 1-D over channels; CBAM: spatial), types that take it
     position: str = DEFAULT_POSITION  # after_block | in_block | stage_end (backbones.POSITIONS)
-    blocks: str = DEFAULT_BLOCKS  # every | last: which blocks of the stage get a module (stage_end places one)
+    # every | last | block indices, e.g. (0, 2): which blocks of the stage get a module (stage_end places one)
+    blocks: Blocks = DEFAULT_BLOCKS
+    then: Then | None = None  # the stack's second module; None: one module per slot ({"attn": "none"} reads as None)
 
     def __post_init__(self) -> None:
         check_attention(self.attn, channels=_CHANNELS_UNKNOWN, **self.knobs)
         if self.position not in POSITIONS:
             raise ValueError(f"unknown position {self.position!r}; valid: {', '.join(POSITIONS)}")
-        if self.blocks not in BLOCKS:
-            raise ValueError(f"unknown blocks {self.blocks!r}; valid: {', '.join(BLOCKS)}")
+        object.__setattr__(self, "blocks", check_blocks(self.blocks))
+        if self.then is not None:
+            then = Then.from_dict(self.then)
+            object.__setattr__(self, "then", None if then.attn == NONE else then)
+        if self.then is not None and self.is_none:
+            raise ValueError(f"then={self.then.attn!r} needs a first module; attn is 'none' (put "
+                             f"{self.then.attn!r} in attn)")
 
     @property
     def knobs(self) -> dict[str, int]:
         """The knobs that are set, as ``make_attention`` keyword arguments."""
-        return {name: getattr(self, name) for name in KNOB_ORDER if getattr(self, name) is not None}
+        return _knobs(self)
+
+    @property
+    def modules(self) -> list[tuple[str, dict[str, int]]]:
+        """The stack at each slot, in the order it runs: (type, knobs) of the first module, then of ``then``."""
+        first = [] if self.is_none else [(self.attn, self.knobs)]
+        return first + ([(self.then.attn, self.then.knobs)] if self.then is not None else [])
 
     @property
     def is_none(self) -> bool:
@@ -84,19 +148,36 @@ class StageConfig:
         return cls(**spec)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form: ``attn``, the knobs that are set, and ``position``/``blocks`` (only when attention is on)."""
+        """JSON form: ``attn``, the knobs that are set, and ``position``/``blocks`` (only when attention is on;
+        ``blocks`` a name or a list of indices), then ``then`` (only when set)."""
         if self.is_none:
             return {"attn": NONE}
-        return {"attn": self.attn, **self.knobs, "position": self.position, "blocks": self.blocks}
+        blocks = self.blocks if isinstance(self.blocks, str) else list(self.blocks)
+        out = {"attn": self.attn, **self.knobs, "position": self.position, "blocks": blocks}
+        return out | ({"then": self.then.to_dict()} if self.then is not None else {})
+
+    def params(self) -> dict[str, str]:
+        """Flat strings for MLflow (keys without the ``s{i}.`` prefix): the JSON keys, ``blocks`` as text
+        (``every``, ``last``, ``0,2``), the stack's second module as ``then`` and ``then.<knob>``."""
+        out = {key: str(value) for key, value in self.to_dict().items() if key != "then"}
+        if "blocks" in out:
+            out["blocks"] = blocks_text(self.blocks)
+        if self.then is not None:
+            out |= {"then": self.then.attn, **{f"then.{k}": str(v) for k, v in self.then.knobs.items()}}
+        return out
 
     def canonical(self, *, depth: int | None = None) -> StageConfig:
         """The same computation in one spelling: no attention -> ``StageConfig()``; ``blocks`` of ``stage_end`` ->
-        ``every``; with the stage's block count ``depth`` known, one module after the last block (``after_block``
-        with ``last``, or with ``every`` on a one-block stage) -> ``stage_end``, and ``in_block`` of a one-block
-        stage -> ``blocks: every``. Knobs a type does not take cannot be set (the constructor refuses them)."""
+        ``every``; with the stage's block count ``depth`` known, block indices naming every block -> ``every`` and
+        only the last one -> ``last``; one module after the last block (``after_block`` with ``last``, or with
+        ``every`` on a one-block stage) -> ``stage_end``, and ``in_block`` of a one-block stage -> ``blocks:
+        every``. Knobs a type does not take cannot be set (the constructor refuses them); the stack's order is kept
+        (``se`` then ``spatial`` differs from ``spatial`` then ``se``)."""
         if self.is_none:
             return StageConfig()
         stage = self
+        if depth is not None:
+            stage = dataclasses.replace(stage, blocks=named_blocks(stage.blocks, depth))
         if not takes_blocks(stage.position) or (depth == 1 and stage.position == "in_block"):
             stage = dataclasses.replace(stage, blocks=DEFAULT_BLOCKS)
         if stage.position == "after_block" and (stage.blocks == "last" or depth == 1) and depth is not None:
@@ -104,13 +185,14 @@ class StageConfig:
         return stage
 
     def __str__(self) -> str:
-        """Short form: ``-`` (none), ``se/r8``, ``eca/k5@in_block@last``, ``cbam/r16/k7@stage_end``."""
+        """Short form: ``-`` (none), ``se/r8``, ``eca/k5@in_block@last``, ``cbam/r16/k7@stage_end``; a stack as
+        ``se/r8>spatial/k7``, block indices as ``@[0,2]``."""
         if self.is_none:
             return "-"
-        text = self.attn + (f"/r{self.reduction}" if self.reduction is not None else "")
-        text += f"/k{self.kernel_size}" if self.kernel_size is not None else ""
+        text = _module_text(self) + (f">{self.then}" if self.then is not None else "")
         text += f"@{self.position}" if self.position != DEFAULT_POSITION else ""
-        text += f"@{self.blocks}" if self.blocks != DEFAULT_BLOCKS and takes_blocks(self.position) else ""
+        if self.blocks != DEFAULT_BLOCKS and takes_blocks(self.position):
+            text += f"@{self.blocks}" if isinstance(self.blocks, str) else f"@[{blocks_text(self.blocks)}]"
         return text
 
 
@@ -230,7 +312,7 @@ class ArchConfig:
         (stage fields only where attention is on; the backbone fields are the search's, on its parent run)."""
         out = {"head": self.head}
         for i, stage in enumerate(self.stages):
-            out.update({f"s{i}.{key}": str(value) for key, value in stage.to_dict().items()})
+            out.update({f"s{i}.{key}": value for key, value in stage.params().items()})
         if self.task != CLASSIFY:  # decoder block j as d{j}.*, the skip of stage i as k{i}
             out["task"] = self.task
             for j, block in enumerate(self.decoder):

@@ -15,9 +15,9 @@ import timm
 import torch
 from torch import nn
 
-from .arch import ArchConfig
+from .arch import ArchConfig, StageConfig
 from .attention import attention_call, check_attention
-from .calls import Edit
+from .calls import Call, Edit
 from .task import MODEL_TASKS
 from .placement import (Slot, apply_small_input, block_channels, declared_stage_channels, dry_run, find_stages,
                         install, supported_positions)
@@ -29,6 +29,7 @@ SUPPORTED_BACKBONES: tuple[str, ...] = (
     "efficientnet_b0", "efficientnet_lite0",                      # EfficientNet (with / without SE)
     "regnetx_002", "regnety_002",                                 # RegNet (without / with SE)
     "convnext_atto",                                              # ConvNeXt (no in_block slot)
+    "mobilenetv2_100", "mobilenetv2_050",                         # MobileNetV2: every block group a stage
 )
 _DRY_RUN_SIZE = 32  # px; the dry run only reads channel counts; 32 survives the /32 stride of every tested family
 
@@ -87,15 +88,15 @@ def build_recorded(arch: ArchConfig | Mapping[str, Any]) -> tuple[nn.Module, lis
     if any(slots):
         dry_run(model, in_chans=arch.in_chans, size=_DRY_RUN_SIZE)
     for i, (spec, stage_slots) in enumerate(zip(arch.stages, slots)):
-        if stage_slots:
+        for kind, knobs in spec.modules if stage_slots else ():
             try:
-                check_attention(spec.attn, channels=min(s.channels for s in stage_slots), **spec.knobs)
+                check_attention(kind, channels=min(s.channels for s in stage_slots), **knobs)
             except ValueError as err:
                 raise ValueError(f"stage {i} ({stages[i]}): {err}") from None
     paths = {id(module): path for path, module in model.named_modules()}
     for spec, stage_slots in zip(arch.stages, slots):
         for slot in stage_slots:
-            call = attention_call(spec.attn, channels=slot.channels, **spec.knobs)
+            call = slot_call(spec, channels=slot.channels)
             slot.fill(call.build())
             parent = paths[id(slot.parent)]
             edits.append(Edit("wrap", parent, call) if slot.wraps else Edit("set", f"{parent}.{slot.name}", call))
@@ -103,12 +104,19 @@ def build_recorded(arch: ArchConfig | Mapping[str, Any]) -> tuple[nn.Module, lis
     return model, edits + top
 
 
+def slot_call(spec: StageConfig, *, channels: int) -> Call:
+    """The checked constructor call of what ``spec`` puts at one slot of ``channels`` channels: its module, or its
+    stack ``nn.Sequential(first, then)`` (each built for the same channels, run in order)."""
+    calls = [attention_call(kind, channels=channels, **knobs) for kind, knobs in spec.modules]
+    return calls[0] if len(calls) == 1 else Call(nn.Sequential, tuple(calls))
+
+
 @lru_cache(maxsize=None)
 def _stage_depths(backbone: str, kwargs_json: str) -> tuple[int, ...]:
     with torch.random.fork_rng(devices=[]):
         model, stages, _ = _create(backbone, in_chans=3, num_classes=0, small_input=False,
                                 backbone_kwargs=json.loads(kwargs_json))
-    return tuple(len(list(model.get_submodule(name).children())) for name in stages)
+    return tuple(len(list(model.get_submodule(name).children())) for name in stages)  # blocks, in run order
 
 
 def canonical(arch: ArchConfig) -> ArchConfig:
@@ -118,7 +126,8 @@ def canonical(arch: ArchConfig) -> ArchConfig:
 
 
 def stage_depths(*, backbone: str, backbone_kwargs: Mapping[str, Any] | None = None) -> list[int]:
-    """Blocks per stage of ``backbone`` (cached); :func:`canonical` uses it (one block: every == last)."""
+    """Blocks per stage of ``backbone`` (cached): what ``blocks`` indices count (0 .. depth - 1); :func:`canonical`
+    uses it (one block: every == last; indices naming all blocks == every)."""
     kwargs_json = json.dumps(dict(backbone_kwargs or {}), sort_keys=True)
     return list(_stage_depths(_check_backbone(backbone), kwargs_json))
 

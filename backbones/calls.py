@@ -17,7 +17,7 @@ from torch import nn
 class Call:
     """``cls(*args, **kwargs)``, then ``setattr(module, name, child.build())`` for each of ``children`` (a child
     module replaced after construction, e.g. GatherExcite's MLP). Arguments are literals (numbers, bools, None,
-    strings, tuples) or classes (written by name)."""
+    strings, tuples), classes (written by name) or other Calls (built first: ``nn.Sequential(a, b)``, a stack)."""
 
     cls: type[nn.Module]
     args: tuple[Any, ...] = ()
@@ -25,7 +25,7 @@ class Call:
     children: Mapping[str, Call] = field(default_factory=dict)
 
     def build(self) -> nn.Module:
-        module = self.cls(*self.args, **self.kwargs)
+        module = self.cls(*(a.build() if isinstance(a, Call) else a for a in self.args), **self.kwargs)
         for name, child in self.children.items():
             setattr(module, name, child.build())
         return module
@@ -33,7 +33,7 @@ class Call:
     def classes(self) -> list[type]:
         """Every class this call names (its own, class-valued arguments, its children's), in order of appearance."""
         found = [self.cls, *(v for v in (*self.args, *self.kwargs.values()) if isinstance(v, type))]
-        for child in self.children.values():
+        for child in (*self.children.values(), *(a for a in self.args if isinstance(a, Call))):
             found += child.classes()
         return list(dict.fromkeys(found))
 
@@ -68,6 +68,8 @@ def _name(cls: type) -> str:
 
 
 def _literal(value: Any) -> str:
+    if isinstance(value, Call):
+        return value.source()
     if isinstance(value, type):
         return _name(value)
     if value is None or isinstance(value, (bool, int, float, str)):

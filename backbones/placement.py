@@ -7,8 +7,14 @@ stage's downsample runs first, so the blocks are where attention goes). Stem ent
 MobileNetV3 ``bn1``) are skipped. Stage indices count from 0 in ``feature_info`` order.
 timm feature_info: https://huggingface.co/docs/timm/feature_extraction
 
+MobileNetV2 (timm ``mobilenetv2_*``, ``EVERY_GROUP_FAMILIES``) is the exception: its ``feature_info`` names only the
+block groups where the resolution drops (``blocks.0, 1, 2, 4, 6``), so ``blocks.3`` and ``blocks.5`` would be out of
+reach; its stages are instead every group of ``blocks``, the seven bottleneck sequences of the paper's Table 2
+(Sandler et al. 2018, https://arxiv.org/abs/1801.04381), so every inverted-residual block is reachable.
+
 Positions (``POSITIONS``, the ArchConfig stage key ``position``) and which blocks they touch (stage key
-``blocks``: ``every`` block of the stage, the default, or only the ``last`` one):
+``blocks``: ``every`` block of the stage, the default, only the ``last`` one, or explicit block indices counted
+from 0 in the stage's run order, e.g. ``(0, 2)``; :func:`block_indices` is the one home of that rule):
 
 - ``after_block``: block ``b`` becomes ``nn.Sequential(b, attn)``, i.e. after the residual add and activation.
 - ``stage_end``: one module appended after the last block (child ``attn``); ``blocks`` does not apply (always once).
@@ -45,7 +51,10 @@ from torch import nn
 
 from .calls import Call, Edit
 
-BLOCKS: tuple[str, ...] = ("every", "last")  # values of the ArchConfig stage key ``blocks``; first is the default
+BLOCKS: tuple[str, ...] = ("every", "last")  # named values of the ArchConfig stage key ``blocks``; first is the default
+Blocks = str | tuple[int, ...]  # a ``blocks`` value: a name in BLOCKS, or sorted distinct block indices (>= 0)
+# timm architecture-name prefixes whose stages are every child of ``blocks`` rather than feature_info's entries.
+EVERY_GROUP_FAMILIES: tuple[str, ...] = ("mobilenetv2_",)
 
 # Stage classes whose forward runs their children in order, so children can be wrapped or appended.
 _SEQUENTIAL_STAGES: tuple[type[nn.Module], ...] = (nn.Sequential, RegStage)
@@ -95,17 +104,58 @@ class Position:
     """One registered position: ``install(stage, blocks)`` puts placeholders and returns their slots."""
 
     name: str
-    install: Callable[[nn.Module, str], list[Slot]]
-    unsupported: Callable[[nn.Module, str], list[str]]  # names of the stage's block classes that lack the slot
-    takes_blocks: bool = True  # whether ``blocks`` (every | last) means anything here (stage_end places one module)
+    install: Callable[[nn.Module, Blocks], list[Slot]]
+    unsupported: Callable[[nn.Module, Blocks], list[str]]  # names of the stage's block classes that lack the slot
+    takes_blocks: bool = True  # whether ``blocks`` (every | last | indices) means anything here (stage_end places one module)
 
 
-def _targets(stage: nn.Module, blocks: str) -> list[tuple[str, nn.Module]]:
-    children = list(stage.named_children())
-    return children if blocks == "every" else children[-1:]
+def check_blocks(blocks: object) -> Blocks:
+    """``blocks`` in its one spelling: a name in :data:`BLOCKS`, or a sorted tuple of distinct indices >= 0 (from a
+    list or tuple of ints, or their text form ``"0,2"``); one-line ``ValueError`` otherwise."""
+    if isinstance(blocks, str) and blocks not in BLOCKS and blocks.replace(",", "").isdigit():
+        blocks = tuple(int(b) for b in blocks.split(","))
+    if isinstance(blocks, str):
+        if blocks not in BLOCKS:
+            raise ValueError(f"unknown blocks {blocks!r}; valid: {', '.join(BLOCKS)} or a list of block indices")
+        return blocks
+    if not isinstance(blocks, (list, tuple)) or not blocks or not all(
+            isinstance(b, int) and not isinstance(b, bool) and b >= 0 for b in blocks):
+        raise ValueError(f"blocks={blocks!r} must be one of {', '.join(BLOCKS)} or a non-empty list of block "
+                         f"indices >= 0")
+    return tuple(sorted(set(blocks)))
 
 
-def _install_after_block(stage: nn.Module, blocks: str) -> list[Slot]:
+def blocks_text(blocks: Blocks) -> str:
+    """The flat text of a ``blocks`` value (MLflow param, Optuna choice): ``every``, ``last`` or ``0,2``."""
+    return blocks if isinstance(blocks, str) else ",".join(map(str, blocks))
+
+
+def block_indices(blocks: Blocks, depth: int) -> tuple[int, ...]:
+    """Indices of the blocks ``blocks`` selects in a stage of ``depth`` blocks; one-line ``ValueError`` for an
+    index the stage lacks."""
+    if blocks == "every":
+        return tuple(range(depth))
+    if blocks == "last":
+        return (depth - 1,)
+    if blocks[-1] >= depth:
+        raise ValueError(f"blocks {blocks_text(blocks)} names block {blocks[-1]}, but the stage has {depth} "
+                         f"block{'s' if depth != 1 else ''} (0..{depth - 1})")
+    return tuple(blocks)
+
+
+def named_blocks(blocks: Blocks, depth: int) -> Blocks:
+    """``blocks`` spelled by name where indices are one: all ``depth`` blocks -> ``every``, only the last -> ``last``."""
+    if isinstance(blocks, str):
+        return blocks
+    return {tuple(range(depth)): "every", (depth - 1,): "last"}.get(tuple(blocks), tuple(blocks))
+
+
+def _targets(stage: nn.Module, blocks: Blocks) -> list[tuple[str, nn.Module]]:
+    children = [(n, c) for n, c in stage.named_children() if n != "attn"]
+    return [children[i] for i in block_indices(blocks, len(children))]
+
+
+def _install_after_block(stage: nn.Module, blocks: Blocks) -> list[Slot]:
     slots = []
     for name, block in _targets(stage, blocks):
         wrapper = nn.Sequential(block, _Probe())
@@ -114,12 +164,12 @@ def _install_after_block(stage: nn.Module, blocks: str) -> list[Slot]:
     return slots
 
 
-def _install_stage_end(stage: nn.Module, blocks: str) -> list[Slot]:
+def _install_stage_end(stage: nn.Module, blocks: Blocks) -> list[Slot]:
     stage.add_module("attn", _Probe())
     return [Slot(stage, "attn")]
 
 
-def _install_in_block(stage: nn.Module, blocks: str) -> list[Slot]:
+def _install_in_block(stage: nn.Module, blocks: Blocks) -> list[Slot]:
     slots = []
     for _, block in _targets(stage, blocks):
         slots.append(Slot(block, "se", replaced=getattr(block, "se")))
@@ -127,11 +177,11 @@ def _install_in_block(stage: nn.Module, blocks: str) -> list[Slot]:
     return slots
 
 
-def _no_block_lacks_slot(stage: nn.Module, blocks: str) -> list[str]:
+def _no_block_lacks_slot(stage: nn.Module, blocks: Blocks) -> list[str]:
     return []
 
 
-def _blocks_without_se_slot(stage: nn.Module, blocks: str) -> list[str]:
+def _blocks_without_se_slot(stage: nn.Module, blocks: Blocks) -> list[str]:
     return sorted({type(b).__name__ for _, b in _targets(stage, blocks) if not isinstance(b, _SE_SLOT_BLOCKS)})
 
 
@@ -142,13 +192,16 @@ POSITIONS: dict[str, Position] = {p.name: p for p in (
 )}
 
 
-def supported_positions(stage: nn.Module, blocks: str = "every") -> list[str]:
+def supported_positions(stage: nn.Module, blocks: Blocks = "every") -> list[str]:
     """Names of the positions the blocks of ``stage`` (all of them, or the last) support."""
     return [name for name, p in POSITIONS.items() if not p.unsupported(stage, blocks)]
 
 
-def install(stage: nn.Module, position: str, blocks: str = "every") -> list[Slot]:
-    """Put placeholders for ``position`` into ``stage`` (in place); one-line ``ValueError`` if it is unsupported."""
+def install(stage: nn.Module, position: str, blocks: Blocks = "every") -> list[Slot]:
+    """Put placeholders for ``position`` into ``stage`` (in place); one-line ``ValueError`` if it is unsupported
+    (or ``blocks`` names a block the stage lacks)."""
+    if POSITIONS[position].takes_blocks:
+        block_indices(blocks, len([n for n, _ in stage.named_children() if n != "attn"]))
     lacking = POSITIONS[position].unsupported(stage, blocks)
     if lacking:
         raise ValueError(f"position {position!r} is not supported by {', '.join(lacking)} blocks; "
@@ -156,8 +209,19 @@ def install(stage: nn.Module, position: str, blocks: str = "every") -> list[Slot
     return POSITIONS[position].install(stage, blocks)
 
 
+def every_group_stages(model: nn.Module) -> bool:
+    """Whether ``model``'s stages are every group of ``blocks`` (:data:`EVERY_GROUP_FAMILIES`), not feature_info's
+    entries: then timm's ``forward_intermediates(..., extra_blocks=True)`` returns stage ``i`` at index ``i + 1``."""
+    return getattr(model, "pretrained_cfg", {}).get("architecture", "").startswith(EVERY_GROUP_FAMILIES)
+
+
 def _stage_entries(model: nn.Module) -> list[tuple[str, dict]]:
-    """(stage name, its ``feature_info`` entry) for every entry that is a stage, in ``feature_info`` order."""
+    """(stage name, its ``feature_info`` entry) for every entry that is a stage, in ``feature_info`` order; for an
+    :data:`EVERY_GROUP_FAMILIES` model every group of ``blocks``, in run order (a group ``feature_info`` does not
+    name gets the entry ``{"module": name}``, whose channels a dry run measures)."""
+    if every_group_stages(model):
+        named = {info["module"]: info for info in model.feature_info}
+        return [(f"blocks.{i}", named.get(f"blocks.{i}", {"module": f"blocks.{i}"})) for i in range(len(model.blocks))]
     entries = []
     for info in getattr(model, "feature_info", []):
         module = model.get_submodule(info["module"])
@@ -176,8 +240,13 @@ def find_stages(model: nn.Module) -> list[str]:
 def stage_feature_indices(model: nn.Module) -> list[int]:
     """Indices into ``model.feature_info`` of the entries that are stages (``find_stages`` order): what timm's
     ``forward_intermediates(indices=...)`` takes to return the stage outputs (``backbones.unet``)."""
-    stages = [info for _, info in _stage_entries(model)]
-    return [i for i, info in enumerate(model.feature_info) if any(info is s for s in stages)]
+    entries = _stage_entries(model)
+    indices = [i for i, info in enumerate(model.feature_info) if any(info is s for _, s in entries)]
+    if len(indices) != len(entries):
+        missing = [name for name, info in entries if not any(info is f for f in model.feature_info)]
+        raise ValueError(f"stages {', '.join(missing)} are not feature_info entries, so timm's forward_intermediates "
+                         f"cannot return them (a U-Net needs every stage's output)")
+    return indices
 
 
 def declared_stage_channels(model: nn.Module) -> list[int | None]:
@@ -188,7 +257,7 @@ def declared_stage_channels(model: nn.Module) -> list[int | None]:
     ``hook_type`` other than ``forward`` (e.g. ``forward_pre`` on an inner conv, EfficientNet's
     ``feature_location="expansion"``); there a dry run has to measure it.
     """
-    return [info["num_chs"] if info.get("hook_type", "forward") == "forward" else None
+    return [info.get("num_chs") if info.get("hook_type", "forward") == "forward" else None
             for _, info in _stage_entries(model)]
 
 

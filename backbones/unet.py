@@ -26,7 +26,7 @@ from .attention import attention_call
 from .calls import Call, Edit
 from .decoder import SCSE, check_decoder_attention
 from .gate import AttentionGate
-from .placement import stage_feature_indices
+from .placement import every_group_stages, stage_feature_indices
 
 _DRY_RUN_SIZE = 32  # px; only channel counts are read (as build's dry run)
 
@@ -54,21 +54,23 @@ class UNet(nn.Module):
 
     Args:
         encoder: the timm model with attention placed (``backbones.build`` of the ArchConfig's encoder part).
-        indices: ``feature_info`` indices of the stages (``forward_intermediates(indices=...)``).
+        indices: ``feature_info`` indices of the stages (``forward_intermediates(indices=...)``); with
+            ``extra_blocks`` (MobileNetV2, whose stages are every block group) indices over ``[stem, *blocks]``.
         encoder_channels: output channels of each stage, in stage order.
         decoder_channels: output channels of each decoder block, coarsest first (one rule; see the module).
         in_chans: image channels; num_classes: logits per pixel (background included).
     """
 
     def __init__(self, encoder: nn.Module, *, indices: Sequence[int], encoder_channels: Sequence[int],
-                 decoder_channels: Sequence[int], in_chans: int, num_classes: int) -> None:
+                 decoder_channels: Sequence[int], in_chans: int, num_classes: int, extra_blocks: bool = False) -> None:
         super().__init__()
         from segmentation_models_pytorch.base import SegmentationHead
         from segmentation_models_pytorch.base.initialization import initialize_decoder, initialize_head
         from segmentation_models_pytorch.decoders.unet.decoder import UnetDecoder
 
         self.indices = list(indices)
-        encoder.prune_intermediate_layers(self.indices, prune_norm=True, prune_head=True)
+        self.extra = {"extra_blocks": True} if extra_blocks else {}  # timm's keyword, passed only when used
+        encoder.prune_intermediate_layers(self.indices, prune_norm=True, prune_head=True, **self.extra)
         self.encoder = encoder
         self.decoder = UnetDecoder(encoder_channels=[in_chans, *encoder_channels], decoder_channels=decoder_channels,
                                    n_blocks=len(decoder_channels), use_norm="batchnorm", attention_type=None,
@@ -80,17 +82,17 @@ class UNet(nn.Module):
             self.decoder.blocks[i] = DecoderStep(block)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.encoder.forward_intermediates(x, indices=self.indices, intermediates_only=True)
+        features = self.encoder.forward_intermediates(x, indices=self.indices, intermediates_only=True, **self.extra)
         return self.head(self.decoder([x, *features]))
 
 
 @torch.no_grad()
-def _stage_outputs(model: nn.Module, *, indices: Sequence[int], in_chans: int) -> list[torch.Tensor]:
+def _stage_outputs(model: nn.Module, *, indices: Sequence[int], in_chans: int, **extra: bool) -> list[torch.Tensor]:
     """The stage outputs of one eval-mode forward pass on zeros (no RNG draws, no BatchNorm updates)."""
     was_training = model.training
     try:
         x = torch.zeros(1, in_chans, _DRY_RUN_SIZE, _DRY_RUN_SIZE)
-        return model.eval().forward_intermediates(x, indices=list(indices), intermediates_only=True)
+        return model.eval().forward_intermediates(x, indices=list(indices), intermediates_only=True, **extra)
     finally:
         model.train(was_training)
 
@@ -113,12 +115,13 @@ def attach_unet(model: nn.Module, *, arch: Any, stages: Sequence[str]) -> tuple[
     if not hasattr(model, "forward_intermediates"):
         raise ValueError(f"backbone {arch.backbone!r} lacks timm's forward_intermediates, which the U-Net reads "
                          f"its stage outputs with")
-    indices = stage_feature_indices(model)
-    channels = [int(f.shape[1]) for f in _stage_outputs(model, indices=indices, in_chans=arch.in_chans)]
+    extra = {"extra_blocks": True} if every_group_stages(model) else {}
+    indices = list(range(1, len(stages) + 1)) if extra else stage_feature_indices(model)
+    channels = [int(f.shape[1]) for f in _stage_outputs(model, indices=indices, in_chans=arch.in_chans, **extra)]
     widths = decoder_widths(channels)
     nest = Call(UNet, (), {"indices": tuple(indices), "encoder_channels": tuple(channels),
                            "decoder_channels": tuple(widths), "in_chans": arch.in_chans,
-                           "num_classes": arch.num_classes})
+                           "num_classes": arch.num_classes, **extra})
     unet = UNet(model, **nest.kwargs)
     edits = [Edit("nest", "", nest)]
     count = len(widths)

@@ -8,7 +8,7 @@ from typing import Any
 
 import yaml
 
-from backbones import ATTENTION, reduction_fits, stage_channels, stage_positions
+from backbones import ATTENTION, block_indices, check_blocks, reduction_fits, stage_channels, stage_depths, stage_positions
 from spaces.schema import SearchSpace, SpaceError, parse_space
 
 SPACES_DIR = Path(__file__).resolve().parent
@@ -39,8 +39,8 @@ def load_space(name: str) -> SearchSpace:
 
 def check_space_fits(space: SearchSpace, *, backbone: str, in_chans: int,
                      backbone_kwargs: Mapping[str, Any] | None = None) -> list[int]:
-    """Check that ``backbone`` has the space's stages, supports every offered position at each, and that every
-    offered ratio leaves >= 1 channel (at the stage's output width; ``in_block`` widths are checked by ``build``).
+    """Check that ``backbone`` has the space's stages, supports every offered position at each, has every offered
+    block index, and that every offered ratio leaves >= 1 channel (at the stage's output width; ``in_block`` widths are checked by ``build``).
 
     Called before anything trains. Returns the output channels per stage.
     """
@@ -54,7 +54,13 @@ def check_space_fits(space: SearchSpace, *, backbone: str, in_chans: int,
             f"{len(channels)} stages (0..{len(channels) - 1})"
         )
     positions = stage_positions(backbone=backbone, backbone_kwargs=backbone_kwargs)
+    depths = stage_depths(backbone=backbone, backbone_kwargs=backbone_kwargs)
     for stage in space.stages:
+        for blocks in () if stage.per_block else stage.blocks:
+            try:
+                block_indices(check_blocks(blocks), depths[stage.index])
+            except ValueError as err:
+                raise SpaceError(f"space {space.name!r}: stage {stage.index} of {backbone}: {err}") from None
         for position in stage.position:
             if position not in positions[stage.index]:
                 raise SpaceError(
@@ -62,7 +68,7 @@ def check_space_fits(space: SearchSpace, *, backbone: str, in_chans: int,
                     f"{position!r}; valid positions here: {', '.join(positions[stage.index])}"
                 )
         width = channels[stage.index]
-        takes_reduction = any("reduction" in ATTENTION[kind].knobs for kind in stage.types)
+        takes_reduction = any("reduction" in ATTENTION[kind].knobs for kind in stage.types + stage.then)
         for ratio in stage.reduction if takes_reduction else ():
             if not reduction_fits(width, ratio):
                 raise SpaceError(

@@ -4,6 +4,12 @@ A space says *which* stages of a backbone are searched and, per stage, which att
 ratios, kernel sizes and positions are on offer; and it carries two budgets (``cpu`` and ``gpu``) that size a
 search for the hardware it runs on. Sampling is conditional: a knob is drawn only for types that take it
 (the attention registry in ``backbones`` says which), so Optuna never spends a dimension on a knob a type ignores.
+
+Blocks (stage key ``blocks``) are offered as a list of choices, each ``every``, ``last``, a block index ``j`` (that
+block alone) or a list of indices ``[0, 2]`` (drawn as the Optuna choice ``"0,2"``); or as the single word ``each``:
+one yes/no knob per block (``s{i}.b{j}``), which TPE can learn block by block (EAN, https://arxiv.org/abs/2011.14058,
+decides per plug-in position). A stack (stage key ``then``) offers the types of a second module run after the first
+at each slot (``none``: no second module), its knobs drawn from the stage's ``reduction`` / ``kernel_size`` lists.
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from backbones import (ATTENTION, DEFAULT_BLOCKS, DEFAULT_HEAD, DEFAULT_POSITION, HEADS, NONE, ArchConfig, StageConfig,
+from backbones import (ATTENTION, DEFAULT_BLOCKS, DEFAULT_HEAD, DEFAULT_POSITION, HEADS, NONE, ArchConfig, Blocks,
+                       StageConfig, Then, block_indices, blocks_text, check_blocks, named_blocks, stage_depths,
                        takes_blocks)
+
+EACH = "each"  # the ``blocks`` offer "decide every block by its own knob" (s{i}.b{j})
 
 
 class SpaceError(ValueError):
@@ -36,7 +45,21 @@ class StageSpace:
     reduction: tuple[int, ...]  # ratio r: the attention's hidden width is channels // r
     kernel_size: tuple[int, ...]  # odd, in pixels (ECA: 1-D kernel over channels; CBAM: spatial kernel)
     position: tuple[str, ...]  # where in the stage the module goes (see backbones.POSITIONS)
-    blocks: tuple[str, ...] = (DEFAULT_BLOCKS,)  # which blocks get it: every | last (not drawn for stage_end)
+    # which blocks get it: every | last | "0,2" (indices) | each alone (a knob per block); not drawn for stage_end
+    blocks: tuple[str, ...] = (DEFAULT_BLOCKS,)
+    then: tuple[str, ...] = ()  # types of the stack's second module (none: no second); (): no stack is drawn
+
+    @property
+    def per_block(self) -> bool:
+        """Whether every block is decided by its own knob (``blocks: each``)."""
+        return self.blocks == (EACH,)
+
+    def block_choices(self, *, depth: int) -> list[Blocks]:
+        """The ``blocks`` values this stage can draw on a stage of ``depth`` blocks (``each``: every non-empty set
+        of indices, as :meth:`SearchSpace.sample` draws them: ``every`` and ``last`` by name)."""
+        if not self.per_block:
+            return [check_blocks(b) for b in self.blocks]
+        return [named_blocks(tuple(j for j in range(depth) if mask >> j & 1), depth) for mask in range(1, 1 << depth)]
 
 
 ALL_IMAGES = "all"  # Budget.confirm_train_size: every train image, whatever the search trained on
@@ -110,9 +133,12 @@ class SearchSpace:
         """Draw one architecture from ``trial`` onto ``base`` (the search's backbone, sizes and head, no attention).
 
         Called by the sampler once per trial. Optuna parameter names follow :meth:`ArchConfig.params`
-        (``head``, ``s{i}.attn``, ``s{i}.reduction``, ...). Knobs are drawn only where the drawn type takes them
-        (``blocks`` only where the drawn position is not ``stage_end``), and a categorical with one choice is still
-        drawn (recorded) so every trial has the same keys per type.
+        (``head``, ``s{i}.attn``, ``s{i}.reduction``, ..., ``s{i}.then``, ``s{i}.then.reduction``). Knobs are drawn
+        only where the drawn type takes them (``blocks`` only where the drawn position is not ``stage_end``; ``then``
+        only where the stage offers it), and a categorical with one choice is still drawn (recorded) so every trial
+        has the same keys per type. With ``blocks: each`` the knobs ``s{i}.b{j}`` (False / True) decide the blocks
+        instead of ``s{i}.blocks``; the last block's knob is drawn only when an earlier block is on (else the last
+        block is on: a stage with attention never selects no block).
         """
         stages = list(base.stages)
         for stage in self.stages:
@@ -124,9 +150,17 @@ class SearchSpace:
             knobs = {knob: trial.suggest_categorical(prefix + knob, list(getattr(stage, knob)))
                      for knob in sorted(ATTENTION[kind].knobs)}
             position = trial.suggest_categorical(prefix + "position", list(stage.position))
-            blocks = (trial.suggest_categorical(prefix + "blocks", list(stage.blocks))
-                      if takes_blocks(position) else DEFAULT_BLOCKS)
-            stages[stage.index] = StageConfig(attn=kind, position=position, blocks=blocks, **knobs)
+            blocks: Blocks = DEFAULT_BLOCKS
+            if takes_blocks(position) and stage.per_block:
+                blocks = _draw_each(trial, prefix, depth=stage_depths(
+                    backbone=base.backbone, backbone_kwargs=base.backbone_kwargs)[stage.index])
+            elif takes_blocks(position):
+                blocks = check_blocks(trial.suggest_categorical(prefix + "blocks", list(stage.blocks)))
+            then = trial.suggest_categorical(prefix + "then", list(stage.then)) if stage.then else NONE
+            then_knobs = {knob: trial.suggest_categorical(f"{prefix}then.{knob}", list(getattr(stage, knob)))
+                          for knob in sorted(ATTENTION[then].knobs)}
+            stages[stage.index] = StageConfig(attn=kind, position=position, blocks=blocks, **knobs,
+                                              then=None if then == NONE else Then(then, **then_knobs))
         head = trial.suggest_categorical("head", list(self.head))
         return dataclasses.replace(base, head=head, small_input=self.small_input, stages=tuple(stages))
 
@@ -154,10 +188,26 @@ class SearchSpace:
                     return None
                 continue
             offered = {"attn": space.types, "position": space.position, "blocks": space.blocks,
-                       "reduction": space.reduction, "kernel_size": space.kernel_size}
+                       "reduction": space.reduction, "kernel_size": space.kernel_size, "then": space.then or (NONE,),
+                       "then.reduction": space.reduction, "then.kernel_size": space.kernel_size}
             drawn = {"attn": stage.attn} if stage.is_none else {
                 "attn": stage.attn, **stage.knobs, "position": stage.position,
-                **({"blocks": stage.blocks} if takes_blocks(stage.position) else {})}
+                **({"blocks": blocks_text(stage.blocks)} if takes_blocks(stage.position) else {}),
+                **({"then": stage.then.attn if stage.then else NONE} if space.then else {}),
+                **{f"then.{k}": v for k, v in (stage.then.knobs if stage.then else {}).items()}}
+            if stage.then is not None and not space.then:
+                return None
+            if space.per_block and "blocks" in drawn:
+                depth = stage_depths(backbone=arch.backbone, backbone_kwargs=arch.backbone_kwargs)[i]
+                try:
+                    on = block_indices(stage.blocks, depth)
+                except ValueError:
+                    return None
+                drawn.pop("blocks")
+                drawn.update({f"b{j}": j in on for j in range(depth - 1)})
+                if any(j in on for j in range(depth - 1)):
+                    drawn[f"b{depth - 1}"] = depth - 1 in on
+                offered.update({f"b{j}": (False, True) for j in range(depth)})
             if any(value not in offered[key] for key, value in drawn.items()):
                 return None
             params.update({f"s{i}.{key}": value for key, value in drawn.items()})
@@ -183,7 +233,15 @@ DEFAULT_CONTROLS: Mapping[str, StageConfig] = {
 _ARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ArchConfig)}  # small_input: ArchConfig's
 _SPACE_KEYS = {"name", "description", "dataset", "small_input", "num_stages", "head", "defaults", "stages", "budgets",
                "controls"}
-_STAGE_KEYS = {"types", "reduction", "kernel_size", "position", "blocks"}
+_STAGE_KEYS = {"types", "reduction", "kernel_size", "position", "blocks", "then"}
+
+
+def _draw_each(trial: _Suggester, prefix: str, *, depth: int) -> Blocks:
+    """``blocks: each``: one False / True knob ``{prefix}b{j}`` per block; the last is drawn only when an earlier
+    one is on (otherwise it is on), so the set is never empty. All blocks read ``every``, the last alone ``last``."""
+    on = [trial.suggest_categorical(f"{prefix}b{j}", [False, True]) for j in range(depth - 1)]
+    on.append(trial.suggest_categorical(f"{prefix}b{depth - 1}", [False, True]) if any(on) else True)
+    return named_blocks(tuple(j for j, chosen in enumerate(on) if chosen), depth)
 
 
 def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
@@ -252,24 +310,46 @@ def _parse_stage(index: Any, settings: Mapping[str, Any], *, num_stages: int, wh
     where = f"{where}: stage {index}"
     _reject_unknown(settings, _STAGE_KEYS, where=where)
     types = _choices(settings, "types", where=where, cast=str)
+    then = _choices(settings, "then", where=where, cast=str, required=False)
     needs = set()
     for kind in types:
         _check_stage(where, attn=kind)
         needs |= ATTENTION[kind].knobs
+    for kind in then:
+        _check_stage(where, attn="se", then={"attn": kind})
+        needs |= ATTENTION[kind].knobs
     reduction = _choices(settings, "reduction", where=where, cast=int, required="reduction" in needs)
     kernel_size = _choices(settings, "kernel_size", where=where, cast=int, required="kernel_size" in needs)
     for knob, values in (("reduction", reduction), ("kernel_size", kernel_size)):
-        taker = next((kind for kind in types if knob in ATTENTION[kind].knobs), None)
+        taker = next((kind for kind in types + then if knob in ATTENTION[kind].knobs), None)
         for value in values if taker else ():
             _check_stage(where, attn=taker, **{knob: value})
     position = _choices(settings, "position", where=where, cast=str, default=(DEFAULT_POSITION,))
-    blocks = _choices(settings, "blocks", where=where, cast=str, default=(DEFAULT_BLOCKS,))
     for value in position:
         _check_stage(where, position=value)
-    for value in blocks:
-        _check_stage(where, blocks=value)
     return StageSpace(index=index, types=types, reduction=reduction, kernel_size=kernel_size, position=position,
-                      blocks=blocks)
+                      blocks=_parse_blocks(settings.get("blocks", [DEFAULT_BLOCKS]), where=where), then=then)
+
+
+def _parse_blocks(raw: Any, *, where: str) -> tuple[str, ...]:
+    """The ``blocks`` offer as Optuna choices: ``every``, ``last``, ``"0,2"`` (from ``[0, 2]``; a bare ``j`` is block
+    ``j`` alone), or ``(each,)``."""
+    values = raw if isinstance(raw, list) else [raw]
+    if not values:
+        raise SpaceError(f"{where}: 'blocks' is an empty list")
+    if EACH in values and len(values) > 1:
+        raise SpaceError(f"{where}: blocks {EACH!r} decides every block by its own knob; offer it alone, not with "
+                         f"{[v for v in values if v != EACH]}")
+    if values == [EACH]:
+        return (EACH,)
+    out = []
+    for value in values:
+        value = [value] if isinstance(value, int) and not isinstance(value, bool) else value
+        try:
+            out.append(blocks_text(check_blocks(value)))
+        except ValueError as err:
+            raise SpaceError(f"{where}: {err}") from None
+    return tuple(dict.fromkeys(out))
 
 
 def _check_stage(where: str, **fields: Any) -> None:

@@ -25,6 +25,7 @@ STAGES = {  # feature_info stages per tested family
     "regnety_002": ["s1", "s2", "s3", "s4"],
     "regnetx_002": ["s1", "s2", "s3", "s4"],
     "convnext_atto": ["stages.0.blocks", "stages.1.blocks", "stages.2.blocks", "stages.3.blocks"],
+    "mobilenetv2_050": [f"blocks.{i}" for i in range(7)],  # every block group (feature_info names 0, 1, 2, 4, 6)
 }
 CHANNELS = {
     "resnet10t": [64, 128, 256, 512],
@@ -38,6 +39,7 @@ CHANNELS = {
     "regnety_002": [24, 56, 152, 368],
     "regnetx_002": [24, 56, 152, 368],
     "convnext_atto": [40, 80, 160, 320],
+    "mobilenetv2_050": [8, 16, 16, 32, 48, 80, 160],  # 32 and 80: blocks.3 / blocks.5, measured by a dry run
 }
 FAMILIES = ["resnet10t", "resnet50", "mobilenetv3_small_100", "efficientnet_b0", "regnetx_002", "convnext_atto"]
 INPUTS = [(1, 28), (3, 32)]  # (in_chans, size): Fashion-MNIST, CIFAR

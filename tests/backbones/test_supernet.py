@@ -50,6 +50,42 @@ def test_paths_equal_their_standalone_models(backbone: str) -> None:
         assert torch.equal(expected, got), (backbone, str(arch))
 
 
+def _stack_space(backbone: str, kwargs: dict):
+    """SE r4 / none at every stage, each block by its own knob, a second module (none / spatial k3 / ECA k3)."""
+    space, _ = _space("resnet10t")
+    positions = stage_positions(backbone=backbone, backbone_kwargs=kwargs)
+    stages = tuple(StageSpace(index=i, types=("none", "se"), reduction=(4,), kernel_size=(3,), then=("none", "spatial",
+                                                                                                     "eca"),
+                              position=tuple(p for p in ("after_block", "in_block", "stage_end") if p in supported),
+                              blocks=("each",)) for i, supported in enumerate(positions))
+    space = dataclasses.replace(space, stages=stages, num_stages=len(stages))
+    return space, space.base_arch(backbone=backbone, in_chans=3, num_classes=10, backbone_kwargs=kwargs)
+
+
+@pytest.mark.parametrize("backbone,kwargs", [("resnet18", {"channels": [16, 32, 64, 128]}), ("mobilenetv2_050", {})])
+def test_block_sets_and_stacks_are_paths(backbone: str, kwargs: dict) -> None:
+    """Per-block sets and stacks are supernet paths: each equals its standalone model, and sampling reaches every
+    candidate of a two-block stage."""
+    space, base = _stack_space(backbone, kwargs)
+    torch.manual_seed(0)
+    supernet = Supernet(space=space, base=base, seed=1)
+    supernet.train()
+    supernet(torch.randn(2, 3, 32, 32))
+    supernet.eval()
+    x = torch.randn(2, 3, 32, 32)
+    archs = [supernet.sample() for _ in range(4)]
+    assert any(s.then is not None for a in archs for s in a.stages)
+    assert any(isinstance(s.blocks, tuple) and len(s.blocks) < d for a in archs
+               for s, d in zip(a.stages, supernet.depths))
+    for arch in archs:
+        supernet.activate(arch)
+        with torch.no_grad():
+            assert torch.equal(supernet(x), supernet.extract(arch).eval()(x)), str(arch)
+    if backbone == "resnet18":  # two blocks per stage: every set, every stack drawn
+        seen = {supernet.sample().stages[1] for _ in range(1500)}
+        assert seen == set(stage_candidates(space.stages[1], depth=2))
+
+
 def _every(space, base, rng: random.Random):
     """One architecture with attention at every stage (the last candidate of each: a stage_end or in_block one)."""
     stages = tuple(stage_candidates(s)[-1] for s in space.stages)

@@ -109,8 +109,8 @@ CASES = {
     "unsupported tracking scheme": Case(("mlflow.tracking_uri=ftp://x",),
                                         ("ftp://x", "sqlite:///FILE, file:DIR or http://HOST:PORT")),
     # Spaces.
-    "unknown space": Case(("space=nope",), ("'nope'", "available spaces: cifar_attention, fashion_attention, "
-                                                      "mobile_attention")),
+    "unknown space": Case(("space=nope",), ("'nope'", "available spaces: cifar_attention, fashion_attention, ",
+                                            "mobile_attention")),
     "unknown attention type": Case(("space={space}",), ("'sparkle'", TYPES),
                                    edit=("types: [none, se, eca,", "types: [none, sparkle, se, eca,")),
     "ratio 0": Case(("space={space}",), ("reduction=0", ">= 1"),

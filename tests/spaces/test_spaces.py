@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import copy
+import re
 
 import optuna
 import pytest
 import yaml
 
-from backbones import ATTENTION, build
+from backbones import ATTENTION, build, stage_depths
 from spaces import SpaceError, available_spaces, check_space_fits, load_space
 from spaces.loader import SPACES_DIR
 from spaces.schema import parse_space
@@ -43,7 +44,12 @@ def test_sampling_is_conditional_and_builds(name: str) -> None:
         trial = study.ask()
         arch = space.sample(trial, base=base)
         params = trial.params
-        assert {k: str(v) for k, v in params.items()} == {  # everything drawn is recorded, under ArchConfig.params names
+        assert space.params_of(arch) == params  # a drawn architecture can be enqueued under the same params
+        if not any(stage.then or stage.per_block for stage in space.stages):  # names of the spaces before issue 37
+            assert all(re.fullmatch(r"head|s\d+\.(attn|reduction|kernel_size|position|blocks)", k) for k in params)
+        drawn = {k: str(v) for k, v in params.items()  # all but the per-block knobs and a drawn "no second module"
+                 if not re.fullmatch(r"s\d+\.b\d+", k) and not (k.endswith(".then") and v == "none")}
+        assert drawn == {  # everything drawn is recorded, under ArchConfig.params names
             k: v for k, v in arch.params().items() if not k.endswith(".blocks") or k in params}
         for stage in space.stages:
             kind = params[f"s{stage.index}.attn"]
@@ -52,8 +58,11 @@ def test_sampling_is_conditional_and_builds(name: str) -> None:
             for knob in ("reduction", "kernel_size"):
                 drawn = f"s{stage.index}.{knob}" in params
                 assert drawn == (knob in ATTENTION[kind].knobs), (kind, knob, params)
-            drawn_blocks = f"s{stage.index}.blocks" in params
-            assert drawn_blocks == (kind != "none" and params[f"s{stage.index}.position"] != "stage_end"), params
+            drawn_blocks = f"s{stage.index}.blocks" in params or f"s{stage.index}.b0" in params
+            takes = kind != "none" and params[f"s{stage.index}.position"] != "stage_end"
+            depth = stage_depths(backbone=budget.backbone, backbone_kwargs=budget.backbone_kwargs)[stage.index]
+            assert drawn_blocks == (takes and (depth > 1 or not stage.per_block)), params
+            assert (f"s{stage.index}.then" in params) == (kind != "none" and bool(stage.then)), params
         assert params["head"] in space.head and arch.head == params["head"]
         assert arch.backbone == budget.backbone and len(arch.stages) == space.num_stages
         study.tell(trial, 0.0)
@@ -94,6 +103,10 @@ def _mutated(path: list, value) -> dict:
         (["flavour"], "x", r"unknown key 'flavour'"),
         (["head"], ["avg", "transformer"], r"unknown head 'transformer'; valid: avg, attn_pool"),
         (["defaults", "blocks"], ["first"], r"stage 0: unknown blocks 'first'; valid: every, last"),
+        (["defaults", "blocks"], ["each", "last"], r"stage 0: blocks 'each' decides every block by its own knob; "
+                                                   r"offer it alone, not with \['last'\]"),
+        (["defaults", "blocks"], [[0, -1]], r"stage 0: blocks=\[0, -1\] must be one of every, last or a non-empty"),
+        (["defaults", "then"], ["none", "sparkle"], r"stage 0: unknown attention type 'sparkle'"),
     ],
 )
 def test_bad_space_files_give_one_line(path: list, value, message: str) -> None:
@@ -105,6 +118,14 @@ def test_bad_space_files_give_one_line(path: list, value, message: str) -> None:
 def test_ratio_larger_than_channels_is_rejected_before_training() -> None:
     space = parse_space(_mutated(["defaults", "reduction"], [4, 128]), name="wide")
     with pytest.raises(SpaceError, match=r"stage 0 has 64 channels, so reduction ratio 128 leaves none"):
+        check_space_fits(space, backbone="resnet10t", in_chans=1)
+
+
+def test_block_index_a_stage_lacks_is_rejected_before_training() -> None:
+    space = parse_space(_mutated(["defaults", "blocks"], ["every", [0, 1]]), name="two_blocks")
+    assert space.stages[0].blocks == ("every", "0,1")  # offered as Optuna choices
+    with pytest.raises(SpaceError, match=r"stage 0 of resnet10t: blocks 0,1 names block 1, but the stage has 1 "
+                                         r"block \(0..0\)"):
         check_space_fits(space, backbone="resnet10t", in_chans=1)
 
 

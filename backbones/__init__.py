@@ -6,7 +6,7 @@ with ``task: segment`` a U-Net (smp's decoder, decoder attention, Attention U-Ne
 from .arch import DEFAULT_BLOCKS, DEFAULT_HEAD, DEFAULT_POSITION, NONE, ArchConfig, StageConfig
 from .attention import ATTENTION, KNOB_CHOICES, KNOBS, AttentionKind, make_attention, reduction_fits
 from .build import SUPPORTED_BACKBONES, build, canonical, stage_channels, stage_depths, stage_positions
-from .decoder import SCSE, SKIPS, DecoderBlock, decoder_attention_types
+from .decoder import DEFAULT_SKIP, SCSE, SKIPS, DecoderBlock, decoder_attention_types, decoder_knobs
 from .gate import AttentionGate
 from .head import HEADS, AttentionPool2d
 from .placement import BLOCKS, POSITIONS, takes_blocks
@@ -15,8 +15,8 @@ from .unet import UNet
 
 __all__ = [
     "ATTENTION", "ArchConfig", "AttentionGate", "AttentionKind", "AttentionPool2d", "BLOCKS", "DEFAULT_BLOCKS",
-    "DEFAULT_HEAD", "DEFAULT_POSITION", "DecoderBlock", "HEADS", "KNOBS", "KNOB_CHOICES", "MODEL_TASKS", "NONE",
+    "DEFAULT_HEAD", "DEFAULT_SKIP", "DEFAULT_POSITION", "DecoderBlock", "HEADS", "KNOBS", "KNOB_CHOICES", "MODEL_TASKS", "NONE",
     "POSITIONS", "SCSE", "SKIPS", "SUPPORTED_BACKBONES", "StageConfig", "UNet", "build", "canonical",
-    "decoder_attention_types", "make_attention", "reduction_fits", "stage_channels", "stage_depths",
+    "decoder_attention_types", "decoder_knobs", "make_attention", "reduction_fits", "stage_channels", "stage_depths",
     "stage_positions", "takes_blocks",
 ]

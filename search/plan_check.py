@@ -24,8 +24,8 @@ from search.settings.plan import (AUTO, AshaPlan, CalibrationPlan, ConfirmPlan, 
 from search.log import say
 from search.settings.tracking_uri import check_tracking_uri, sqlite_path
 from spaces import Budget, SpaceError, check_space_fits, load_space
-from trials import (DATASETS, Constraints, DatasetMissingError, ProbeConfig, TrainConfig, load_dataset,
-                    resolve_device)
+from search.outcomes import SCORES
+from trials import TRIAL_TASKS, Constraints, DatasetMissingError, ProbeConfig, TrainConfig, resolve_device
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,11 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         budget = space.budgets["gpu" if hardware == "cuda" else "cpu"].with_overrides(asdict(settings.budget))
     except SpaceError as exc:
         raise UserError(str(exc)) from None
-    if space.dataset not in DATASETS:
-        raise UserError(f"space {space.name!r}: unknown dataset {space.dataset!r}; valid datasets: {', '.join(DATASETS)}")
+    task = TRIAL_TASKS[space.task]  # what the space's models are trained for: its datasets, loader and metric
+    if space.dataset not in task.datasets:
+        raise UserError(f"space {space.name!r}: unknown dataset {space.dataset!r} for task {task.name!r}; valid "
+                        f"datasets: {', '.join(task.datasets)}")
+    load_dataset = task.load
     name = settings.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_setting(RunConfig, "name", name)  # the default name too (it comes from the space)
     check_tracking_uri(settings.mlflow.tracking_uri)
@@ -149,6 +152,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
                             epochs=confirm_budget.epochs, data=confirm_data),
         mlflow=MlflowPlan(tracking_uri=settings.mlflow.tracking_uri, experiment=settings.mlflow.experiment),
         faults=FaultInjection(rate=settings.faults.rate, kind=settings.faults.kind.value),
+        score=SCORES[task.metric],
     )
 
 

@@ -89,7 +89,9 @@ def find_search(client: mlflow.MlflowClient, experiment: str, *, search: str) ->
     return finished[0]
 
 
-def pick_front(client: mlflow.MlflowClient, experiment: str, *, parent: Any, max_latency_ms: Any) -> Any:
+def pick_front(client: mlflow.MlflowClient, experiment: str, *, parent: Any, max_latency_ms: Any,
+               metric: str = VAL_ACC) -> Any:
+    """The front trial of highest ``metric`` (the search's score: val_acc, val_miou) within ``max_latency_ms``."""
     front = client.search_runs(
         [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.{PARETO_TAG} = 'true'",
         max_results=1000)
@@ -102,7 +104,7 @@ def pick_front(client: mlflow.MlflowClient, experiment: str, *, parent: Any, max
             fastest = min(r.data.metrics[LATENCY_MS] for r in front)
             raise UserError(f"max_latency_ms={max_latency_ms}: no front trial is that fast; the fastest takes "
                             f"{fastest:.3f} ms")
-    return max(candidates, key=lambda r: (r.data.metrics[VAL_ACC], -r.data.metrics[LATENCY_MS]))
+    return max(candidates, key=lambda r: (r.data.metrics[metric], -r.data.metrics[LATENCY_MS]))
 
 
 

@@ -35,6 +35,8 @@ class TrialTask:
     # test(model, data, *, device, precision) -> {"test_acc": ...} or {"test_miou": ..., "test_pixel_acc": ...}: the
     # test split scored under the names the search records (its first key is the test metric of ``metric``)
     test: Callable[..., dict[str, float]]
+    # the report shows a few test images with their true and predicted masks (search.summary.reports)
+    mask_panel: bool = False
 
 
 def _test_classify(model: Any, data: Any, **kwargs: Any) -> dict[str, float]:
@@ -51,7 +53,7 @@ TRIAL_TASKS: dict[str, TrialTask] = {t.name: t for t in (
               score=evaluate, test=_test_classify),
     TrialTask("segment", SEGMENT, metric="val_miou", metrics=("val_miou", "val_pixel_acc"),
               datasets=SEGMENTATION_DATASETS, load=load_segmentation, score=evaluate_segmentation,
-              test=_test_segment),
+              test=_test_segment, mask_panel=True),
 )}
 
 

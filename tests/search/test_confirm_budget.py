@@ -190,9 +190,9 @@ def test_candidates_carry_the_search_val_acc_of_controls_and_front_trials() -> N
     eca = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
                      stages=(StageConfig(attn="eca", kernel_size=3),) + (StageConfig(),) * 3)
     figures = dict(latency_norm_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
-    searched = [FinishedTrial(trial_id="t0", control="plain", val_acc=0.71, arch=plain, **figures),
-                FinishedTrial(trial_id="t1", control="", val_acc=0.75, arch=se, **figures),
-                FinishedTrial(trial_id="t2", control="", val_acc=0.73, arch=eca, **figures)]
+    searched = [FinishedTrial(trial_id="t0", control="plain", score=0.71, arch=plain, **figures),
+                FinishedTrial(trial_id="t1", control="", score=0.75, arch=se, **figures),
+                FinishedTrial(trial_id="t2", control="", score=0.73, arch=eca, **figures)]
     front = searched[1:]
     picked = pick_candidates(front=front, controls={"plain": plain}, top_k=1, searched=searched)
     assert [(c.name, c.search_val_acc) for c in picked] == [("plain", 0.71), ("t1", 0.75)]

@@ -117,7 +117,7 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Finish
     tell(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
          f"{len(candidates) - len(controls)} from the front), trained from scratch {confirm_budget_text(plan)} on "
          f"{design.min_seeds} to {design.max_seeds} seeds (looks at {', '.join(map(str, design.looks))}) until every "
-         f"95% interval of the difference to the plain backbone is within ±{100 * design.resolution:.1f} points; "
+         f"95% interval of the difference to the plain backbone is within ±{100 * design.resolution:.1f} {plan.score.points()}; "
          f"scored on {test_split_text(len(data.test_y))}")
     train = replace(plan.trial_settings.train, epochs=plan.confirm.epochs)
     settings = replace(plan.trial_settings, train=train)  # the search's, as calibrated, at the confirmation's length
@@ -143,7 +143,7 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Finish
         stopped = look(paired_differences(results, candidates=candidates, metric=plan.score.test), design=design)
         widest = max((i.half_width for i in stopped.intervals.values() if i.half_width is not None), default=None)
         tell(f"Look at {stopped.seeds} seeds: widest interval ±"
-             f"{'n/a' if widest is None else f'{100 * widest:.1f}'} points (asked ±{100 * design.resolution:.1f})"
+             f"{'n/a' if widest is None else f'{100 * widest:.1f}'} {plan.score.points()} (asked ±{100 * design.resolution:.1f})"
              f"{': ' + stopped.reason if stopped.stop else ', adding seeds'}")
         if stopped.stop:
             return Confirmation(candidates=candidates, results=results, stopped=stopped)

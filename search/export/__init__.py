@@ -142,7 +142,7 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
                                metric=score.val), ""
     else:
         run, note = pick_confirmed(client, experiment.experiment_id, parent=parent, rows=confirmed,
-                                   max_latency_ms=cfg.max_latency_ms)
+                                   max_latency_ms=cfg.max_latency_ms, score=score)
     # a confirmation run's own probe is a token one (its latency is the one measured alone, in the note)
     scores = (score.test, *score.also_test, score.val, *score.also_val) if note else (score.val, *score.also_val)
     keys = (*scores, PARAMS_M, FLOPS_G) if note else (*scores, LATENCY_MS, PARAMS_M, FLOPS_G)
@@ -173,7 +173,7 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
         checks.append(write_onnx(model, images=images, path=staging / ONNX_FILE))
         checks.append(write_pt2(model, images=images, path=staging / PT2_FILE))
         latency = _latencies(model, input_shape=tuple(images.shape[1:]))
-        card = dict(module=module, search=search_name, arch=arch, data=info, note=note, metrics=metrics,
+        card = dict(module=module, search=search_name, arch=arch, data=info, note=note, metrics=metrics, score=score,
                     checks=checks, images_from=images_from, latency_ms=latency, threads=LATENCY_THREADS)
         (staging / CARD_FILE).write_text(model_card(**card, registered=None))
         if folder.exists():

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from backbones import build
+from backbones import MODEL_TASKS, build
 from search.execution.cluster import Node, reachable_address, trial_slots
 from search.execution.ray_adapter import find_cluster_address
 from search.execution.storage import is_uri, probe_lock_path, resolve as resolve_storage
@@ -69,6 +69,9 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         raise UserError(f"space {space.name!r}: unknown dataset {space.dataset!r} for task {task.name!r}; valid "
                         f"datasets: {', '.join(task.datasets)}")
     load_dataset = task.load
+    if settings.strategy.value == "oneshot" and not MODEL_TASKS[space.task].supernet:
+        raise UserError(f"strategy=oneshot: the supernet covers classification only; space {space.name!r} has task "
+                        f"{space.task!r} (use strategy=multi_trial)")
     name = settings.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_setting(RunConfig, "name", name)  # the default name too (it comes from the space)
     check_tracking_uri(settings.mlflow.tracking_uri)

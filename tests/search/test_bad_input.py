@@ -48,10 +48,21 @@ class Case:
     entry: str = "run"  # "run" or "export"
     # files to write first, relative to tmp_path: "png" = a valid 8x8 image, "dir" = an empty folder, else the text
     files: tuple[tuple[str, str], ...] = ()
+    source: str = "fashion_attention.yaml"  # the shipped space ``edit`` applies to
 
 
 TYPES = "valid types: " + ", ".join(sorted(ATTENTION))
+SEG = "fashion_seg_attention.yaml"
 CASES = {
+    # A segmentation space (task: segment): its decoder and skip offers, and what its task cannot do.
+    "unknown decoder attention type": Case(("space={space}",), ("decoder: unknown decoder attention type 'sxse'",
+                                                                "valid: ", "scse"),
+                                           edit=("types: [none, se, eca, cbam, scse]", "types: [none, sxse]"),
+                                           source=SEG),
+    "unknown skip mode": Case(("space={space}",), ("skips: unknown skip 'gated'", "valid: none, gate"),
+                              edit=("skips: [none, gate]", "skips: [none, gated]"), source=SEG),
+    "oneshot on a segment space": Case(("space=fashion_seg_attention", "strategy=oneshot"),
+                                       ("strategy=oneshot", "task 'segment'", "strategy=multi_trial")),
     # Hydra-level: unknown keys and malformed overrides.
     "unknown key": Case(("foo=1",), ("'foo'", "valid settings: space, name, sampler, seed, device, concurrency, "
                                           "budget.*, constraints.*, asha.*, data.*, latency.*, train.*, compile, mlflow.*, "
@@ -200,7 +211,7 @@ def _fill(case: Case, tmp_path: Path) -> tuple[list[str], list[str]]:
         else:
             path.write_text(content)
     if case.edit is not None:
-        source = (REPO / "spaces" / "fashion_attention.yaml").read_text()
+        source = (REPO / "spaces" / case.source).read_text()
         old, new = case.edit
         assert old in source, f"the space edit no longer applies: {old!r}"
         values["space"].write_text(source.replace(old, new))

@@ -5,7 +5,8 @@ Picks the run (:mod:`search.export.pick`: the most accurate architecture confirm
 else the plain backbone; without a confirmation the most accurate front trial), then writes ``OUT/MODULE/``:
 
 - ``__init__.py``: a standalone module (torch + timm; the attention modules the architecture uses written out as
-  source, :mod:`backbones.standalone`): ``load_model()`` (eval mode, weights loaded), ``build_model()``,
+  source, :mod:`backbones.standalone`): ``load_model()`` (eval mode, weights loaded), ``build_model()``, ``predict()``
+  (labels, or masks for a segmentation model),
   ``load_image(path)``, ``ARCH``, ``DATA``, ``METRICS``; ``from MODULE import load_model`` with OUT on the path;
 - ``model.safetensors`` (the weights), ``model.onnx`` (opset 18, dynamic batch), ``model.pt2`` (``torch.export``);
 - ``README.md``: the model card (architecture, input and normalisation, classes, confirmed figures and verdict,
@@ -65,22 +66,23 @@ _LOAD_IMAGE = '''def load_image(path: str | Path) -> torch.Tensor:
     channels, side, _ = DATA["image_shape"]
     pixels = torch.from_numpy(np.ascontiguousarray(read_pixels(path, channels=channels, size=side)))
     return normalize(pixels[None], mean=tuple(DATA["mean"]), std=tuple(DATA["std"]))
+'''
+# The module's predict: labels of a classifier, masks of a segmentation model (the same argmax over classes)
+PREDICT_SOURCE = '''
+
+import functools
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded() -> nn.Module:
+    return load_model()
 
 
 def predict(images: torch.Tensor) -> torch.Tensor:
     """The class of each image (N,) of a classifier, or of each pixel (N, H, W masks) of a segmentation model, for
     normalised images (N, C, H, W) such as load_image gives: the argmax of the logits over classes."""
     with torch.inference_mode():
-        return _model()(images).argmax(dim=1)
-
-
-_LOADED = []
-
-
-def _model() -> nn.Module:
-    if not _LOADED:
-        _LOADED.append(load_model())
-    return _LOADED[0]
+        return _loaded()(images).argmax(dim=1)
 '''
 # the usage line of the module's docstring, per task (DATA['classes'] names a label or a mask value)
 _PREDICTS = {"classify": "label = int(predict(load_image('photo.jpg')))   # DATA['classes'][label]",
@@ -164,7 +166,7 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
                      f"    {_PREDICTS[task.name]}")
         (staging / "__init__.py").write_text(standalone_source(
             arch, docstring=docstring, weights=WEIGHTS_FILE, constants={"METRICS": metrics, "DATA": info},
-            extra=load_image_source()))
+            extra=load_image_source() + PREDICT_SOURCE))
         model = _import(staging, module).load_model()
         with torch.inference_mode():
             checks = [check(artefact="__init__.py", how=f"load_model() ({WEIGHTS_FILE}) vs the trial's saved output",

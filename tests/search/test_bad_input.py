@@ -121,12 +121,12 @@ CASES = {
                                         ("ftp://x", "sqlite:///FILE, file:DIR or http://HOST:PORT")),
     # Spaces.
     "unknown space": Case(("space=nope",), ("'nope'", "available spaces: cifar_attention, fashion_attention, "
-                                                      "mobile_attention")),
+                                                      "fashion_seg_attention, mobile_attention")),
     "unknown attention type": Case(("space={space}",), ("'sparkle'", TYPES),
                                    edit=("types: [none, se, eca,", "types: [none, sparkle, se, eca,")),
     "ratio 0": Case(("space={space}",), ("reduction=0", ">= 1"),
                     edit=("reduction: [4, 8, 16, 32]", "reduction: [0, 4]")),
-    "unknown space key": Case(("space={space}",), ("'colour'", "valid keys: budgets, controls, dataset, defaults, description"),
+    "unknown space key": Case(("space={space}",), ("'colour'", "valid keys: budgets, controls, dataset, decoder, defaults, description"),
                               edit=("small_input: true", "colour: blue\nsmall_input: true")),
     "unknown stage key": Case(("space={space}",), ("'colour'", "valid keys: blocks, kernel_size, position"),
                               edit=("  0: {}", "  0: {colour: red}")),

@@ -6,7 +6,7 @@ with ``task: segment`` a U-Net (smp's decoder, decoder attention, Attention U-Ne
 from .arch import DEFAULT_BLOCKS, DEFAULT_HEAD, DEFAULT_POSITION, NONE, ArchConfig, StageConfig, Then
 from .attention import ATTENTION, KNOB_CHOICES, KNOBS, AttentionKind, make_attention, reduction_fits
 from .build import SUPPORTED_BACKBONES, build, canonical, slot_call, stage_channels, stage_depths, stage_positions
-from .decoder import SCSE, SKIPS, DecoderBlock, decoder_attention_types
+from .decoder import DEFAULT_SKIP, SCSE, SKIPS, DecoderBlock, decoder_attention_types, decoder_knobs
 from .gate import AttentionGate
 from .head import HEADS, AttentionPool2d
 from .placement import (BLOCKS, POSITIONS, Blocks, block_indices, blocks_text, check_blocks, named_blocks,
@@ -16,9 +16,9 @@ from .unet import UNet
 
 __all__ = [
     "ATTENTION", "ArchConfig", "AttentionGate", "AttentionKind", "AttentionPool2d", "BLOCKS", "Blocks", "DEFAULT_BLOCKS",
-    "DEFAULT_HEAD", "DEFAULT_POSITION", "DecoderBlock", "HEADS", "KNOBS", "KNOB_CHOICES", "MODEL_TASKS", "NONE",
+    "DEFAULT_HEAD", "DEFAULT_POSITION", "DEFAULT_SKIP", "DecoderBlock", "HEADS", "KNOBS", "KNOB_CHOICES", "MODEL_TASKS", "NONE",
     "POSITIONS", "SCSE", "SKIPS", "SUPPORTED_BACKBONES", "StageConfig", "Then", "UNet", "block_indices",
     "blocks_text", "build", "canonical", "check_blocks",
-    "decoder_attention_types", "make_attention", "named_blocks", "reduction_fits", "slot_call", "stage_channels", "stage_depths",
+    "decoder_attention_types", "decoder_knobs", "make_attention", "named_blocks", "reduction_fits", "slot_call", "stage_channels", "stage_depths",
     "stage_positions", "takes_blocks",
 ]

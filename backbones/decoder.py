@@ -40,6 +40,13 @@ def decoder_attention_types() -> list[str]:
     return [*ATTENTION, SCSE]
 
 
+def decoder_knobs(name: str) -> frozenset[str]:
+    """The knobs decoder attention type ``name`` takes (``none``: none); a search space draws only these."""
+    if name == "none":
+        return frozenset()
+    return SCSE_KNOBS if name == SCSE else frozenset(ATTENTION[name].knobs)
+
+
 def check_decoder_attention(name: str, *, channels: int, **knobs: object) -> None:
     """One-line ``ValueError`` unless ``name`` with ``knobs`` is valid at ``channels`` (the smaller width it sees)."""
     if name != SCSE:

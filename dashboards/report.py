@@ -2,13 +2,14 @@
 
 It plots a :class:`search.summary.report_data.ReportData` and computes nothing but layout:
 
-1. every trial, val_acc against latency_norm_ms (completed; stopped early at their last value; the front as a step
+1. every trial, its score (val_acc; val_miou for segmentation) against latency_norm_ms (completed; stopped early at their last value; the front as a step
    line; controls marked), and beside it the confirmed architectures' test_acc mean with its 95% interval against
    their latency measured alone. Hover a point for its architecture and numbers; click it to open its MLflow run;
 2. placement insight: per stage x attention type, the mean difference in val_acc and in latency_norm_ms to trials
    with no attention at that stage (heatmaps), and each knob's importance for each objective (Optuna's evaluator);
 3. the hypervolume after each trial (``optuna.visualization.plot_hypervolume_history``);
-4. the confirmed table and the verdict against the plain backbone; the trials that are not on the chart.
+4. the confirmed table and the verdict against the plain backbone; the trials that are not on the chart;
+5. a segmentation search: a few test scenes with their true and predicted masks (``ReportData.samples``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ window.addEventListener('load', () => document.querySelectorAll('.plotly-graph-d
     if (typeof url === 'string' && url.startsWith('http')) window.open(url, '_blank');
   })));
 </script>"""
-_HOVER = ("<b>%{customdata[1]}</b><br>trial %{customdata[2]} · %{customdata[3]}<br>val_acc %{customdata[4]}"
+_HOVER = ("<b>%{customdata[1]}</b><br>trial %{customdata[2]} · %{customdata[3]}<br>%{customdata[9]} %{customdata[4]}"
           f"<br>{LATENCY_OBJECTIVE} %{{customdata[5]}} ms · latency_ms %{{customdata[6]}} ms"
           "<br>params_m %{customdata[7]} · flops_g %{customdata[8]}<extra></extra>")
 
@@ -51,7 +52,7 @@ def write_report(data: ReportData, *, folder: str | Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     figures = [("front", trials_figure(data)), ("placement", placement_figure(data)),
                ("importance", importance_figure(data)), ("hypervolume", hypervolume_figure(data)),
-               ("prescreen", prescreen_figure(data))]
+               ("prescreen", prescreen_figure(data)), ("samples", samples_figure(data))]
     parts = {name: pio.to_html(figure, full_html=False, include_plotlyjs=(i == 0), div_id=f"plot-{name}",
                                config={"displaylogo": False})
              for i, (name, figure) in enumerate(figures) if figure is not None}
@@ -63,13 +64,14 @@ def write_report(data: ReportData, *, folder: str | Path) -> Path:
 # ------------------------------------------------------------------ figures
 
 def trials_figure(data: ReportData) -> go.Figure:
-    """val_acc vs latency_norm_ms of every trial with both (left), confirmed test_acc vs latency alone (right)."""
+    """The score (val_acc, val_miou) vs latency_norm_ms of every trial with both (left), the confirmed test score vs
+    latency alone (right)."""
     confirmed = [row for row in data.confirmed if row.mean is not None and row.latency_ms is not None]
     figure = make_subplots(rows=1, cols=2 if confirmed else 1, horizontal_spacing=0.1, column_widths=(
         [0.62, 0.38] if confirmed else None), subplot_titles=[
-        f"Search: val_acc vs {LATENCY_OBJECTIVE} (one training seed)",
-        *(["Confirmation: test_acc mean ± 95% CI"] if confirmed else [])])
-    points = [p for p in data.points if p.val_acc is not None and p.latency_norm_ms is not None
+        f"Search: {data.score} vs {LATENCY_OBJECTIVE} (one training seed)",
+        *([f"Confirmation: {data.test_score} mean ± 95% CI"] if confirmed else [])])
+    points = [p for p in data.points if p.score is not None and p.latency_norm_ms is not None
               and p.outcome in (Outcome.COMPLETED, Outcome.EARLY_STOPPED)]
     stopped = [p for p in points if p.outcome is Outcome.EARLY_STOPPED]
     full = [p for p in points if p.outcome is Outcome.COMPLETED]
@@ -83,27 +85,27 @@ def trials_figure(data: ReportData) -> go.Figure:
                                                                      if p.control], width=2))),
     ]
     if front:
-        figure.add_trace(go.Scatter(x=[p.latency_norm_ms for p in front], y=[p.val_acc for p in front],
+        figure.add_trace(go.Scatter(x=[p.latency_norm_ms for p in front], y=[p.score for p in front],
                                     mode="lines", line=dict(shape="hv", color=_ORANGE, width=1.5),
                                     name="front (step)", hoverinfo="skip"), row=1, col=1)
     for name, group, marker in groups:
         if group:
             labelled = name.startswith("controls")
             figure.add_trace(go.Scatter(
-                x=[p.latency_norm_ms for p in group], y=[p.val_acc for p in group],
+                x=[p.latency_norm_ms for p in group], y=[p.score for p in group],
                 mode="markers+text" if labelled else "markers", text=[p.control for p in group],
                 textposition="top center", textfont=dict(color=_BLUE, size=10), marker=marker, name=name,
-                customdata=[_custom(p) for p in group], hovertemplate=_HOVER), row=1, col=1)
+                customdata=[_custom(p, score=data.score) for p in group], hovertemplate=_HOVER), row=1, col=1)
     figure.update_xaxes(title_text=f"{LATENCY_OBJECTIVE} (ms, batch 1; lower is better)", row=1, col=1)
-    figure.update_yaxes(title_text="val_acc (validation split, fraction)", row=1, col=1)
+    figure.update_yaxes(title_text=f"{data.score} (validation split, fraction)", row=1, col=1)
     if confirmed:
-        _confirmed_traces(figure, confirmed)
+        _confirmed_traces(figure, confirmed, metric=data.test_score)
     figure.update_layout(height=520, legend=dict(orientation="h", y=-0.18), margin=dict(t=60, l=60, r=20),
                          template="plotly_white")
     return figure
 
 
-def _confirmed_traces(figure: go.Figure, rows: Sequence[Confirmed]) -> None:
+def _confirmed_traces(figure: go.Figure, rows: Sequence[Confirmed], *, metric: str = "test_acc") -> None:
     for verdict in Verdict:
         group = [r for r in rows if r.verdict is verdict]
         if not group:
@@ -116,22 +118,48 @@ def _confirmed_traces(figure: go.Figure, rows: Sequence[Confirmed]) -> None:
                          arrayminus=[_gap(r.mean, r.ci_low) for r in group], color=_VERDICT_COLOURS[verdict]),
             customdata=[["", r.arch_text, r.name, str(r.verdict), _fmt(r.mean, 4), _fmt(r.std, 4), r.n,
                          diff_text(r)] for r in group],
-            hovertemplate=("<b>%{customdata[1]}</b><br>%{customdata[2]}: %{customdata[3]}<br>test_acc %{customdata[4]}"
+            hovertemplate=("<b>%{customdata[1]}</b><br>%{customdata[2]}: %{customdata[3]}<br>" + metric
+                           + " %{customdata[4]}"
                            " ± %{customdata[5]} (std, %{customdata[6]} seeds)<br>vs plain %{customdata[7]}"
                            "<br>latency_ms %{x:.3f} (alone)<extra></extra>")), row=1, col=2)
     figure.update_xaxes(title_text="latency_ms (measured alone, batch 1)", row=1, col=2)
     low = min(r.ci_low if r.ci_low is not None else r.mean for r in rows)
     high = max(r.ci_high if r.ci_high is not None else r.mean for r in rows)
     span = max(high - low, 0.02)  # an interval wider than 0..1 (2 seeds: t = 12.7) is cut at the axis
-    figure.update_yaxes(title_text="test_acc (official test split)", row=1, col=2,
+    figure.update_yaxes(title_text=f"{metric} (official test split)", row=1, col=2,
                         range=[max(0.0, low - 0.1 * span), min(1.0, high + 0.1 * span)])
+
+
+def samples_figure(data: ReportData) -> go.Figure | None:
+    """A segment search's test scenes, one row each: the image (grey), the true mask, the predicted mask (one colour
+    per class, the same scale in both)."""
+    panel = data.samples
+    if panel is None or not panel.images:
+        return None
+    rows = len(panel.images)
+    figure = make_subplots(rows=rows, cols=3, horizontal_spacing=0.02, vertical_spacing=0.02,
+                           column_titles=["image", "true mask", "predicted mask"])
+    top = max(len(panel.classes) - 1, 1)
+    for i in range(rows):
+        figure.add_trace(go.Heatmap(z=panel.images[i], colorscale="gray", showscale=False, zmin=0, zmax=1,
+                                    hoverinfo="skip"), row=i + 1, col=1)
+        for col, mask in ((2, panel.truth[i]), (3, panel.predicted[i])):
+            names = [[panel.classes[v] if v < len(panel.classes) else str(v) for v in line] for line in mask]
+            figure.add_trace(go.Heatmap(z=mask, customdata=names, colorscale="Turbo", zmin=0, zmax=top,
+                                        showscale=False, hovertemplate="%{customdata}<extra></extra>"),
+                             row=i + 1, col=col)
+    figure.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
+    figure.update_xaxes(showticklabels=False)
+    figure.update_layout(height=230 * rows, width=720, margin=dict(t=40, l=10, r=10, b=10),
+                         template="plotly_white")
+    return figure
 
 
 def placement_figure(data: ReportData) -> go.Figure:
     """Two heatmaps: per stage x type, the mean val_acc and latency_norm_ms difference to 'none' at that stage."""
     acc, lat = data.accuracy_effects, data.latency_effects
     figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.14, subplot_titles=[
-        f"val_acc difference to no attention ({acc.trials})", f"{LATENCY_OBJECTIVE} difference, ms ({lat.trials})"])
+        f"{acc.metric} difference to no attention ({acc.trials})", f"{LATENCY_OBJECTIVE} difference, ms ({lat.trials})"])
     for col, effects, scale, fmt, bar_x in ((1, acc, "RdBu", "+.3f", 0.43), (2, lat, "RdBu_r", "+.2f", 1.0)):
         figure.add_trace(_heatmap(effects, colorscale=scale, fmt=fmt, colorbar_x=bar_x), row=1, col=col)
         figure.update_xaxes(title_text="attention type", row=1, col=col)
@@ -181,7 +209,7 @@ def hypervolume_figure(data: ReportData) -> go.Figure | None:
         figure = optuna.visualization.plot_hypervolume_history(data.study, reference_point=list(data.reference_point))
     acc, ms = data.reference_point
     figure.update_layout(
-        title=f"Hypervolume after each study trial (reference point: val_acc {acc:g}, {LATENCY_OBJECTIVE} "
+        title=f"Hypervolume after each study trial (reference point: {data.score} {acc:g}, {LATENCY_OBJECTIVE} "
               f"{ms:.3g} ms)", height=380, template="plotly_white")
     return figure
 
@@ -219,10 +247,10 @@ def _page(data: ReportData, parts: dict[str, str]) -> str:
                + (f"; {data.duplicates} repeated proposals reused an earlier result" if data.duplicates else "") + ".")
     mlflow_link = (f' <a href="{html.escape(data.experiment_url)}">Open the runs in MLflow</a>.'
                    if data.experiment_url else "")
-    noise = (f"The plain backbone's test_acc varies by ±{data.noise:.3f} (std) between confirmation seeds alone; "
-             f"differences in val_acc below that are noise" if data.noise is not None else
+    noise = (f"The plain backbone's {data.test_score} varies by ±{data.noise:.3f} (std) between confirmation seeds "
+             f"alone; differences in {data.score} below that are noise" if data.noise is not None else
              "The seed-to-seed spread was not measured (no confirmation phase with 2 or more seeds); differences in "
-             "val_acc smaller than it are noise")
+             f"{data.score} smaller than it are noise")
     sections = [
         f"<h1>{html.escape(data.title)}</h1>",
         f"<p>{html.escape(summary)}{mlflow_link} Hover a point for its architecture; click it to open its MLflow "
@@ -238,7 +266,11 @@ def _page(data: ReportData, parts: dict[str, str]) -> str:
         "<h2>Progress</h2>",
         parts.get("hypervolume", "<p>No trial completed, so there is no hypervolume.</p>"),
         "<h2>Confirmed on the held-out test split</h2>",
-        _confirmed_table(data.confirmed) if data.confirmed else "<p>No confirmation phase ran.</p>",
+        _confirmed_table(data.confirmed, metric=data.test_score) if data.confirmed else
+        "<p>No confirmation phase ran.</p>",
+        *(["<h2>Test scenes: the image, its true mask and the predicted mask</h2>",
+           f"<p>Predicted by {html.escape(data.samples.model)}.</p>", parts.get("samples", "")]
+          if data.samples else []),
         f"<p><b>{html.escape(data.verdict)}</b></p>" if data.verdict else "",
         "<h2>Trials not on the chart</h2>",
         _other_table(data.points),
@@ -276,8 +308,8 @@ def _prescreen_section(data: ReportData, parts: dict[str, str]) -> list[str]:
                    table_id="prescreen")]
 
 
-def _confirmed_table(rows: Sequence[Confirmed]) -> str:
-    head = ("name", "architecture", "seeds", "test_acc mean ± std", "95% interval", "diff vs plain [95% CI]",
+def _confirmed_table(rows: Sequence[Confirmed], *, metric: str = "test_acc") -> str:
+    head = ("name", "architecture", "seeds", f"{metric} mean ± std", "95% interval", "diff vs plain [95% CI]",
             "verdict", "latency_ms (alone)", "ONNX Runtime ms (alone)")
     body = []
     for r in rows:
@@ -290,7 +322,7 @@ def _confirmed_table(rows: Sequence[Confirmed]) -> str:
 
 def _other_table(points: Sequence[TrialPoint]) -> str:
     others = [p for p in points if p.outcome not in (Outcome.COMPLETED, Outcome.EARLY_STOPPED)
-              or p.val_acc is None or p.latency_norm_ms is None]
+              or p.score is None or p.latency_norm_ms is None]
     if not others:
         return "<p>None: every trial is on the chart.</p>"
     head = ("trial", "outcome", "architecture", f"{LATENCY_OBJECTIVE}", "why")
@@ -304,12 +336,12 @@ def _table(head: Sequence[str], body: Sequence[str], *, table_id: str) -> str:
             + "</tr></thead><tbody>" + "\n".join(body) + "</tbody></table>")
 
 
-def _custom(p: TrialPoint) -> list[str]:
+def _custom(p: TrialPoint, *, score: str = "val_acc") -> list[str]:
     how = f"control {p.control}" if p.control else str(p.outcome)
     if p.outcome is Outcome.EARLY_STOPPED:
         how = f"stopped early after epoch {p.epochs}"
-    return [p.run_url, p.arch, p.trial_id, how + (" · on the front" if p.pareto else ""), _fmt(p.val_acc, 4),
-            _fmt(p.latency_norm_ms, 3), _fmt(p.latency_ms, 3), _fmt(p.params_m, 3), _fmt(p.flops_g, 4)]
+    return [p.run_url, p.arch, p.trial_id, how + (" · on the front" if p.pareto else ""), _fmt(p.score, 4),
+            _fmt(p.latency_norm_ms, 3), _fmt(p.latency_ms, 3), _fmt(p.params_m, 3), _fmt(p.flops_g, 4), score]
 
 
 def _gap(high: float | None, low: float | None) -> float:

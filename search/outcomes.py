@@ -7,6 +7,7 @@ printer, the summary and ``search.export`` all read the same strings from one pl
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
@@ -15,6 +16,11 @@ from typing import Any
 VAL_ACC = "val_acc"  # accuracy on the validation split (fraction 0-1), of the weight average when train.ema > 0
 VAL_ACC_RAW = "val_acc_raw"  # the same of the raw weights (reported only with train.report_raw)
 TEST_ACC = "test_acc"  # accuracy on the official test split (fraction 0-1): confirmation and the proxy check only
+# segmentation (task segment; trials.segment_train): mean IoU over the classes present, and pixel accuracy (0-1)
+VAL_MIOU = "val_miou"
+TEST_MIOU = "test_miou"
+VAL_PIXEL_ACC = "val_pixel_acc"
+TEST_PIXEL_ACC = "test_pixel_acc"
 TRAIN_LOSS = "train_loss"  # mean training loss of the epoch
 LATENCY_MS = "latency_ms"  # median batch-1 latency (ms) from the trial's probe
 LATENCY_REL = "latency_rel"  # that latency over the plain backbone's, timed interleaved with it (a ratio)
@@ -25,8 +31,36 @@ FLOPS_G = "flops_g"  # GFLOPs per image
 # where the raw milliseconds drift with what else the machine runs (BENCHMARKS.md section 6, latency repeatability
 # inside a concurrent search); with latency.reference=false it is latency_ms itself.
 LATENCY_OBJECTIVE = "latency_norm_ms"
-# The search's objectives: metric name -> "max" or "min" (val_acc: fraction 0-1; latency_norm_ms: milliseconds).
-OBJECTIVES: dict[str, str] = {VAL_ACC: "max", LATENCY_OBJECTIVE: "min"}
+
+
+@dataclass(frozen=True)
+class Score:
+    """What a task's trials are ranked and confirmed by (``trials.TRIAL_TASKS[task].metric`` names ``val``): the
+    validation metric the search maximises, the test metric confirmation scores, the word for its points in
+    sentences, and the other metrics shown beside them. All fractions 0-1, higher is better."""
+
+    val: str  # val_acc | val_miou
+    test: str  # test_acc | test_miou
+    noun: str  # "accuracy" | "mIoU": "+1.2 mIoU points"
+    also_val: tuple[str, ...] = ()  # other validation metrics a trial reports (shown, not ranked)
+    also_test: tuple[str, ...] = ()  # other test metrics a confirmation run reports (recorded, not judged)
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        """The search's objectives: metric name -> "max" or "min" (this score up, latency_norm_ms down)."""
+        return {self.val: "max", LATENCY_OBJECTIVE: "min"}
+
+    def points(self) -> str:
+        """How a difference of this score is said: ``points`` (accuracy, as before) or ``mIoU points``."""
+        return "points" if self.val == VAL_ACC else f"{self.noun} points"
+
+
+ACCURACY = Score(val=VAL_ACC, test=TEST_ACC, noun="accuracy")
+MIOU = Score(val=VAL_MIOU, test=TEST_MIOU, noun="mIoU", also_val=(VAL_PIXEL_ACC,), also_test=(TEST_PIXEL_ACC,))
+SCORES: dict[str, Score] = {s.val: s for s in (ACCURACY, MIOU)}  # by a task's metric (trials.TRIAL_TASKS)
+# The classification search's objectives: metric name -> "max" or "min" (val_acc: fraction 0-1; latency_norm_ms:
+# milliseconds); a search reads its own from plan.score.objectives.
+OBJECTIVES: dict[str, str] = ACCURACY.objectives
 REFERENCE_LATENCY_TAG = "attnas.reference_latency_ms"  # on the parent run: the plain backbone alone, at search start
 # on the parent run: the CPU training setting train.precision=auto chose at search start (fp32, fp32+nhwc, bf16+nhwc),
 # and the figures it chose by (trials.speed.PrecisionChoice.describe)
@@ -101,6 +135,6 @@ def trial_outcome(result: Mapping[str, Any] | None, *, full_epochs: int, error: 
         return Outcome.REJECTED
     return Outcome.COMPLETED if int(result.get(EPOCH, 0)) >= full_epochs else Outcome.EARLY_STOPPED
 
-# asha.rank values: ASHA on val_acc alone, or MO-ASHA by non-dominated rank on (val_acc, latency_norm_ms)
+# asha.rank values: ASHA on the score alone (val_acc; val_miou for segmentation), or MO-ASHA by non-dominated rank on (val_acc, latency_norm_ms)
 # (search.execution.scheduler.SCHEDULERS implements each; here so the Ray-free settings can list them)
 ASHA_RANKS = (VAL_ACC, "pareto")

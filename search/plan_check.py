@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from backbones import build
+from backbones import MODEL_TASKS, build
 from search.execution.cluster import Node, reachable_address, trial_slots
 from search.execution.ray_adapter import find_cluster_address
 from search.execution.storage import is_uri, probe_lock_path, resolve as resolve_storage
@@ -24,8 +24,8 @@ from search.settings.plan import (AUTO, AshaPlan, CalibrationPlan, ConfirmPlan, 
 from search.log import say
 from search.settings.tracking_uri import check_tracking_uri, sqlite_path
 from spaces import Budget, SpaceError, check_space_fits, load_space
-from trials import (DATASETS, Constraints, DatasetMissingError, ProbeConfig, TrainConfig, load_dataset,
-                    resolve_device)
+from search.outcomes import SCORES
+from trials import TRIAL_TASKS, Constraints, DatasetMissingError, ProbeConfig, TrainConfig, resolve_device
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,14 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
         budget = space.budgets["gpu" if hardware == "cuda" else "cpu"].with_overrides(asdict(settings.budget))
     except SpaceError as exc:
         raise UserError(str(exc)) from None
-    if space.dataset not in DATASETS:
-        raise UserError(f"space {space.name!r}: unknown dataset {space.dataset!r}; valid datasets: {', '.join(DATASETS)}")
+    task = TRIAL_TASKS[space.task]  # what the space's models are trained for: its datasets, loader and metric
+    if space.dataset not in task.datasets:
+        raise UserError(f"space {space.name!r}: unknown dataset {space.dataset!r} for task {task.name!r}; valid "
+                        f"datasets: {', '.join(task.datasets)}")
+    load_dataset = task.load
+    if settings.strategy.value == "oneshot" and not MODEL_TASKS[space.task].supernet:
+        raise UserError(f"strategy=oneshot: the supernet covers classification only; space {space.name!r} has task "
+                        f"{space.task!r} (use strategy=multi_trial)")
     name = settings.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_setting(RunConfig, "name", name)  # the default name too (it comes from the space)
     check_tracking_uri(settings.mlflow.tracking_uri)
@@ -151,6 +157,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
                             epochs=confirm_budget.epochs, data=confirm_data),
         mlflow=MlflowPlan(tracking_uri=settings.mlflow.tracking_uri, experiment=settings.mlflow.experiment),
         faults=FaultInjection(rate=settings.faults.rate, kind=settings.faults.kind.value),
+        score=SCORES[task.metric],
     )
 
 

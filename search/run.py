@@ -86,13 +86,14 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
                 compare_with_trials(plan, search=search, results=results)
             tell("Computing the Pareto front over the full-budget trials ...")
             summary = summarise_search(results, full_epochs=plan.budget.epochs, study_storage=plan.study.storage,
-                                       run_ids=run_ids, search=search, wall_s=time.monotonic() - t0)
+                                       run_ids=run_ids, search=search, wall_s=time.monotonic() - t0,
+                                       metric=plan.score.val)
             confirmed = (confirm_front(plan, search=search, front=summary.front, controls=controls,
                                        searched=summary.rows)
                          if plan.confirm.top_k and summary.front else None)
         if confirmed is not None:  # after Ray has shut down (or, on a cluster, its trials ended): nothing else runs
             rows = finish_confirmation(plan, confirmation=confirmed)
-            verdict = record_confirmation(search, rows, resolution=plan.confirm.resolution)
+            verdict = record_confirmation(search, rows, resolution=plan.confirm.resolution, score=plan.score)
             summary = dataclasses.replace(summary, confirmed=rows, verdict=verdict)
         summary = write_reports(plan, search=search, summary=summary)
         if search.resumed and (stale := close_stale_trial_runs(search.client, experiment=search.experiment_id,
@@ -114,17 +115,19 @@ def _search_trials(plan: SearchPlan, *, search: SearchRun, settings: TrialSettin
                                   constraints=settings.constraints)
     searched = search.existing_runs(role=TRIAL_ROLE)
     printer = ProgressPrinter(total_trials=plan.budget.trials + len(controls), full_epochs=plan.budget.epochs,
+                              metrics=(plan.score.val, *plan.score.also_val),
                               constraints=settings.constraints, seen=searched.keys(), ended=ended_trials(searched))
     searcher = StudySearcher(space=plan.space, base=plan.base_arch, storage=plan.study.storage, study_name=plan.name,
                              sampler=plan.study.sampler, seed=plan.seed, trials=plan.budget.trials,
                              full_epochs=plan.budget.epochs, constraints=settings.constraints, controls=controls,
-                             proposals=proposals, announce=say)
+                             proposals=proposals, announce=say, objectives=plan.score.objectives)
     search_data = dataclasses.replace(plan.data, test_x=None, test_y=None)  # the search never sees the test split
     trainable = tune.with_parameters(with_faults(train_architecture, faults=plan.faults), data=search_data,
                                      settings=settings, latency_reference=plan.calibration.latency_reference)
     results = run_tuner(
         trainable=trainable, resources=plan.per_trial, experiment_dir=storage.join(plan.execution.storage, plan.name),
-        searcher=searcher, scheduler=make_scheduler(full_epochs=plan.budget.epochs, asha=plan.asha),
+        searcher=searcher, scheduler=make_scheduler(full_epochs=plan.budget.epochs, asha=plan.asha,
+                                                      metric=plan.score.val),
         num_samples=plan.budget.trials + len(controls), concurrency=plan.execution.concurrency,
         callbacks=[tracker, printer])
     return results, tracker.run_ids

@@ -19,8 +19,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from backbones import (ATTENTION, DEFAULT_BLOCKS, DEFAULT_HEAD, DEFAULT_POSITION, HEADS, NONE, ArchConfig, Blocks,
-                       StageConfig, Then, block_indices, blocks_text, check_blocks, named_blocks, stage_depths,
+from backbones import (ATTENTION, DEFAULT_BLOCKS, DEFAULT_HEAD, DEFAULT_POSITION, DEFAULT_SKIP, HEADS, MODEL_TASKS, NONE,
+                       SKIPS, ArchConfig, Blocks, DecoderBlock, StageConfig, Then, block_indices, blocks_text,
+                       check_blocks, decoder_attention_types, decoder_knobs, named_blocks, stage_depths,
                        takes_blocks)
 
 EACH = "each"  # the ``blocks`` offer "decide every block by its own knob" (s{i}.b{j})
@@ -60,6 +61,26 @@ class StageSpace:
         if not self.per_block:
             return [check_blocks(b) for b in self.blocks]
         return [named_blocks(tuple(j for j in range(depth) if mask >> j & 1), depth) for mask in range(1, 1 << depth)]
+
+
+@dataclass(frozen=True)
+class DecoderSpace:
+    """What may go into each U-Net decoder block of a ``task: segment`` space (the same offer for every block): the
+    attention types (``none``, any registered type, or ``scse``; ``backbones.decoder``) and their knobs."""
+
+    types: tuple[str, ...] = (NONE,)
+    reduction: tuple[int, ...] = ()  # ratio r (types that take it)
+    kernel_size: tuple[int, ...] = ()  # odd, pixels (types that take it)
+
+
+@dataclass(frozen=True)
+class Control:
+    """A reference architecture every search trains at full budget besides the plain one: ``stage`` at every searched
+    encoder stage and, in a segment space, ``decoder`` at every decoder block and ``skips`` at every skip."""
+
+    stage: StageConfig = StageConfig()
+    decoder: DecoderBlock = DecoderBlock()
+    skips: str = DEFAULT_SKIP
 
 
 ALL_IMAGES = "all"  # Budget.confirm_train_size: every train image, whatever the search trained on
@@ -127,18 +148,23 @@ class SearchSpace:
     head: tuple[str, ...] = (DEFAULT_HEAD,)  # classifier-head pooling choices (see backbones.HEADS)
     # Reference placements every search also trains at full budget (name -> the StageConfig put at every searched
     # stage); the plain backbone (PLAIN_CONTROL) is always run besides these.
-    controls: Mapping[str, StageConfig] = dataclasses.field(default_factory=lambda: dict(DEFAULT_CONTROLS))
+    controls: Mapping[str, Control] = dataclasses.field(default_factory=lambda: dict(DEFAULT_CONTROLS))
+    task: str = "classify"  # backbones.MODEL_TASKS: classify | segment (a U-Net; trials.TRIAL_TASKS says its metric)
+    # segment: what each decoder block may take, and the skip modes offered at every skip (backbones.SKIPS)
+    decoder: DecoderSpace | None = None
+    skips: tuple[str, ...] = ()
 
     def sample(self, trial: _Suggester, *, base: ArchConfig) -> ArchConfig:
         """Draw one architecture from ``trial`` onto ``base`` (the search's backbone, sizes and head, no attention).
 
         Called by the sampler once per trial. Optuna parameter names follow :meth:`ArchConfig.params`
-        (``head``, ``s{i}.attn``, ``s{i}.reduction``, ..., ``s{i}.then``, ``s{i}.then.reduction``). Knobs are drawn
-        only where the drawn type takes them (``blocks`` only where the drawn position is not ``stage_end``; ``then``
-        only where the stage offers it), and a categorical with one choice is still drawn (recorded) so every trial
-        has the same keys per type. With ``blocks: each`` the knobs ``s{i}.b{j}`` (False / True) decide the blocks
-        instead of ``s{i}.blocks``; the last block's knob is drawn only when an earlier block is on (else the last
-        block is on: a stage with attention never selects no block).
+        (``head``, ``s{i}.attn``, ``s{i}.reduction``, ..., ``s{i}.then``, ``s{i}.then.reduction``; in a segment space
+        also ``d{j}.attn``, ``d{j}.reduction``, ``d{j}.kernel_size`` per decoder block and ``k{i}`` per skip). Knobs
+        are drawn only where the drawn type takes them (``blocks`` only where the drawn position is not
+        ``stage_end``; ``then`` only where the stage offers it), and a categorical with one choice is still drawn
+        (recorded) so every trial has the same keys per type. With ``blocks: each`` the knobs ``s{i}.b{j}`` (False /
+        True) decide the blocks instead of ``s{i}.blocks``; the last block's knob is drawn only when an earlier block
+        is on (else the last block is on: a stage with attention never selects no block).
         """
         stages = list(base.stages)
         for stage in self.stages:
@@ -161,17 +187,35 @@ class SearchSpace:
                           for knob in sorted(ATTENTION[then].knobs)}
             stages[stage.index] = StageConfig(attn=kind, position=position, blocks=blocks, **knobs,
                                               then=None if then == NONE else Then(then, **then_knobs))
+        decoder, skips = self._sample_decoder(trial, base=base)
         head = trial.suggest_categorical("head", list(self.head))
-        return dataclasses.replace(base, head=head, small_input=self.small_input, stages=tuple(stages))
+        return dataclasses.replace(base, head=head, small_input=self.small_input, stages=tuple(stages),
+                                   decoder=decoder, skips=skips)
+
+    def _sample_decoder(self, trial: _Suggester, *, base: ArchConfig) -> tuple[tuple[DecoderBlock, ...], tuple[str, ...]]:
+        """A segment space's decoder blocks (``d{j}.*``) and skips (``k{i}``); ``base``'s (none) otherwise."""
+        if self.decoder is None:
+            return base.decoder, base.skips
+        blocks = []
+        for j in range(len(base.decoder)):
+            kind = trial.suggest_categorical(f"d{j}.attn", list(self.decoder.types))
+            knobs = {knob: trial.suggest_categorical(f"d{j}.{knob}", list(getattr(self.decoder, knob)))
+                     for knob in sorted(decoder_knobs(kind))}
+            blocks.append(DecoderBlock(attn=kind, **knobs))
+        skips = tuple(trial.suggest_categorical(f"k{i}", list(self.skips)) for i in range(len(base.skips)))
+        return tuple(blocks), skips
 
     def control_archs(self, *, base: ArchConfig) -> dict[str, ArchConfig]:
         """The controls as architectures on ``base``: the plain backbone first, then each hand placement at every
-        searched stage (head ``avg``)."""
+        searched stage (head ``avg``), and in a segment space its decoder block at every block and its skip mode at
+        every skip."""
         searched = {stage.index for stage in self.stages}
-        archs = {PLAIN_CONTROL: base.plain()}
-        for name, stage in self.controls.items():
-            archs[name] = dataclasses.replace(base.plain(), stages=tuple(
-                stage if i in searched else StageConfig() for i in range(self.num_stages)))
+        plain = base.plain()
+        archs = {PLAIN_CONTROL: plain}
+        for name, control in self.controls.items():
+            archs[name] = dataclasses.replace(
+                plain, stages=tuple(control.stage if i in searched else StageConfig() for i in range(self.num_stages)),
+                decoder=tuple(control.decoder for _ in plain.decoder), skips=tuple(control.skips for _ in plain.skips))
         return archs
 
     def params_of(self, arch: ArchConfig) -> dict[str, Any] | None:
@@ -211,28 +255,43 @@ class SearchSpace:
             if any(value not in offered[key] for key, value in drawn.items()):
                 return None
             params.update({f"s{i}.{key}": value for key, value in drawn.items()})
-        return params
+        if self.decoder is None:
+            return params
+        for j, block in enumerate(arch.decoder):
+            offered = {"attn": self.decoder.types, "reduction": self.decoder.reduction,
+                       "kernel_size": self.decoder.kernel_size}
+            drawn = {"attn": block.attn, **block.knobs}
+            if any(value not in offered[key] for key, value in drawn.items()):
+                return None
+            params.update({f"d{j}.{key}": value for key, value in drawn.items()})
+        if any(skip not in self.skips for skip in arch.skips):
+            return None
+        return {**params, **{f"k{i}": skip for i, skip in enumerate(arch.skips)}}
 
     def base_arch(self, *, backbone: str, in_chans: int, num_classes: int,
                   backbone_kwargs: Mapping[str, Any] | None = None) -> ArchConfig:
         """The plain architecture of this space on ``backbone`` (no attention, default head): what ``sample`` fills."""
+        decoder = MODEL_TASKS[self.task].decoder
         return ArchConfig(backbone=backbone, in_chans=in_chans, num_classes=num_classes, small_input=self.small_input,
                           stages=tuple(StageConfig() for _ in range(self.num_stages)),
-                          backbone_kwargs=dict(backbone_kwargs or {}))
+                          backbone_kwargs=dict(backbone_kwargs or {}), task=self.task,
+                          decoder=tuple(DecoderBlock() for _ in range(self.num_stages)) if decoder else (),
+                          skips=tuple(DEFAULT_SKIP for _ in range(self.num_stages - 1)) if decoder else ())
 
 
 PLAIN_CONTROL = "plain"  # the control with no attention anywhere; every search runs it
 # Controls when a space lists none: the hand placements users would otherwise pick, after every block of every
 # searched stage. SE (Hu et al., https://arxiv.org/abs/1709.01507) r16 and CBAM (Woo et al.,
 # https://arxiv.org/abs/1807.06521) r16/k7 are both papers' defaults.
-DEFAULT_CONTROLS: Mapping[str, StageConfig] = {
-    "se_r16": StageConfig(attn="se", reduction=16),
-    "cbam_r16_k7": StageConfig(attn="cbam", reduction=16, kernel_size=7),
+DEFAULT_CONTROLS: Mapping[str, Control] = {
+    "se_r16": Control(StageConfig(attn="se", reduction=16)),
+    "cbam_r16_k7": Control(StageConfig(attn="cbam", reduction=16, kernel_size=7)),
 }
 
 _ARCH_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ArchConfig)}  # small_input: ArchConfig's
 _SPACE_KEYS = {"name", "description", "dataset", "small_input", "num_stages", "head", "defaults", "stages", "budgets",
-               "controls"}
+               "controls", "task", "decoder", "skips"}
+_DECODER_KEYS = {"types", "reduction", "kernel_size"}
 _STAGE_KEYS = {"types", "reduction", "kernel_size", "position", "blocks", "then"}
 
 
@@ -268,7 +327,12 @@ def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
     budgets = {kind: _parse_budget(values, where=f"space {name!r}: budgets.{kind}") for kind, values in budgets_raw.items()}
     head = _choices(raw, "head", where=f"space {name!r}", cast=str, default=(DEFAULT_HEAD,))
     _check_names(head, HEADS, what="head", where=f"space {name!r}")
-    controls = _parse_controls(raw.get("controls"), where=f"space {name!r}: controls")
+    task = str(raw.get("task", "classify"))
+    _check_names([task], list(MODEL_TASKS), what="task", where=f"space {name!r}")
+    decoder, skips = _parse_decoder(raw, task=task, where=f"space {name!r}")
+    if decoder is not None and head != (DEFAULT_HEAD,):
+        raise SpaceError(f"space {name!r}: task {task!r} has no classifier head; head must be [{DEFAULT_HEAD}]")
+    controls = _parse_controls(raw.get("controls"), where=f"space {name!r}: controls", decoder=decoder is not None)
     return SearchSpace(
         name=str(raw.get("name", name)),
         description=str(raw.get("description", "")),
@@ -279,12 +343,47 @@ def parse_space(raw: Mapping[str, Any], *, name: str) -> SearchSpace:
         budgets=budgets,
         head=head,
         controls=controls,
+        task=task,
+        decoder=decoder,
+        skips=skips,
     )
 
 
-def _parse_controls(raw: Any, *, where: str) -> dict[str, StageConfig]:
-    """``controls: {NAME: {attn: se, reduction: 16, ...}}`` (a StageConfig put at every searched stage); absent:
-    :data:`DEFAULT_CONTROLS`; ``{}``: only the plain backbone."""
+def _parse_decoder(raw: Mapping[str, Any], *, task: str, where: str) -> tuple[DecoderSpace | None, tuple[str, ...]]:
+    """``decoder: {types, reduction, kernel_size}`` and ``skips: [none, gate]``: required by a task with a decoder
+    (segment), refused otherwise."""
+    if not MODEL_TASKS[task].decoder:
+        for key in ("decoder", "skips"):
+            if key in raw:
+                raise SpaceError(f"{where}: {key!r} is for a task with a decoder (task: segment); this space's task is "
+                                 f"{task!r}")
+        return None, ()
+    settings = raw.get("decoder")
+    if settings is None:
+        raise SpaceError(f"{where}: task {task!r} needs 'decoder' (types, reduction, kernel_size of each block)")
+    where_d = f"{where}: decoder"
+    _reject_unknown(settings, _DECODER_KEYS, where=where_d)
+    types = _choices(settings, "types", where=where_d, cast=str)
+    _check_names(types, decoder_attention_types(), what="decoder attention type", where=where_d)
+    needs = set().union(*(decoder_knobs(kind) for kind in types))
+    knobs = {knob: _choices(settings, knob, where=where_d, cast=int, required=knob in needs)
+             for knob in ("reduction", "kernel_size")}
+    for knob, values in knobs.items():
+        taker = next((kind for kind in types if knob in decoder_knobs(kind)), None)
+        for value in values if taker else ():
+            try:
+                DecoderBlock(attn=taker, **{knob: value})
+            except ValueError as err:
+                raise SpaceError(f"{where_d}: {err}") from None
+    skips = _choices(raw, "skips", where=where, cast=str, default=(DEFAULT_SKIP,))
+    _check_names(skips, list(SKIPS), what="skip", where=f"{where}: skips")
+    return DecoderSpace(types=types, **knobs), skips
+
+
+def _parse_controls(raw: Any, *, where: str, decoder: bool = False) -> dict[str, Control]:
+    """``controls: {NAME: {attn: se, reduction: 16, ...}}`` (a StageConfig put at every searched stage); in a space
+    with a decoder also ``decoder: {attn: scse, ...}`` (at every decoder block) and ``skips: gate`` (at every skip),
+    e.g. ``gated_skips: {skips: gate}``; absent: :data:`DEFAULT_CONTROLS`; ``{}``: only the plain backbone."""
     if raw is None:
         return dict(DEFAULT_CONTROLS)
     if not isinstance(raw, Mapping):
@@ -293,11 +392,25 @@ def _parse_controls(raw: Any, *, where: str) -> dict[str, StageConfig]:
     for name, fields in raw.items():
         if name == PLAIN_CONTROL:
             raise SpaceError(f"{where}: {PLAIN_CONTROL!r} is always run; name your controls otherwise")
+        if not isinstance(fields, Mapping):
+            raise SpaceError(f"{where}: {name}: expected a mapping such as {{attn: se, reduction: 16}}")
+        stage = {k: v for k, v in fields.items() if k not in ("decoder", "skips")}
+        if not decoder and len(stage) != len(fields):
+            raise SpaceError(f"{where}: {name}: 'decoder' and 'skips' are for a task with a decoder (task: segment)")
         try:
-            controls[str(name)] = StageConfig.from_dict(fields)
+            controls[str(name)] = Control(
+                stage=StageConfig.from_dict(stage) if stage else StageConfig(),
+                decoder=DecoderBlock.from_dict(fields["decoder"]) if "decoder" in fields else DecoderBlock(),
+                skips=_skip(fields.get("skips", DEFAULT_SKIP)))
         except (TypeError, ValueError) as err:
             raise SpaceError(f"{where}: {name}: {err}") from None
     return controls
+
+
+def _skip(mode: Any) -> str:
+    if mode not in SKIPS:
+        raise ValueError(f"unknown skip {mode!r}; valid: {', '.join(SKIPS)}")
+    return mode
 
 
 def _parse_stage(index: Any, settings: Mapping[str, Any], *, num_stages: int, where: str) -> StageSpace:

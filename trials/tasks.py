@@ -32,13 +32,28 @@ class TrialTask:
     datasets: Mapping[str, Any]  # name -> spec
     load: Callable[..., Any]  # load(name, *, root, train_size, val_size, seed, test, test_size, ...) -> TensorData
     score: Callable[..., Any]  # score(model, data, *, device, split) -> float (accuracy) or dict (miou, pixel_acc)
+    # test(model, data, *, device, precision) -> {"test_acc": ...} or {"test_miou": ..., "test_pixel_acc": ...}: the
+    # test split scored under the names the search records (its first key is the test metric of ``metric``)
+    test: Callable[..., dict[str, float]]
+    # the report shows a few test images with their true and predicted masks (search.summary.reports)
+    mask_panel: bool = False
+
+
+def _test_classify(model: Any, data: Any, **kwargs: Any) -> dict[str, float]:
+    return {"test_acc": evaluate(model, data, split="test", **kwargs)}
+
+
+def _test_segment(model: Any, data: Any, **kwargs: Any) -> dict[str, float]:
+    scored = evaluate_segmentation(model, data, split="test", **kwargs)
+    return {"test_miou": scored["miou"], "test_pixel_acc": scored["pixel_acc"]}
 
 
 TRIAL_TASKS: dict[str, TrialTask] = {t.name: t for t in (
     TrialTask("classify", CLASSIFY, metric="val_acc", metrics=("val_acc",), datasets=DATASETS, load=load_dataset,
-              score=evaluate),
+              score=evaluate, test=_test_classify),
     TrialTask("segment", SEGMENT, metric="val_miou", metrics=("val_miou", "val_pixel_acc"),
-              datasets=SEGMENTATION_DATASETS, load=load_segmentation, score=evaluate_segmentation),
+              datasets=SEGMENTATION_DATASETS, load=load_segmentation, score=evaluate_segmentation,
+              test=_test_segment, mask_panel=True),
 )}
 
 

@@ -36,8 +36,8 @@ from search.execution.progress import ProgressPrinter
 from search.execution.trainable import train_architecture
 from search.execution.tuner import run_tuner
 from search.log import tell
-from search.outcomes import (CONFIRM_ROLE, CONFIRM_TAG, CONFIRMED_CSV, SEED_TAG, TEST_ACC, VERDICT_TAG,
-                             test_split_text)
+from search.outcomes import (ACCURACY, CONFIRM_ROLE, CONFIRM_TAG, CONFIRMED_CSV, SEED_TAG, TEST_ACC, VERDICT_TAG,
+                             Score, test_split_text)
 from search.records import FinishedTrial
 from search.settings.plan import SearchPlan, TrialSettings
 from search.tracking.parent import SearchRun, ended_trials
@@ -64,7 +64,7 @@ def pick_candidates(*, front: Sequence[FinishedTrial], controls: Mapping[str, Ar
     """Every control (the plain backbone first), then the ``top_k`` most accurate front trials that are not among
     them (then other full-budget trials, when the front has fewer). ``searched``: every full-budget trial of the
     search, where the controls' val_acc is read."""
-    control_val_acc = {row.control: row.val_acc for row in searched if row.control}
+    control_val_acc = {row.control: row.score for row in searched if row.control}
     picked = [Candidate(name=name, arch=arch, control=True, search_val_acc=control_val_acc.get(name))
               for name, arch in controls.items()]
     known = {canonical(c.arch) for c in picked}
@@ -72,14 +72,14 @@ def pick_candidates(*, front: Sequence[FinishedTrial], controls: Mapping[str, Ar
     # other full-budget trials, so that the verdict always compares a placement with plain
     on_front = {row.trial_id for row in front}
     behind = [row for row in searched if row.trial_id not in on_front]
-    for row in [*sorted(front, key=lambda r: -r.val_acc), *sorted(behind, key=lambda r: -r.val_acc)]:
+    for row in [*sorted(front, key=lambda r: -r.score), *sorted(behind, key=lambda r: -r.score)]:
         if len(picked) - len(controls) >= top_k:
             break
         if row.control in controls or canonical(row.arch) in known:  # a control not retrained as one may be a pick
             continue
         known.add(canonical(row.arch))
         picked.append(Candidate(name=row.control or row.trial_id, arch=row.arch, control=False,
-                                search_val_acc=row.val_acc))
+                                search_val_acc=row.score))
     return picked
 
 
@@ -132,7 +132,7 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Finish
     tell(f"\nConfirmation: {len(candidates)} architectures ({len(controls)} controls and "
          f"{len(candidates) - len(controls)} from the front), trained from scratch {confirm_budget_text(plan)} on "
          f"{design.min_seeds} to {design.max_seeds} seeds (looks at {', '.join(map(str, design.looks))}) until every "
-         f"95% interval of the difference to the plain backbone is within ±{100 * design.resolution:.1f} points; "
+         f"95% interval of the difference to the plain backbone is within ±{100 * design.resolution:.1f} {plan.score.points()}; "
          f"scored on {test_split_text(len(data.test_y))}")
     train = replace(plan.trial_settings.train, epochs=plan.confirm.epochs)
     settings = replace(plan.trial_settings, train=train)  # the search's, as calibrated, at the confirmation's length
@@ -147,17 +147,18 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Finish
         confirming = {key: run for key, run in search.existing_runs(role=CONFIRM_ROLE).items()
                       if run.data.tags.get(SEED_TAG) in round_seeds}
         printer = ProgressPrinter(total_trials=len(candidates) * len(new), full_epochs=plan.confirm.epochs,
-                                  seen=confirming.keys(), ended=ended_trials(confirming), show_latency=False)
+                                  seen=confirming.keys(), ended=ended_trials(confirming), show_latency=False,
+                                  metrics=(plan.score.val, *plan.score.also_val))
         tell(f"Confirmation seeds {', '.join(map(str, new))} ({len(candidates) * len(new)} runs)")
         results.extend(run_confirmation(
             candidates=candidates, seeds=new, data=data, settings=settings,
             experiment_dir=storage.join(plan.execution.storage, plan.name, round_folder(first_seed_index=done)),
             resources=plan.per_trial, concurrency=plan.execution.concurrency, callbacks=[tracker, printer]))
         done = seeds_at_look
-        stopped = look(paired_differences(results, candidates=candidates), design=design)
+        stopped = look(paired_differences(results, candidates=candidates, metric=plan.score.test), design=design)
         widest = max((i.half_width for i in stopped.intervals.values() if i.half_width is not None), default=None)
         tell(f"Look at {stopped.seeds} seeds: widest interval ±"
-             f"{'n/a' if widest is None else f'{100 * widest:.1f}'} points (asked ±{100 * design.resolution:.1f})"
+             f"{'n/a' if widest is None else f'{100 * widest:.1f}'} {plan.score.points()} (asked ±{100 * design.resolution:.1f})"
              f"{': ' + stopped.reason if stopped.stop else ', adding seeds'}")
         if stopped.stop:
             return Confirmation(candidates=candidates, results=results, stopped=stopped)
@@ -183,12 +184,14 @@ def round_folder(*, first_seed_index: int) -> str:
     return CONFIRM_ROLE if first_seed_index == 0 else f"{CONFIRM_ROLE}-seeds-{first_seed_index + 1}"
 
 
-def test_acc_by_candidate(results: Sequence[Any], *, candidates: Sequence[Candidate]) -> dict[str, dict[int, float]]:
-    """name -> {seed: test_acc} from the finished runs (a failed run is left out)."""
+def test_acc_by_candidate(results: Sequence[Any], *, candidates: Sequence[Candidate],
+                          metric: str = TEST_ACC) -> dict[str, dict[int, float]]:
+    """name -> {seed: test score} from the finished runs (a failed run is left out); ``metric``: the score's test
+    metric (test_acc; test_miou for segmentation)."""
     test_acc: dict[str, dict[int, float]] = {c.name: {} for c in candidates}
     for result in results:
         metrics = result.metrics or {}
-        if result.error is None and TEST_ACC in metrics:
+        if result.error is None and metric in metrics:
             config = result.config
             name = config["tags"][CONFIRM_TAG]
             if name not in test_acc:  # a restored experiment made for another candidate list
@@ -196,13 +199,14 @@ def test_acc_by_candidate(results: Sequence[Any], *, candidates: Sequence[Candid
                     f"confirmation run {config.get('label', name)!r} trained candidate {name!r}, which is not among "
                     f"this search's candidates ({', '.join(test_acc)}): its confirmation folders (runs/NAME/confirm*) "
                     f"were made for another front; move them away and rerun to confirm this front anew")
-            test_acc[name][int(config["seed"])] = float(metrics[TEST_ACC])
+            test_acc[name][int(config["seed"])] = float(metrics[metric])
     return test_acc
 
 
-def paired_differences(results: Sequence[Any], *, candidates: Sequence[Candidate]) -> dict[str, list[float]]:
-    """name -> test_acc minus the plain backbone's, on each seed both finished, for every candidate but plain."""
-    test_acc = test_acc_by_candidate(results, candidates=candidates)
+def paired_differences(results: Sequence[Any], *, candidates: Sequence[Candidate],
+                       metric: str = TEST_ACC) -> dict[str, list[float]]:
+    """name -> test score minus the plain backbone's, on each seed both finished, for every candidate but plain."""
+    test_acc = test_acc_by_candidate(results, candidates=candidates, metric=metric)
     plain = test_acc[PLAIN_CONTROL]
     return {name: list(paired_difference(by_seed, plain).values())
             for name, by_seed in test_acc.items() if name != PLAIN_CONTROL}
@@ -254,12 +258,13 @@ class ListSearcher(Searcher):
 
 
 def summarise_confirmation(confirmation: Confirmation, *, latency_ms: Mapping[str, float],
-                           design: SequentialDesign) -> list[Confirmed]:
+                           design: SequentialDesign, metric: str = TEST_ACC) -> list[Confirmed]:
     """The confirmed table: test_acc per candidate and seed from the finished runs, each difference to the plain
     backbone at the confidence the design gives the look it stopped at (simultaneous 95% over looks and candidates)."""
     others = len(confirmation.candidates) - 1
     level = 1 - design.look_alpha(confirmation.stopped.seeds, candidates=others)
-    return confirmation_statistics(test_acc_by_candidate(confirmation.results, candidates=confirmation.candidates),
+    return confirmation_statistics(test_acc_by_candidate(confirmation.results, candidates=confirmation.candidates,
+                                                         metric=metric),
                                    reference=PLAIN_CONTROL, diff_confidence=level, latency_ms=latency_ms,
                                    arch_text={c.name: str(c.arch) for c in confirmation.candidates},
                                    search_val_acc={c.name: c.search_val_acc for c in confirmation.candidates
@@ -274,22 +279,25 @@ def finish_confirmation(plan: SearchPlan, *, confirmation: Confirmation) -> list
     alone = dict(input_shape=plan.data.image_shape, device=plan.hardware, threads=plan.budget.cpu_per_trial)
     probe = plan.trial_settings.probe
     latency = measure_alone(archs, probe=replace(probe, runtime="torch"), **alone)
-    rows = summarise_confirmation(confirmation, latency_ms=latency, design=confirm_design(plan))
+    rows = summarise_confirmation(confirmation, latency_ms=latency, design=confirm_design(plan),
+                                  metric=plan.score.test)
     if plan.hardware != "cpu" or probe.precision != "fp32":
         return rows  # ONNX Runtime's CPU provider times fp32 CPU models only
     onnx = measure_alone(archs, probe=replace(probe, runtime="onnxruntime", channels_last=False), **alone)
     return [replace(row, latency_onnxruntime_ms=onnx.get(row.name)) for row in rows]
 
 
-def record_confirmation(search: SearchRun, rows: Sequence[Confirmed], *, resolution: float) -> str:
+def record_confirmation(search: SearchRun, rows: Sequence[Confirmed], *, resolution: float,
+                        score: Score = ACCURACY) -> str:
     """Put the confirmed table on the parent run (confirmation/confirmed.csv, the verdict tag, the mean test_acc per
     architecture and the rank agreement with the search, confirm.rank_n and confirm.rank_tau when defined, as
     metrics); returns the verdict sentence, which states the resolution reached."""
-    verdict = confirmation_sentence(rows, resolution=resolution)
+    verdict = confirmation_sentence(rows, resolution=resolution, unit=score.points())
     with tempfile.TemporaryDirectory() as folder:
-        search.log_artifacts([write_confirmed_csv(rows, Path(folder) / CONFIRMED_CSV)], folder="confirmation")
+        csv_path = write_confirmed_csv(rows, Path(folder) / CONFIRMED_CSV, val=score.val, test=score.test)
+        search.log_artifacts([csv_path], folder="confirmation")
     search.client.set_tag(search.run_id, VERDICT_TAG, verdict)
-    search.log_metrics({f"confirmed.{row.name}.test_acc_mean": row.mean for row in rows if row.mean is not None})
+    search.log_metrics({f"confirmed.{row.name}.{score.test}_mean": row.mean for row in rows if row.mean is not None})
     agreement = rank_agreement(rows)
     search.log_metrics({"confirm.rank_n": agreement.n,
                         **({"confirm.rank_tau": agreement.tau} if agreement.tau is not None else {})})

@@ -224,7 +224,7 @@ def points(value: float) -> str:
     return f"{100 * value:+.1f}"
 
 
-def confirmation_sentence(rows: Sequence[Confirmed], *, resolution: float | None = None) -> str:
+def confirmation_sentence(rows: Sequence[Confirmed], *, resolution: float | None = None, unit: str = "points") -> str:
     """The one plain sentence the summary prints about the confirmed rows, stating the resolution it reached.
 
     Only a `better` verdict (interval of the paired difference wholly above 0) is ever named as the answer: "X beats
@@ -232,7 +232,9 @@ def confirmation_sentence(rows: Sequence[Confirmed], *, resolution: float | None
     difference, and how many). Without one it says how large a gain the intervals rule out: "No placement beats the
     plain backbone by more than 0.6 points (95%, 5 seeds): keep the plain backbone." With `resolution` (the asked
     half-width, accuracy fraction) it adds whether every interval reached it. 95% is the family-wise level over all
-    candidates (and looks of the sequential rule). Raises ValueError without a reference row.
+    candidates (and looks of the sequential rule). `unit`: how a point of the score is said (``points`` of
+    accuracy; ``mIoU points`` for segmentation, ``search.outcomes.Score.points``). Raises ValueError without a
+    reference row.
     """
     reference = next((r for r in rows if r.verdict is Verdict.REFERENCE), None)
     if reference is None:
@@ -244,7 +246,7 @@ def confirmation_sentence(rows: Sequence[Confirmed], *, resolution: float | None
     reached = ""
     if resolution is not None and widths:
         reached = (f"; every interval within ±{100 * resolution:.1f}" if max(widths) <= resolution else
-                   f"; intervals up to ±{100 * max(widths):.1f} points, ±{100 * resolution:.1f} asked")
+                   f"; intervals up to ±{100 * max(widths):.1f} {unit}, ±{100 * resolution:.1f} asked")
     level = f"{CONFIDENCE:.0%}, {paired} seed{'' if paired == 1 else 's'}{reached}"
     if not better:
         highs = [r.diff_ci_high for r in others if r.diff_ci_high is not None]
@@ -255,11 +257,11 @@ def confirmation_sentence(rows: Sequence[Confirmed], *, resolution: float | None
         room = 1.0 - reference.mean if reference.mean is not None else None
         if room is not None and bound >= room:  # the intervals allow any gain there is room for: nothing resolved
             return (f"Nothing was resolved: the intervals ({level}) allow any gain up to the plain backbone's "
-                    f"{100 * room:.1f} points of headroom; keep the plain backbone, or confirm with more seeds "
+                    f"{100 * room:.1f} {unit} of headroom; keep the plain backbone, or confirm with more seeds "
                     f"(confirm.max_seeds=).")
         if bound <= 0:
             return f"No placement beats the plain backbone: every one is worse ({level}): keep the plain backbone."
-        return (f"No placement beats the plain backbone by more than {100 * bound:.1f} points ({level}): "
+        return (f"No placement beats the plain backbone by more than {100 * bound:.1f} {unit} ({level}): "
                 f"keep the plain backbone.")
     best = better[0]
     more = f"; {len(better)} placements beat it, this one by the most" if len(better) > 1 else ""
@@ -267,7 +269,7 @@ def confirmation_sentence(rows: Sequence[Confirmed], *, resolution: float | None
     if best.latency_ms is not None and reference.latency_ms is not None:
         latency = f", at {best.latency_ms:.2f} ms vs {reference.latency_ms:.2f} ms latency"
     return (f"{best.arch_text} beats the plain backbone by {points(best.diff_mean)} "
-            f"[{points(best.diff_ci_low)}, {points(best.diff_ci_high)}] points ({level}{more}){latency}.")
+            f"[{points(best.diff_ci_low)}, {points(best.diff_ci_high)}] {unit} ({level}{more}){latency}.")
 
 
 MIN_RANKED = 3  # rows a rank correlation needs: with 2, tau is +1 or -1 whatever the data
@@ -280,15 +282,16 @@ class RankAgreement:
     n: int  # confirmed rows with both a search val_acc and a confirmed mean test_acc
     tau: float | None  # Kendall's tau-b; None with fewer than MIN_RANKED rows or when one side is all ties
 
-    def text(self) -> str:
-        """One line for the summary: tau with its n and how coarse it is, or n/a and why."""
+    def text(self, *, val: str = "val_acc", test: str = "test_acc") -> str:
+        """One line for the summary: tau with its n and how coarse it is, or n/a and why (``val``/``test``: the
+        score's metric names)."""
         if self.tau is None:
             why = (f"needs {MIN_RANKED} or more confirmed architectures the search trained in full"
                    if self.n < MIN_RANKED else "every value ties on one side")
             return f"Rank agreement of the search with its confirmation: n/a ({why}; n={self.n})."
         pairs = self.n * (self.n - 1) // 2
         return (f"Rank agreement of the search with its confirmation: Kendall tau {self.tau:+.2f} between the "
-                f"search's val_acc and the confirmed mean test_acc over n={self.n} architectures (one swapped pair of "
+                f"search's {val} and the confirmed mean {test} over n={self.n} architectures (one swapped pair of "
                 f"the {pairs} moves it by {2 / pairs:.2f}).")
 
 
@@ -335,15 +338,24 @@ _FLOAT_FIELDS = ("mean", "std", "ci_low", "ci_high", "diff_mean", "diff_ci_low",
 _DIGITS = 6  # decimals written for fractions and milliseconds (test_acc on 10,000 images has 4)
 
 
-def write_confirmed_csv(rows: Iterable[Confirmed], path: str | Path) -> Path:
-    """Write `rows` to `path` as CSV with the columns of CSV_COLUMNS (header first); seeds as "0 1 2", undefined
-    values (std with one seed, latency not measured) as empty cells. Returns the path."""
+def csv_columns(*, val: str = "val_acc", test: str = "test_acc") -> dict[str, str]:
+    """CSV_COLUMNS named for a search's score: ``test_acc_*`` -> ``{test}_*``, ``search_val_acc`` -> ``search_{val}``
+    (``test_miou_mean``, ``search_val_miou`` for segmentation)."""
+    return {column.replace("test_acc", test).replace("val_acc", val): field for column, field in CSV_COLUMNS.items()}
+
+
+def write_confirmed_csv(rows: Iterable[Confirmed], path: str | Path, *, val: str = "val_acc",
+                        test: str = "test_acc") -> Path:
+    """Write `rows` to `path` as CSV with the columns of CSV_COLUMNS named for the score (:func:`csv_columns`; header
+    first); seeds as "0 1 2", undefined values (std with one seed, latency not measured) as empty cells. Returns the
+    path."""
     path = Path(path)
+    columns = csv_columns(val=val, test=test)
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow(_cell(getattr(row, field)) for field in CSV_COLUMNS.values())
+            writer.writerow(_cell(getattr(row, field)) for field in columns.values())
     return path
 
 
@@ -368,8 +380,13 @@ def read_confirmed_csv(path: str | Path) -> list[Confirmed]:
         **{f: (lambda text: float(text) if text else None) for f in _FLOAT_FIELDS},
     }
     with Path(path).open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header = reader.fieldnames or []
+        mean = next((c for c in header if c.startswith("test_") and c.endswith("_mean")), "test_acc_mean")
+        test = mean[:-len("_mean")]  # test_acc, test_miou: the score the csv was written for
+        columns = csv_columns(val="val_" + test[len("test_"):], test=test)
         return [
-            Confirmed(**{field: parse.get(field, str)(record[column]) for column, field in CSV_COLUMNS.items()
+            Confirmed(**{field: parse.get(field, str)(record[column]) for column, field in columns.items()
                          if column in record})
-            for record in csv.DictReader(handle)
+            for record in reader
         ]

@@ -53,7 +53,9 @@ def _train_config(plan: SearchPlan, remember: Remember) -> TrainConfig:
         torch.manual_seed(0)
         batch = min(train.batch_size, len(plan.data.train_y))
         images = normalize(plan.data.train_x[:batch], mean=plan.data.mean, std=plan.data.std)
-        choice = choose_precision(build(plan.base_arch.plain()), images=images, labels=plan.data.train_y[:batch])
+        # labels as the loss takes them: class indices int64 (a segmentation task's uint8 masks too)
+        choice = choose_precision(build(plan.base_arch.plain()), images=images,
+                                  labels=plan.data.train_y[:batch].long())
         speed["line"] = choice.describe()
         return choice.label
 

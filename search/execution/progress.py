@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,18 @@ from trials import Constraints
 
 
 class ProgressPrinter(Callback):
-    """Prints trial starts, every epoch's val_acc, early stops and failures, with elapsed time."""
+    """Prints trial starts, every epoch's score (val_acc; val_miou and val_pixel_acc for segmentation), early stops
+    and failures, with elapsed time."""
 
     def __init__(self, *, total_trials: int, full_epochs: int, seen: Iterable[str] = (),
                  ended: Iterable[str] = (), constraints: Constraints = Constraints(),
-                 show_latency: bool = True) -> None:
+                 show_latency: bool = True, metrics: Sequence[str] = (VAL_ACC,)) -> None:
         """``seen`` / ``ended``: trial ids started / finished before a crash, when resuming. ``show_latency=False``:
         the epoch lines leave out latency_norm_ms (the confirmation's trials probe once, not exclusively; their
-        latency is measured alone afterwards, and that is the figure reported)."""
+        latency is measured alone afterwards, and that is the figure reported). ``metrics``: the validation metrics
+        each epoch line shows, the score first (``plan.score``)."""
         self.constraints = constraints
+        self.metrics = tuple(metrics)
         self.show_latency = show_latency
         self.total = total_trials
         self.full_epochs = full_epochs
@@ -61,7 +64,8 @@ class ProgressPrinter(Callback):
         latency = (f"  {LATENCY_OBJECTIVE}={result.get(LATENCY_OBJECTIVE, float('nan')):.2f}" if self.show_latency
                    else "")
         self._say(f"  {trial.trial_id} epoch {int(result[EPOCH])}/{self.full_epochs}  "
-                  f"val_acc={result[VAL_ACC]:.4f}{latency}  train_loss={result.get(TRAIN_LOSS, float('nan')):.3f}")
+                  + "  ".join(f"{m}={result[m]:.4f}" for m in self.metrics if m in result)
+                  + f"{latency}  train_loss={result.get(TRAIN_LOSS, float('nan')):.3f}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.ended_before:

@@ -90,13 +90,14 @@ class ParetoASHA(FIFOScheduler):
         return "ParetoASHA: " + ", ".join(f"rung {m}: {len(r)}" for m, r in self.recorded.items())
 
 
-def _asha(*, full_epochs: int, grace_period: int, reduction_factor: float) -> TrialScheduler:
-    return ControlsRunFullASHA(full_epochs=full_epochs, metric=VAL_ACC, mode="max",
+def _asha(*, full_epochs: int, grace_period: int, reduction_factor: float, metric: str = VAL_ACC) -> TrialScheduler:
+    return ControlsRunFullASHA(full_epochs=full_epochs, metric=metric, mode="max",
                                grace_period=min(grace_period, full_epochs), reduction_factor=reduction_factor)
 
 
-def _pareto(*, full_epochs: int, grace_period: int, reduction_factor: float) -> TrialScheduler:
-    return ParetoASHA(full_epochs=full_epochs, grace_period=grace_period, reduction_factor=reduction_factor)
+def _pareto(*, full_epochs: int, grace_period: int, reduction_factor: float, metric: str = VAL_ACC) -> TrialScheduler:
+    return ParetoASHA(full_epochs=full_epochs, grace_period=grace_period, reduction_factor=reduction_factor,
+                      metric=metric)
 
 
 # asha.rank -> the scheduler it makes
@@ -104,8 +105,9 @@ SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {VAL_ACC: _asha, "pareto"
 assert tuple(SCHEDULERS) == ASHA_RANKS, "search.outcomes.ASHA_RANKS lists the schedulers for the settings"
 
 
-def make_scheduler(*, asha: AshaPlan, full_epochs: int) -> TrialScheduler:
+def make_scheduler(*, asha: AshaPlan, full_epochs: int, metric: str = VAL_ACC) -> TrialScheduler:
     """The early-stopping scheduler ``asha.rank`` names (``SCHEDULERS``), one rung unit per epoch; controls run in
-    full."""
+    full. ``metric``: the search's score (plan.score.val: val_acc, val_miou); ``asha.rank=val_acc`` ranks on it
+    alone, whatever the task."""
     return SCHEDULERS[asha.rank](full_epochs=full_epochs, grace_period=asha.grace_period,
-                                 reduction_factor=asha.reduction_factor)
+                                 reduction_factor=asha.reduction_factor, metric=metric)

@@ -15,10 +15,9 @@ from torch import nn
 
 from backbones import ArchConfig, build
 from search.execution.checkpoint import load_metrics, save_checkpoint
-from search.outcomes import (EPOCH, LATENCY_MS, LATENCY_OBJECTIVE, LATENCY_REL, NODE_ID, PROBE_PREFIX, TEST_ACC,
-                             TRAIN_PREFIX)
+from search.outcomes import EPOCH, LATENCY_MS, LATENCY_OBJECTIVE, LATENCY_REL, NODE_ID, PROBE_PREFIX, TRAIN_PREFIX
 from search.settings.plan import TrialSettings
-from trials import TensorData, TrialResult, evaluate, run_trial
+from trials import TRIAL_TASKS, TensorData, TrialResult, run_trial
 
 
 def assigned_device(requested: str) -> tuple[str, str]:
@@ -44,7 +43,9 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     """Ray trainable: build ``config["arch"]``, run the plain trial, report every epoch to Tune.
 
     ``config`` may also carry ``seed`` (train with this seed instead of the search's; the confirmation phase) and
-    ``test: True`` (the last report adds ``test_acc``, top-1 on the official test split, which ``data`` then holds).
+    ``test: True`` (the last report adds the task's test metrics on the official test split, which ``data`` then
+    holds: ``test_acc``, or ``test_miou`` and ``test_pixel_acc``; ``trials.TRIAL_TASKS[arch.task].test``). The
+    architecture's task says what is trained and scored (``run_trial(task=...)``).
 
     The final epoch's report carries a checkpoint (weights + reference input/output + arch + metrics) that the
     MLflow callback uploads and ``search.export`` rebuilds from. With ``latency_reference`` the plain backbone
@@ -56,6 +57,7 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     (``run_trial(probe_lock=...)``, ``trials.ProbeSlot``).
     """
     arch = ArchConfig.from_dict(config["arch"])
+    task = TRIAL_TASKS[arch.task]
     train = settings.train if config.get("seed") is None else replace(settings.train, seed=int(config["seed"]))
     epochs = train.epochs
     if (restored := tune.get_checkpoint()) is not None:
@@ -82,8 +84,8 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
             tune.report(metrics)
             return
         if config.get("test"):
-            metrics[TEST_ACC] = evaluate(trained, data, device=next(trained.parameters()).device, split="test",
-                                           precision=train.precision)
+            metrics.update(task.test(trained, data, device=next(trained.parameters()).device,
+                                     precision=train.precision))
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(folder, model=trained, arch=arch.to_dict(), input_shape=tuple(data.val_x.shape[1:]),
                             metrics=metrics)
@@ -92,4 +94,4 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     reference = build(arch.plain()) if latency_reference else None
     run_trial(model=model, data=data, train=train, probe=settings.probe, constraints=settings.constraints,
               device=device, threads=settings.threads, report=report, reference=reference,
-              probe_lock=settings.probe_lock)
+              probe_lock=settings.probe_lock, task=task.name)

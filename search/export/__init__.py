@@ -5,7 +5,8 @@ Picks the run (:mod:`search.export.pick`: the most accurate architecture confirm
 else the plain backbone; without a confirmation the most accurate front trial), then writes ``OUT/MODULE/``:
 
 - ``__init__.py``: a standalone module (torch + timm; the attention modules the architecture uses written out as
-  source, :mod:`backbones.standalone`): ``load_model()`` (eval mode, weights loaded), ``build_model()``,
+  source, :mod:`backbones.standalone`): ``load_model()`` (eval mode, weights loaded), ``build_model()``, ``predict()``
+  (labels, or masks for a segmentation model),
   ``load_image(path)``, ``ARCH``, ``DATA``, ``METRICS``; ``from MODULE import load_model`` with OUT on the path;
 - ``model.safetensors`` (the weights), ``model.onnx`` (opset 18, dynamic batch), ``model.pt2`` (``torch.export``);
 - ``README.md``: the model card (architecture, input and normalisation, classes, confirmed figures and verdict,
@@ -43,12 +44,12 @@ from search.export.card import model_card
 from search.export.pick import confirmed_table, data_info, find_search, pick_confirmed, pick_front
 from search.export.registry import register
 from search.log import tell
-from search.outcomes import FLOPS_G, LATENCY_MS, PARAMS_M, SEARCH_TAG, TEST_ACC, VAL_ACC
+from search.outcomes import FLOPS_G, LATENCY_MS, PARAMS_M, SCORES, SEARCH_TAG
 from search.settings import cli
 from search.settings.config import ExportConfig, export_settings
 from search.settings.errors import UserError, exit_on_bad_input
 from search.settings.tracking_uri import check_tracking_uri, sqlite_path
-from trials import DatasetMissingError, ProbeConfig, load_dataset, measure_latency
+from trials import TRIAL_TASKS, DatasetMissingError, ProbeConfig, load_dataset, measure_latency
 from trials.augment import normalize
 from trials.runtime import RUNTIMES
 
@@ -66,6 +67,26 @@ _LOAD_IMAGE = '''def load_image(path: str | Path) -> torch.Tensor:
     pixels = torch.from_numpy(np.ascontiguousarray(read_pixels(path, channels=channels, size=side)))
     return normalize(pixels[None], mean=tuple(DATA["mean"]), std=tuple(DATA["std"]))
 '''
+# The module's predict: labels of a classifier, masks of a segmentation model (the same argmax over classes)
+PREDICT_SOURCE = '''
+
+import functools
+
+
+@functools.lru_cache(maxsize=1)
+def _loaded() -> nn.Module:
+    return load_model()
+
+
+def predict(images: torch.Tensor) -> torch.Tensor:
+    """The class of each image (N,) of a classifier, or of each pixel (N, H, W masks) of a segmentation model, for
+    normalised images (N, C, H, W) such as load_image gives: the argmax of the logits over classes."""
+    with torch.inference_mode():
+        return _loaded()(images).argmax(dim=1)
+'''
+# the usage line of the module's docstring, per task (DATA['classes'] names a label or a mask value)
+_PREDICTS = {"classify": "label = int(predict(load_image('photo.jpg')))   # DATA['classes'][label]",
+             "segment": "mask = predict(load_image('photo.png'))[0]   # H x W class per pixel; DATA['classes'][v]"}
 
 
 def load_image_source() -> str:
@@ -114,16 +135,20 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
     if folder.exists() and not cfg.overwrite:
         raise UserError(f"out={cfg.out}: {folder} already exists; pass overwrite=true to replace it, or choose "
                         f"another out= or module_name=")
+    info = data_info(client, parent)
+    task = TRIAL_TASKS[(info or {}).get("task", "classify")]  # what the model computes: labels, or masks
+    score = SCORES[task.metric]
     confirmed = confirmed_table(client, parent)
-    if confirmed is None:  # confirm.enabled=false: the most accurate front trial on the search's own val_acc
-        run, note = pick_front(client, experiment.experiment_id, parent=parent, max_latency_ms=cfg.max_latency_ms), ""
+    if confirmed is None:  # confirm.enabled=false: the front trial of highest score on the search's own val split
+        run, note = pick_front(client, experiment.experiment_id, parent=parent, max_latency_ms=cfg.max_latency_ms,
+                               metric=score.val), ""
     else:
         run, note = pick_confirmed(client, experiment.experiment_id, parent=parent, rows=confirmed,
-                                   max_latency_ms=cfg.max_latency_ms)
+                                   max_latency_ms=cfg.max_latency_ms, score=score)
     # a confirmation run's own probe is a token one (its latency is the one measured alone, in the note)
-    keys = (TEST_ACC, VAL_ACC, PARAMS_M, FLOPS_G) if note else (VAL_ACC, LATENCY_MS, PARAMS_M, FLOPS_G)
+    scores = (score.test, *score.also_test, score.val, *score.also_val) if note else (score.val, *score.also_val)
+    keys = (*scores, PARAMS_M, FLOPS_G) if note else (*scores, LATENCY_MS, PARAMS_M, FLOPS_G)
     metrics = {k: round(run.data.metrics[k], 6) for k in keys if k in run.data.metrics}
-    info = data_info(client, parent)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent, prefix=f".{module}-") as tmp:
         staging = Path(tmp) / module
@@ -138,19 +163,19 @@ def export(cfg: DictConfig | ExportConfig) -> Exported:
                      f"Needs torch and timm only. README.md beside this file is the model card.\n\n"
                      f"    from {module} import load_model, load_image, DATA\n"
                      f"    model = load_model()            # eval mode, weights from {WEIGHTS_FILE}\n"
-                     f"    label = int(model(load_image('photo.jpg')).argmax())   # DATA['classes'][label]")
+                     f"    {_PREDICTS[task.name]}")
         (staging / "__init__.py").write_text(standalone_source(
             arch, docstring=docstring, weights=WEIGHTS_FILE, constants={"METRICS": metrics, "DATA": info},
-            extra=load_image_source()))
+            extra=load_image_source() + PREDICT_SOURCE))
         model = _import(staging, module).load_model()
         with torch.inference_mode():
             checks = [check(artefact="__init__.py", how=f"load_model() ({WEIGHTS_FILE}) vs the trial's saved output",
                             expected=reference_output, got=model(reference_input))]
-        images, images_from = _check_images(info, fallback=reference_input)
+        images, images_from = _check_images(info, fallback=reference_input, load=task.load)
         checks.append(write_onnx(model, images=images, path=staging / ONNX_FILE))
         checks.append(write_pt2(model, images=images, path=staging / PT2_FILE))
         latency = _latencies(model, input_shape=tuple(images.shape[1:]))
-        card = dict(module=module, search=search_name, arch=arch, data=info, note=note, metrics=metrics,
+        card = dict(module=module, search=search_name, arch=arch, data=info, note=note, metrics=metrics, score=score,
                     checks=checks, images_from=images_from, latency_ms=latency, threads=LATENCY_THREADS)
         (staging / CARD_FILE).write_text(model_card(**card, registered=None))
         if folder.exists():
@@ -175,13 +200,14 @@ def _import(package: Path, name: str) -> Any:
     return module
 
 
-def _check_images(info: dict[str, Any] | None, *, fallback: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """CHECK_IMAGES normalised images of the search's test split, or ``fallback`` (the reference input, standard
-    normal noise) when the data cannot be read here; with a phrase saying which."""
+def _check_images(info: dict[str, Any] | None, *, fallback: torch.Tensor,
+                  load: Any = load_dataset) -> tuple[torch.Tensor, str]:
+    """CHECK_IMAGES normalised images of the search's test split (read by the task's ``load``), or ``fallback`` (the
+    reference input, standard normal noise) when the data cannot be read here; with a phrase saying which."""
     if info is not None:
         try:
-            data = load_dataset(info["dataset"], root=info.get("root") or None, train_size=1, val_size=1, test=True,
-                                test_size=CHECK_IMAGES, image_size=info["image_shape"][1])
+            data = load(info["dataset"], root=info.get("root") or None, train_size=1, val_size=1, test=True,
+                        test_size=CHECK_IMAGES, image_size=info["image_shape"][1])
             images = normalize(data.test_x[:CHECK_IMAGES], mean=tuple(info["mean"]), std=tuple(info["std"]))
             return images, f"test-split images of {info['dataset']}"
         except (ValueError, OSError, DatasetMissingError) as err:

@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from backbones import ArchConfig
+from search.outcomes import ACCURACY, Score
 
 from .deploy_files import MAX_BATCH, ONNX_FILE, ONNX_OPSET, PT2_FILE, TOLERANCE, Check
 
@@ -28,13 +29,23 @@ def versions() -> dict[str, str]:
 
 def model_card(*, module: str, search: str, arch: Mapping[str, Any], data: Mapping[str, Any] | None,
                note: str, metrics: Mapping[str, float], checks: Sequence[Check], images_from: str,
-               latency_ms: Mapping[str, float], threads: int, registered: str | None) -> str:
+               latency_ms: Mapping[str, float], threads: int, registered: str | None,
+               score: Score = ACCURACY) -> str:
     """README.md text. ``latency_ms``: runtime name -> median batch-1 latency; ``images_from``: where the check's
-    images came from; ``registered``: the MLflow model URI, if registered."""
+    images came from; ``registered``: the MLflow model URI, if registered; ``score``: the search's."""
     shape = data["image_shape"] if data else [arch["in_chans"], "H", "W"]
     stages = ArchConfig.from_dict(arch).to_dict()["stages"]
     arch_lines = "\n".join(f"| {i} | {s['attn']} | {', '.join(f'{k}={v}' for k, v in s.items() if k != 'attn')} |"
                            for i, s in enumerate(stages))
+    if arch.get("decoder"):  # a U-Net (task segment): its decoder blocks and skips, and logits per pixel
+        arch_lines += "\n\n| decoder block | attention | knobs |\n|---|---|---|\n" + "\n".join(
+            f"| {j} | {b['attn']} | {', '.join(f'{k}={v}' for k, v in b.items() if k != 'attn')} |"
+            for j, b in enumerate(arch["decoder"]))
+        arch_lines += f"\n\nSkips (stage 0..{len(arch['skips']) - 1}): {', '.join(arch['skips'])}."
+        output = (f"`(N, {arch['num_classes']}, H, W)` logits per pixel; `predict(images)` gives the `(N, H, W)` "
+                  f"masks (their argmax)")
+    else:
+        output = f"`(N, {arch['num_classes']})` logits; `predict(images)` gives the `(N,)` labels"
     classes = ", ".join(map(str, data.get("classes") or [])) if data else ""
     norm = (f"pixels on the 0–1 scale, then `(x − mean) / std` per channel with mean {data['mean']} and std "
             f"{data['std']}" if data else "see the module's DATA")
@@ -56,11 +67,11 @@ attention per stage:
 {arch_lines}
 
 **Input**: float32 tensor `(N, {', '.join(map(str, shape))})`; {norm}. `load_image(path)` does this for an image
-file. **Output**: `(N, {arch['num_classes']})` logits{f'; classes by label: {classes}' if classes else ''}.
+file. **Output**: {output}{f'; classes by label: {classes}' if classes else ''}.
 
 ## What the search found
 
-{note.strip() or 'No confirmation was run: this is the most accurate Pareto-front trial by the search’s own val_acc.'}
+{note.strip() or f'No confirmation was run: this is the Pareto-front trial of highest {score.val} in the search.'}
 
 Metrics of the exported run: {', '.join(f'{k}={v}' for k, v in metrics.items())}.
 

@@ -13,9 +13,9 @@ import mlflow
 from mlflow.entities import RunStatus
 
 from search.confirm.statistics import Confirmed, Verdict, points, read_confirmed_csv
-from search.outcomes import (CONFIRMED_CSV, CONFIRM_TAG, DATA_JSON, LATENCY_MS, OUTCOME_TAG, PARETO_TAG, ROLE_TAG,
+from search.outcomes import (ACCURACY, CONFIRMED_CSV, CONFIRM_TAG, DATA_JSON, LATENCY_MS, OUTCOME_TAG, PARETO_TAG, ROLE_TAG,
                              SEARCH_ROLE, SEARCH_TAG, SEED_TAG, TEST_IMAGES_PARAM, VAL_ACC, VERDICT_TAG,
-                             test_split_text)
+                             Score, test_split_text)
 from search.settings.errors import UserError
 
 
@@ -37,9 +37,10 @@ def confirmed_table(client: mlflow.MlflowClient, parent: Any) -> list[Confirmed]
 
 
 def pick_confirmed(client: mlflow.MlflowClient, experiment: str, *, parent: Any, rows: list[Confirmed],
-                    max_latency_ms: float | None) -> tuple[Any, str]:
+                   max_latency_ms: float | None, score: Score = ACCURACY) -> tuple[Any, str]:
     """The most accurate confirmed architecture that beats the plain backbone beyond noise (within
-    ``max_latency_ms``, as measured alone), else the plain backbone; the run is its first confirmation seed's."""
+    ``max_latency_ms``, as measured alone), else the plain backbone; the run is its first confirmation seed's.
+    ``score``: the search's (its test metric and its points name the figures in the note)."""
     fits = [r for r in rows if max_latency_ms is None or (r.latency_ms is not None and r.latency_ms <= max_latency_ms)]
     if not fits:
         fastest = min((r.latency_ms for r in rows if r.latency_ms is not None), default=float("nan"))
@@ -59,11 +60,12 @@ def pick_confirmed(client: mlflow.MlflowClient, experiment: str, *, parent: Any,
            "the plain backbone is over max_latency_ms; no confirmed placement within it beats the plain backbone")
     diff = ("" if pick.diff_mean is None or pick.verdict == Verdict.REFERENCE else
             f"; difference to the plain backbone {points(pick.diff_mean)} [{points(pick.diff_ci_low)}, "
-            f"{points(pick.diff_ci_high)}] points (95% over all candidates, paired by seed)"
-            if pick.diff_ci_low is not None else f"; difference to the plain backbone {points(pick.diff_mean)} points")
+            f"{points(pick.diff_ci_high)}] {score.points()} (95% over all candidates, paired by seed)"
+            if pick.diff_ci_low is not None else
+            f"; difference to the plain backbone {points(pick.diff_mean)} {score.points()}")
     std = f" ± {pick.std:.4f}" if pick.std is not None else ""
     latency = f", latency_ms {pick.latency_ms:.3f} (measured alone)" if pick.latency_ms is not None else ""
-    note = (f"Confirmed ({pick.name}: {pick.arch_text}): test_acc {pick.mean:.4f}{std} over {pick.n} seeds on "
+    note = (f"Confirmed ({pick.name}: {pick.arch_text}): {score.test} {pick.mean:.4f}{std} over {pick.n} seeds on "
             f"{test_split_text(test_images(parent))}{diff}{latency}.\nVerdict: {pick.verdict}; picked because {why}. "
             f"The search's verdict: {parent.data.tags.get(VERDICT_TAG, 'none recorded')}\n"
             f"Weights: the seed-{runs[0].data.tags.get(SEED_TAG)} confirmation run.\n")
@@ -89,7 +91,9 @@ def find_search(client: mlflow.MlflowClient, experiment: str, *, search: str) ->
     return finished[0]
 
 
-def pick_front(client: mlflow.MlflowClient, experiment: str, *, parent: Any, max_latency_ms: Any) -> Any:
+def pick_front(client: mlflow.MlflowClient, experiment: str, *, parent: Any, max_latency_ms: Any,
+               metric: str = VAL_ACC) -> Any:
+    """The front trial of highest ``metric`` (the search's score: val_acc, val_miou) within ``max_latency_ms``."""
     front = client.search_runs(
         [experiment], filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}' and tags.{PARETO_TAG} = 'true'",
         max_results=1000)
@@ -102,7 +106,7 @@ def pick_front(client: mlflow.MlflowClient, experiment: str, *, parent: Any, max
             fastest = min(r.data.metrics[LATENCY_MS] for r in front)
             raise UserError(f"max_latency_ms={max_latency_ms}: no front trial is that fast; the fastest takes "
                             f"{fastest:.3f} ms")
-    return max(candidates, key=lambda r: (r.data.metrics[VAL_ACC], -r.data.metrics[LATENCY_MS]))
+    return max(candidates, key=lambda r: (r.data.metrics[metric], -r.data.metrics[LATENCY_MS]))
 
 
 

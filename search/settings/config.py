@@ -243,7 +243,7 @@ class ConfirmConfig:
     max_seeds: Optional[int] = field(default=None, metadata=integer(minimum=1))
     # which controls are retrained beside the front's picks: all (plain and the space's SE/CBAM references) or plain
     # only (the verdict's reference); null: per hardware (CONFIRM_DEFAULTS: all on GPU, plain on CPU)
-    controls: Optional[ConfirmControls] = field(default=None, metadata=choice("confirmed controls"))
+    controls: Optional[ConfirmControls] = field(default=None, metadata=choice("confirm.controls choice"))
 
 
 @dataclass

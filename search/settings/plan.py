@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backbones import ArchConfig
+from search.outcomes import ACCURACY, Score
 from spaces import Budget, SearchSpace
 from trials import Constraints, ProbeConfig, TensorData, TrainConfig
 
@@ -142,6 +143,9 @@ class SearchPlan:
     confirm: ConfirmPlan
     mlflow: MlflowPlan
     faults: FaultInjection  # testing only; off by default
+    # what trials are ranked and confirmed by: the space's task's metric (trials.TRIAL_TASKS[task].metric), with its
+    # test metric and its word for points (search.outcomes.SCORES); val_acc/test_acc for classification
+    score: Score = ACCURACY
 
     @property
     def base_arch(self) -> ArchConfig:

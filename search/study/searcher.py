@@ -50,19 +50,22 @@ CUT_OFF_ATTR = "cut_off"  # True on a trial asked after Ray's last snapshot of a
 MAX_DUPLICATES_IN_A_ROW = 200  # proposals that are all duplicates before the space is taken as exhausted
 
 
-def study_directions() -> list[str]:
-    return ["maximize" if mode == "max" else "minimize" for mode in OBJECTIVES.values()]
+def study_directions(objectives: Mapping[str, str] = OBJECTIVES) -> list[str]:
+    return ["maximize" if mode == "max" else "minimize" for mode in objectives.values()]
 
 
-def open_study(*, storage: str | optuna.storages.BaseStorage, name: str, sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+def open_study(*, storage: str | optuna.storages.BaseStorage, name: str, sampler: optuna.samplers.BaseSampler | None = None,
+               objectives: Mapping[str, str] | None = None) -> optuna.Study:
     """Load (or create) the search's study in ``storage`` (an RDB URL such as ``sqlite:///optuna.db``), its objectives
-    named after ``OBJECTIVES`` (so optuna-dashboard labels its axes val_acc and latency_norm_ms, not 0 and 1)."""
-    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler, directions=study_directions(),
-                                load_if_exists=True)
-    if study.metric_names != list(OBJECTIVES):
+    named after ``objectives`` (the plan's ``score.objectives``: val_acc or val_miou, and latency_norm_ms), so
+    optuna-dashboard labels its axes by name, not 0 and 1. ``None``: as the study has them (a new one: ``OBJECTIVES``)."""
+    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+                                directions=study_directions(objectives or OBJECTIVES), load_if_exists=True)
+    names = list(objectives) if objectives else (None if study.metric_names else list(OBJECTIVES))
+    if names and study.metric_names != names:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, still in 5.0
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names(list(OBJECTIVES))
+            study.set_metric_names(names)
     return study
 
 
@@ -72,8 +75,9 @@ class StudySearcher(Searcher):
     def __init__(self, *, space: SearchSpace, base: ArchConfig, storage: str, study_name: str, sampler: str,
                  seed: int, trials: int, full_epochs: int, constraints: Constraints = Constraints(),
                  controls: Mapping[str, ArchConfig] | None = None, proposals: Sequence[ArchConfig] = (),
-                 announce: Callable[[str], None] = print) -> None:
-        """``controls``: reference architectures (name -> ArchConfig) proposed first, before the sampler's.
+                 announce: Callable[[str], None] = print, objectives: Mapping[str, str] = OBJECTIVES) -> None:
+        """``objectives``: the plan's ``score.objectives`` (the score, max; latency_norm_ms, min), in the order
+        Optuna is told them. ``controls``: reference architectures (name -> ArchConfig) proposed first, before the sampler's.
         ``proposals``: architectures proposed next, in order, before the sampler's own (strategy=oneshot's picks);
         each is a study trial with its parameters, so the sampler learns from it."""
         super().__init__()
@@ -84,6 +88,7 @@ class StudySearcher(Searcher):
         self.sampler_name, self.seed, self.trials = sampler, seed, trials
         self.full_epochs, self.constraints = full_epochs, constraints
         self.announce = announce
+        self.objectives = dict(objectives)
         self.numbers: dict[str, int] = {}  # Ray trial id -> Optuna trial number
         self._study: optuna.Study | None = None
         self._rdb: optuna.storages.BaseStorage | None = None
@@ -93,7 +98,7 @@ class StudySearcher(Searcher):
     def study(self) -> optuna.Study:
         if self._study is None:
             self._rdb = optuna.storages.get_storage(self.storage)
-            self._study = open_study(storage=self._rdb, name=self.study_name)
+            self._study = open_study(storage=self._rdb, name=self.study_name, objectives=self.objectives)
             # A resumed study continues with a sampler seeded past what it has already drawn.
             self._study.sampler = SAMPLERS[self.sampler_name](seed=self.seed + len(self._study.trials),
                                                               trials=self.trials)
@@ -104,7 +109,7 @@ class StudySearcher(Searcher):
 
     # --- Ray's Searcher interface -----------------------------------------------------------------------------
     def set_search_properties(self, metric: str | None, mode: str | None, config: dict, **spec: Any) -> bool:
-        return True  # the objectives are OBJECTIVES; the space is ours
+        return True  # the objectives are self.objectives; the space is ours
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         """Ask Optuna for an architecture not proposed before; duplicates are told the earlier result."""
@@ -178,11 +183,11 @@ class StudySearcher(Searcher):
         if outcome is Outcome.FAILED:
             self.study.tell(number, state=TrialState.FAIL)
         elif outcome is Outcome.REJECTED:
-            self.study.tell(number, [0.0, float(result[LATENCY_OBJECTIVE])])  # OBJECTIVES order; never trained
+            self.study.tell(number, [0.0, float(result[LATENCY_OBJECTIVE])])  # objectives' order; never trained
         elif outcome is Outcome.EARLY_STOPPED:
             self.study.tell(number, state=TrialState.PRUNED)
         else:
-            self.study.tell(number, [float(result[metric]) for metric in OBJECTIVES])
+            self.study.tell(number, [float(result[metric]) for metric in self.objectives])
         finished = self.study.get_trials(deepcopy=False)[number]
         for waiting in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             if waiting.user_attrs.get(DUPLICATE_ATTR) == number:

@@ -32,9 +32,9 @@ from backbones import NONE, ArchConfig
 from search.confirm.statistics import Confirmed, Verdict, rank_agreement
 from search.outcomes import (CONTROL_TAG, EPOCHS_RUN_TAG, ERROR_TAG, FLOPS_G, LATENCY_MS, LATENCY_OBJECTIVE, OBJECTIVES,
                              OUTCOME_TAG, PARAMS_M, PARETO_TAG, REJECTED_BECAUSE_TAG, ROLE_TAG, SUPERNET_ROLE,
-                             TRIAL_ROLE, TRIAL_TAG, VAL_ACC, Outcome)
+                             TRIAL_ROLE, TRIAL_TAG, VAL_ACC, ACCURACY, Outcome, Score)
 from search.study.searcher import ARCH_ATTR, CUT_OFF_ATTR, DUPLICATE_ATTR
-from search.summary.report_data import Cell, PlacementEffects, PrescreenPoint, ReportData, TrialPoint
+from search.summary.report_data import Cell, PlacementEffects, PrescreenPoint, ReportData, SamplePanel, TrialPoint
 from search.tracking.parent import trial_runs
 
 HYPERVOLUME_MARGIN = 1.1  # the hypervolume's reference latency: this times the slowest feasible full-budget trial
@@ -43,18 +43,20 @@ MIN_TRIALS_FOR_IMPORTANCE = 3  # fewer distinct full-budget trials: no importanc
 
 def collect_report_data(*, study: optuna.Study, client: mlflow.MlflowClient, experiment_id: str, parent_run_id: str,
                         num_stages: int, types: Sequence[str], title: str, run_url: Callable[[str], str] = lambda _: "",
-                        experiment_url: str = "", confirmed: Sequence[Confirmed] = (), verdict: str = "") -> ReportData:
+                        experiment_url: str = "", confirmed: Sequence[Confirmed] = (), verdict: str = "",
+                        score: Score = ACCURACY, samples: SamplePanel | None = None) -> ReportData:
     """Read the study and the search's MLflow trial runs into a :class:`ReportData`.
 
-    ``types``: the attention types the space offers (heatmap columns); ``run_url``: MLflow run id -> its UI address.
+    ``types``: the attention types the space offers (heatmap columns); ``run_url``: MLflow run id -> its UI address;
+    ``score``: the search's (plan.score); ``samples``: the test-scene panel of a segment search.
     """
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     runs = [run for run in trial_runs(client, experiment=experiment_id, parent_run_id=parent_run_id).values()
             if run.data.tags.get(ROLE_TAG) == TRIAL_ROLE]
-    points = [_point(run, by_number, num_stages=num_stages, run_url=run_url)
+    points = [_point(run, by_number, num_stages=num_stages, run_url=run_url, metric=score.val)
               for run in sorted(runs, key=lambda r: r.info.start_time)]
     reference = _reference_point(study)
-    importances, note = param_importances(study)
+    importances, note = param_importances(study, objectives=score.objectives)
     plain = next((row for row in confirmed if row.verdict is Verdict.REFERENCE), None)
     columns = tuple(dict.fromkeys([NONE, *types]))
     full = [p for p in points if p.outcome is Outcome.COMPLETED]
@@ -62,13 +64,14 @@ def collect_report_data(*, study: optuna.Study, client: mlflow.MlflowClient, exp
     return ReportData(
         title=title, search=study.study_name, study=study, points=tuple(points),
         duplicates=sum(DUPLICATE_ATTR in t.user_attrs for t in by_number.values()),
-        accuracy_effects=placement_effects(full, metric=VAL_ACC, types=columns, num_stages=num_stages,
+        accuracy_effects=placement_effects(full, metric="score", name=score.val, types=columns, num_stages=num_stages,
                                            trials=f"{len(full)} full-budget trials"),
         latency_effects=placement_effects(timed, metric=LATENCY_OBJECTIVE, types=columns, num_stages=num_stages,
                                           trials=f"{len(timed)} trials with a latency (early-stopped included)"),
         importances=importances, importance_note=note, reference_point=reference, confirmed=tuple(confirmed),
         verdict=verdict, noise=plain.std if plain else None, experiment_url=experiment_url,
         rank_agreement=rank_agreement(confirmed) if confirmed else None,
+        score=score.val, test_score=score.test, samples=samples,
         **_prescreen(client, experiment_id=experiment_id, parent_run_id=parent_run_id, points=points))
 
 
@@ -82,7 +85,7 @@ def _prescreen(client: mlflow.MlflowClient, *, experiment_id: str, parent_run_id
     with tempfile.TemporaryDirectory() as folder:
         with open(client.download_artifacts(runs[0].info.run_id, "ranking.csv", folder), newline="") as handle:
             rows = list(csv.DictReader(handle))
-    trained = {p.arch: p.val_acc for p in points if p.outcome is Outcome.COMPLETED and not p.control}
+    trained = {p.arch: p.score for p in points if p.outcome is Outcome.COMPLETED and not p.control}
     ranking = tuple(PrescreenPoint(arch=r["arch"], supernet_val_acc=float(r["supernet_val_acc"]),
                                    latency_norm_ms=float(r[LATENCY_OBJECTIVE]), picked=r["picked"] == "True",
                                    trained_val_acc=trained.get(r["arch"])) for r in rows)
@@ -90,7 +93,7 @@ def _prescreen(client: mlflow.MlflowClient, *, experiment_id: str, parent_run_id
 
 
 def _point(run: mlflow.entities.Run, trials: Mapping[int, optuna.trial.FrozenTrial], *, num_stages: int,
-           run_url: Callable[[str], str]) -> TrialPoint:
+           run_url: Callable[[str], str], metric: str = VAL_ACC) -> TrialPoint:
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
     number = int(params["optuna_trial"]) if "optuna_trial" in params else None
     trial = trials.get(number) if number is not None else None
@@ -110,13 +113,14 @@ def _point(run: mlflow.entities.Run, trials: Mapping[int, optuna.trial.FrozenTri
         run_url=run_url(run.info.run_id), outcome=outcome, arch=text, stages=stages,
         control=tags.get(CONTROL_TAG, ""), pareto=tags.get(PARETO_TAG) == "true",
         epochs=int(tags.get(EPOCHS_RUN_TAG, 0) or 0),
-        **{key: metrics.get(key) for key in (VAL_ACC, LATENCY_OBJECTIVE, LATENCY_MS, PARAMS_M, FLOPS_G)},
+        score=metrics.get(metric), **{key: metrics.get(key) for key in (LATENCY_OBJECTIVE, LATENCY_MS, PARAMS_M, FLOPS_G)},
         note=tags.get(REJECTED_BECAUSE_TAG) or tags.get(ERROR_TAG) or "")
 
 
 def placement_effects(points: Sequence[TrialPoint], *, metric: str, types: Sequence[str], num_stages: int,
-                      trials: str) -> PlacementEffects:
-    """The :class:`PlacementEffects` of ``metric`` over ``points`` (those with a value for it)."""
+                      trials: str, name: str | None = None) -> PlacementEffects:
+    """The :class:`PlacementEffects` of ``metric`` (a TrialPoint field) over ``points`` (those with a value for it),
+    named ``name`` (default: ``metric``; the score field is named by the search's score, val_acc or val_miou)."""
     values = [(p.stages, getattr(p, metric)) for p in points if getattr(p, metric) is not None]
     rows = []
     for stage in range(num_stages):
@@ -127,10 +131,11 @@ def placement_effects(points: Sequence[TrialPoint], *, metric: str, types: Seque
         base = means[NONE][1] if NONE in means else None
         rows.append(tuple(Cell(n=n, mean=mean, effect=None if mean is None or base is None else mean - base)
                           for n, mean in means.values()))
-    return PlacementEffects(metric=metric, trials=trials, types=tuple(types), cells=tuple(rows))
+    return PlacementEffects(metric=name or metric, trials=trials, types=tuple(types), cells=tuple(rows))
 
 
-def param_importances(study: optuna.Study) -> tuple[dict[str, dict[str, float]], str]:
+def param_importances(study: optuna.Study,
+                      objectives: Mapping[str, str] = OBJECTIVES) -> tuple[dict[str, dict[str, float]], str]:
     """Each objective's knob importances (Optuna's default evaluator, PED-ANOVA) over the study's distinct, feasible,
     full-budget trials that the sampler drew (controls enqueued with the space's parameters count; repeated
     proposals, rejected and cut-off trials do not); and a note saying so, or why there are none."""
@@ -145,7 +150,7 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, dict[str, float]],
     importances = {}
     with warnings.catch_warnings(record=True) as caught:  # "regimes with fewer than 2 trials": said in the note
         warnings.simplefilter("always", UserWarning)
-        for index, metric in enumerate(OBJECTIVES):
+        for index, metric in enumerate(objectives):
             importances[metric] = dict(optuna.importance.get_param_importances(
                 distinct, target=lambda t, i=index: t.values[i]))
     sparse = sorted({str(w.message).split("`")[1] for w in caught if str(w.message).count("`") >= 2})
@@ -169,7 +174,7 @@ def insight_lines(data: ReportData, *, top: int = 3) -> list[str]:
     lines = []
     acc = data.accuracy_effects.ranked()[:top]
     if acc:
-        lines.append(f"val_acc vs no attention at the same stage ({data.accuracy_effects.trials}): "
+        lines.append(f"{data.score} vs no attention at the same stage ({data.accuracy_effects.trials}): "
                      + ", ".join(f"s{stage}={kind} {cell.effect:+.3f} (n={cell.n})" for stage, kind, cell in acc))
     cost = data.latency_effects.ranked()[:top]
     if cost:

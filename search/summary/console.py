@@ -8,8 +8,8 @@ from typing import Any
 from search.confirm.phase import confirm_budget_text, confirms_larger
 from search.confirm.statistics import Confirmed, Verdict, diff_text, rank_agreement
 from search.log import tell
-from search.outcomes import (CONFIRM_ROLE, FLOPS_G, LATENCY_MS, LATENCY_OBJECTIVE, PARAMS_M, TEST_ACC, TRIAL_ROLE,
-                             VAL_ACC, test_split_text)
+from search.outcomes import (ACCURACY, CONFIRM_ROLE, FLOPS_G, LATENCY_MS, LATENCY_OBJECTIVE, PARAMS_M, TRIAL_ROLE,
+                             Score, test_split_text)
 from search.settings.plan import SearchPlan
 from search.settings.terminal import format_table
 from search.study.optuna_dashboard import study_hint
@@ -50,24 +50,25 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
          + f"; {summary.trained} distinct architectures trained"
          + (f", {summary.duplicates} repeated proposals reused their earlier result." if summary.duplicates else "."))
     stages = f"stages 0..{plan.space.num_stages - 1}"
+    score = plan.score
     if summary.front:
         tell(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
         tell(format_table([row.cells() for row in summary.front], [
-            ("trial_id", "trial", "s"), (VAL_ACC, VAL_ACC, ".4f"), (LATENCY_OBJECTIVE, LATENCY_OBJECTIVE, ".2f"),
+            ("trial_id", "trial", "s"), (score.val, score.val, ".4f"), (LATENCY_OBJECTIVE, LATENCY_OBJECTIVE, ".2f"),
             (LATENCY_MS, LATENCY_MS, ".2f"), (PARAMS_M, PARAMS_M, ".3f"), (FLOPS_G, FLOPS_G, ".3f"),
             ("control", "control", "s"), ("arch", stages, "s")]))
     else:
         tell("No trial completed its full budget, so there is no Pareto front (see the failed runs in MLflow).")
     if summary.confirmed:
         tell(f"\nConfirmed on {test_split_text(len(plan.confirm.data.test_y), dataset=plan.space.dataset)}, retrained from scratch per seed; "
-             f"test_acc mean ± std, 95% interval of the paired difference to the plain backbone:")
-        tell(format_table([confirmed_row(row) for row in summary.confirmed], [
-            ("name", "confirmed", "s"), ("seeds", "seeds", "s"), (TEST_ACC, TEST_ACC, "s"),
-            ("search_val_acc", "search val_acc", ".4f"), ("diff", "diff vs plain [95% CI]", "s"),
+             f"{score.test} mean ± std, 95% interval of the paired difference to the plain backbone:")
+        tell(format_table([confirmed_row(row, score=score) for row in summary.confirmed], [
+            ("name", "confirmed", "s"), ("seeds", "seeds", "s"), (score.test, score.test, "s"),
+            ("search_val_acc", f"search {score.val}", ".4f"), ("diff", "diff vs plain [95% CI]", "s"),
             ("verdict", "verdict", "s"), (LATENCY_MS, LATENCY_MS, ".2f"),
             ("onnx_ms", "onnxruntime_ms", ".2f"), ("arch", stages, "s")]))
         tell(f"\n{summary.verdict}")
-        tell(rank_agreement(summary.confirmed).text())
+        tell(rank_agreement(summary.confirmed).text(val=score.val, test=score.test))
     if summary.insight:
         tell("\nPlacement insight (hints from few trials, not significant effects; the report has the heatmaps):")
         tell("\n".join(f"  {line}" for line in summary.insight))
@@ -78,7 +79,7 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
          f"{experiment_url(tracking_uri=plan.mlflow.tracking_uri, experiment_id=summary.experiment_id)}")
     tell(f"Optuna study:  {study_hint(storage=plan.study.storage)}")
     if summary.front:
-        what = "the confirmed pick" if summary.confirmed else "the most accurate front model"
+        what = "the confirmed pick" if summary.confirmed else f"the front model of highest {score.val}"
         tell(f"Export {what}:  python -m search.export")
     if summary.confirmed and plan.hardware == "cpu":
         tell(cpu_resolution_line(summary.confirmed))
@@ -95,10 +96,10 @@ def cpu_resolution_line(confirmed: list[Confirmed]) -> str:
             f"up: docs/gpu.md).")
 
 
-def confirmed_row(row: Confirmed) -> dict[str, Any]:
-    """One confirmed architecture as the summary table's cells."""
+def confirmed_row(row: Confirmed, *, score: Score = ACCURACY) -> dict[str, Any]:
+    """One confirmed architecture as the summary table's cells (its test score under ``score.test``)."""
     return {"name": row.name, "seeds": str(row.n), "verdict": str(row.verdict), LATENCY_MS: row.latency_ms,
             "onnx_ms": row.latency_onnxruntime_ms, "search_val_acc": row.search_val_acc,
             "arch": row.arch_text,
-            TEST_ACC: "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
+            score.test: "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
             "diff": "" if row.verdict is Verdict.REFERENCE else diff_text(row)}

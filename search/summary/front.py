@@ -11,7 +11,7 @@ from ray import tune
 
 from backbones import ArchConfig
 from search.confirm.statistics import Confirmed
-from search.outcomes import PARETO_TAG, Outcome, trial_outcome
+from search.outcomes import PARETO_TAG, VAL_ACC, Outcome, trial_outcome
 from search.records import FinishedTrial
 from search.study.searcher import DUPLICATE_ATTR, RAY_TRIAL_ATTR, open_study
 from search.tracking.parent import SearchRun
@@ -47,9 +47,10 @@ class SearchSummary:
 
 
 def summarise_search(results: tune.ResultGrid, *, full_epochs: int, study_storage: str, run_ids: Mapping[str, str],
-                     search: SearchRun, wall_s: float) -> SearchSummary:
+                     search: SearchRun, wall_s: float, metric: str = VAL_ACC) -> SearchSummary:
     """Count the outcomes, flag the front (the study's ``best_trials``) on each full-budget trial's MLflow run
-    (``run_ids``: Ray trial id -> run id), and log the counts on the parent run."""
+    (``run_ids``: Ray trial id -> run id), and log the counts on the parent run. ``metric``: the search's score
+    (plan.score.val)."""
     rows, counts = [], {outcome: 0 for outcome in Outcome}
     for result in results:
         metrics = result.metrics or {}
@@ -58,7 +59,7 @@ def summarise_search(results: tune.ResultGrid, *, full_epochs: int, study_storag
         if outcome is Outcome.COMPLETED:
             rows.append(FinishedTrial.from_result(metrics, arch=ArchConfig.from_dict(result.config["arch"]),
                                                   run_id=run_ids.get(metrics["trial_id"], ""),
-                                                  control=result.config.get("control") or ""))
+                                                  control=result.config.get("control") or "", metric=metric))
     study = open_study(storage=study_storage, name=search.name)
     front_ids = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in study.best_trials}  # constraint-aware, from Optuna
     duplicates = sum(DUPLICATE_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))

@@ -11,12 +11,17 @@ from pathlib import Path
 from search.outcomes import FLOPS_G, LATENCY_MS, LATENCY_OBJECTIVE, PARAMS_M, VAL_ACC
 from search.records import FinishedTrial
 
-COLUMNS = ("trial_id", "control", "pareto", VAL_ACC, LATENCY_OBJECTIVE, LATENCY_MS, PARAMS_M, FLOPS_G, "arch", "run_id")
+def columns(metric: str = VAL_ACC) -> tuple[str, ...]:
+    """pareto.csv's columns, with the search's score ``metric`` (val_acc, val_miou) fourth."""
+    return ("trial_id", "control", "pareto", metric, LATENCY_OBJECTIVE, LATENCY_MS, PARAMS_M, FLOPS_G, "arch", "run_id")
+
+
+COLUMNS = columns()
 
 
 def write_pareto_report(rows: Sequence[FinishedTrial], *, folder: str | Path, title: str) -> list[Path]:
     """Write ``pareto.csv`` and ``pareto.png`` into ``folder`` from the full-budget trials ``rows``; returns their
-    paths. The front is drawn on ``latency_norm_ms`` (what it ranks) against ``val_acc``; controls drawn apart."""
+    paths. The front is drawn on ``latency_norm_ms`` (what it ranks) against the score (``val_acc``, ``val_miou``); controls drawn apart."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ordered = sorted(rows, key=lambda row: (not row.pareto, row.latency_norm_ms))
@@ -25,7 +30,8 @@ def write_pareto_report(rows: Sequence[FinishedTrial], *, folder: str | Path, ti
 
 def _write_csv(rows: Sequence[FinishedTrial], path: Path) -> Path:
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns(rows[0].metric if rows else VAL_ACC),
+                                extrasaction="ignore")
         writer.writeheader()
         writer.writerows(row.cells() for row in rows)
     return path
@@ -40,21 +46,21 @@ def _write_png(rows: Sequence[FinishedTrial], path: Path, title: str) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
     rest = [row for row in rows if not row.pareto]
     front = sorted((row for row in rows if row.pareto), key=lambda row: row.latency_norm_ms)
-    ax.scatter([r.latency_norm_ms for r in rest], [r.val_acc for r in rest], c="#9aa5b1", label="other trials")
-    ax.step([r.latency_norm_ms for r in front], [r.val_acc for r in front], where="post", c="#d9480f", lw=1)
-    ax.scatter([r.latency_norm_ms for r in front], [r.val_acc for r in front], c="#d9480f", label="Pareto front",
+    ax.scatter([r.latency_norm_ms for r in rest], [r.score for r in rest], c="#9aa5b1", label="other trials")
+    ax.step([r.latency_norm_ms for r in front], [r.score for r in front], where="post", c="#d9480f", lw=1)
+    ax.scatter([r.latency_norm_ms for r in front], [r.score for r in front], c="#d9480f", label="Pareto front",
                zorder=3)
     controls = [row for row in rows if row.control]
-    ax.scatter([r.latency_norm_ms for r in controls], [r.val_acc for r in controls], marker="s", s=60,
+    ax.scatter([r.latency_norm_ms for r in controls], [r.score for r in controls], marker="s", s=60,
                facecolors="none", edgecolors="#1c7ed6", linewidths=1.5, label="controls", zorder=4)
     for row in front:
-        ax.annotate(str(row.arch), (row.latency_norm_ms, row.val_acc), fontsize=6, xytext=(4, -8),
+        ax.annotate(str(row.arch), (row.latency_norm_ms, row.score), fontsize=6, xytext=(4, -8),
                     textcoords="offset points")
     for row in controls:
-        ax.annotate(f"control {row.control}", (row.latency_norm_ms, row.val_acc), fontsize=6, color="#1c7ed6",
+        ax.annotate(f"control {row.control}", (row.latency_norm_ms, row.score), fontsize=6, color="#1c7ed6",
                     xytext=(4, 4), textcoords="offset points")
     ax.set_xlabel(f"{LATENCY_OBJECTIVE} (batch 1, ms, relative to the plain backbone)")
-    ax.set_ylabel(VAL_ACC)
+    ax.set_ylabel(rows[0].metric if rows else VAL_ACC)
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from typing import TYPE_CHECKING
 
 from backbones import NONE  # the attention type of a stage without attention
@@ -37,7 +38,7 @@ class TrialPoint:
     control: str = ""  # the control's name (plain, se_r16, ...), "" for a searched trial
     pareto: bool = False  # on the constraint-aware front of the full-budget trials (Study.best_trials)
     epochs: int = 0  # epochs trained
-    val_acc: float | None = None  # fraction 0-1
+    score: float | None = None  # the search's score (ReportData.score: val_acc, val_miou), fraction 0-1
     latency_norm_ms: float | None = None  # the latency the search ranks (ms, batch 1); a field per OBJECTIVES name
     latency_ms: float | None = None  # median raw latency (ms, batch 1)
     params_m: float | None = None  # millions of parameters
@@ -83,6 +84,19 @@ class PlacementEffects:
 
 
 @dataclass(frozen=True)
+class SamplePanel:
+    """A few test images with their true and predicted masks (a segmentation search; ``trials.TRIAL_TASKS``' panel),
+    as nested lists so the report needs no torch: ``images[i][y][x]`` (0-1, first channel), ``truth``/``predicted``
+    ``[i][y][x]`` class indices named by ``classes``."""
+
+    model: str  # which model predicted, e.g. "trial 1a2b (front, val_miou 0.61)"
+    images: tuple[Any, ...]
+    truth: tuple[Any, ...]
+    predicted: tuple[Any, ...]
+    classes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ReportData:
     """Everything the search report shows (see ``dashboards.write_report``)."""
 
@@ -104,3 +118,6 @@ class ReportData:
     experiment_url: str = ""  # the experiment in the MLflow UI, on its training-runs view
     prescreen: tuple[PrescreenPoint, ...] = ()  # strategy=oneshot: the supernet's ranking, best first
     prescreen_tau: float | None = None  # Kendall tau of supernet vs trained val_acc over the picks trained in full
+    score: str = "val_acc"  # the name of TrialPoint.score and of the accuracy effects (search.outcomes.Score.val)
+    test_score: str = "test_acc"  # the name of the confirmed figures (search.outcomes.Score.test)
+    samples: SamplePanel | None = None  # a segment search: test scenes with their masks, true and predicted

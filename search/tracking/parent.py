@@ -23,7 +23,8 @@ from search.settings.errors import UserError
 from search.tracking.links import RUNS_VIEW_KEY
 from search.settings.tracking_uri import is_server
 from search.outcomes import (CONFIRM_TAG, CONTROL_TAG, FLOPS_G, LATENCY_MS, OBJECTIVES, OUTCOME_TAG, PARAMS_M,
-                             PARETO_TAG, ROLE_TAG, SEARCH_ROLE, SEARCH_TAG, SEED_TAG, TEST_ACC, TRIAL_TAG, Outcome)
+                             PARETO_TAG, ROLE_TAG, SEARCH_ROLE, SEARCH_TAG, SEED_TAG, TEST_ACC, TEST_MIOU, TRIAL_TAG, VAL_MIOU,
+                             Outcome)
 
 ENDED_STATUSES = tuple(RunStatus.to_string(s) for s in (RunStatus.FINISHED, RunStatus.FAILED))  # fully written runs
 
@@ -38,7 +39,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"  # MLflow's ExperimentKind for "Machine learning" (vs genai_development)
 RUNS_VIEW_NAME = "attnas: runs with objectives and outcomes"
 RUNS_VIEW_COLUMNS = (  # MLflow's column ids: metrics.`name`, params.`name`, tags.`name`
-    *(f"metrics.`{m}`" for m in (*OBJECTIVES, LATENCY_MS, PARAMS_M, FLOPS_G, TEST_ACC)),
+    *(f"metrics.`{m}`" for m in (*OBJECTIVES, LATENCY_MS, PARAMS_M, FLOPS_G, TEST_ACC, VAL_MIOU, TEST_MIOU)),
     *(f"tags.`{t}`" for t in (OUTCOME_TAG, PARETO_TAG, CONTROL_TAG, CONFIRM_TAG, SEED_TAG)),
 )
 

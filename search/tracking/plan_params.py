@@ -42,5 +42,5 @@ def parent_params(plan: SearchPlan) -> dict[str, Any]:
 def data_info(plan: SearchPlan) -> dict[str, Any]:
     """What the models' input is (search.outcomes.DATA_JSON on the parent run): export hands it to the user."""
     data = plan.data
-    return {"dataset": plan.space.dataset, "root": plan.data_root, "image_shape": list(data.image_shape),
+    return {"task": plan.space.task, "dataset": plan.space.dataset, "root": plan.data_root, "image_shape": list(data.image_shape),
             "mean": list(data.mean), "std": list(data.std), "classes": list(data.classes)}

@@ -28,13 +28,13 @@ TYPES = (NONE, "se", "eca")
 
 def _point(stages: tuple[str, ...], acc: float | None, ms: float, outcome: Outcome = Outcome.COMPLETED) -> TrialPoint:
     return TrialPoint(trial_id="t", number=0, run_id="r", run_url="", outcome=outcome, arch="a", stages=stages,
-                      val_acc=acc, latency_norm_ms=ms)
+                      score=acc, latency_norm_ms=ms)
 
 
 def test_placement_effects_are_differences_of_means_to_none_at_the_same_stage() -> None:
     points = [_point((NONE, "se"), 0.5, 1.0), _point((NONE, NONE), 0.4, 1.0), _point(("se", NONE), 0.6, 2.0),
               _point(("se", "se"), 0.7, 3.0)]
-    effects = placement_effects(points, metric="val_acc", types=TYPES, num_stages=2, trials="4")
+    effects = placement_effects(points, metric="score", name="val_acc", types=TYPES, num_stages=2, trials="4")
     se, eca = effects.types.index("se"), effects.types.index("eca")
     assert effects.cells[0][se].n == 2 and effects.cells[0][se].mean == pytest.approx(0.65)
     assert effects.cells[0][se].effect == pytest.approx(0.65 - 0.45)
@@ -46,7 +46,7 @@ def test_placement_effects_are_differences_of_means_to_none_at_the_same_stage() 
 
 
 def test_no_effect_without_a_baseline_at_that_stage() -> None:
-    effects = placement_effects([_point(("se",), 0.5, 1.0), _point(("eca",), 0.6, 1.0)], metric="val_acc",
+    effects = placement_effects([_point(("se",), 0.5, 1.0), _point(("eca",), 0.6, 1.0)], metric="score",
                                 types=TYPES, num_stages=1, trials="2")
     assert all(cell.effect is None for cell in effects.cells[0]) and effects.ranked() == []
 
@@ -153,8 +153,8 @@ def test_collect_reads_every_trial_run_with_its_outcome_and_last_values(stores) 
     assert len(data.points) == 9 and data.duplicates == 1
     by_id = {p.trial_id: p for p in data.points}
     stopped = by_id["ray6"]
-    assert stopped.outcome is Outcome.EARLY_STOPPED and stopped.val_acc == 0.42 and stopped.epochs == 1
-    assert by_id["ray8"].outcome is Outcome.REJECTED and by_id["ray8"].val_acc is None
+    assert stopped.outcome is Outcome.EARLY_STOPPED and stopped.score == 0.42 and stopped.epochs == 1
+    assert by_id["ray8"].outcome is Outcome.REJECTED and by_id["ray8"].score is None
     assert by_id["ray8"].note.startswith("latency 9.0 ms") and by_id["ray7"].note.startswith("TrialDiverged")
     assert by_id["ray0"].control == "plain"
     assert by_id["ray0"].run_url == f"http://127.0.0.1:5000/#/experiments/{stores[2]}/runs/{by_id['ray0'].run_id}"

@@ -48,10 +48,21 @@ class Case:
     entry: str = "run"  # "run" or "export"
     # files to write first, relative to tmp_path: "png" = a valid 8x8 image, "dir" = an empty folder, else the text
     files: tuple[tuple[str, str], ...] = ()
+    source: str = "fashion_attention.yaml"  # the shipped space ``edit`` applies to
 
 
 TYPES = "valid types: " + ", ".join(sorted(ATTENTION))
+SEG = "fashion_seg_attention.yaml"
 CASES = {
+    # A segmentation space (task: segment): its decoder and skip offers, and what its task cannot do.
+    "unknown decoder attention type": Case(("space={space}",), ("decoder: unknown decoder attention type 'sxse'",
+                                                                "valid: ", "scse"),
+                                           edit=("types: [none, se, eca, cbam, scse]", "types: [none, sxse]"),
+                                           source=SEG),
+    "unknown skip mode": Case(("space={space}",), ("skips: unknown skip 'gated'", "valid: none, gate"),
+                              edit=("skips: [none, gate]", "skips: [none, gated]"), source=SEG),
+    "oneshot on a segment space": Case(("space=fashion_seg_attention", "strategy=oneshot"),
+                                       ("strategy=oneshot", "task 'segment'", "strategy=multi_trial")),
     # Hydra-level: unknown keys and malformed overrides.
     "unknown key": Case(("foo=1",), ("'foo'", "valid settings: space, name, sampler, seed, device, concurrency, "
                                           "budget.*, constraints.*, asha.*, data.*, latency.*, train.*, compile, mlflow.*, "
@@ -77,6 +88,7 @@ CASES = {
     "confirm seeds word": Case(("confirm.seeds=three",), ("confirm.seeds", "three")),
     "confirm cap below first look": Case(("confirm.seeds=4", "confirm.max_seeds=3"),
                                          ("confirm.max_seeds=3", "below confirm.seeds=4")),
+    "confirm controls unknown": Case(("confirm.controls=some",), ("confirm.controls choice", "some", "all, plain")),
     "confirm resolution 0": Case(("confirm.resolution=0",), ("confirm.resolution=0", "number > 0")),
     "bad control": Case(("space={space}",), ("controls", "unknown attention type 'sparkle'", "valid types:"),
                         edit=("\nstages:", "\ncontrols: {glow: {attn: sparkle}}\nstages:")),
@@ -115,7 +127,7 @@ CASES = {
                                    edit=("types: [none, se, eca,", "types: [none, sparkle, se, eca,")),
     "ratio 0": Case(("space={space}",), ("reduction=0", ">= 1"),
                     edit=("reduction: [4, 8, 16, 32]", "reduction: [0, 4]")),
-    "unknown space key": Case(("space={space}",), ("'colour'", "valid keys: budgets, controls, dataset, defaults, description"),
+    "unknown space key": Case(("space={space}",), ("'colour'", "valid keys: budgets, controls, dataset, decoder, defaults, description"),
                               edit=("small_input: true", "colour: blue\nsmall_input: true")),
     "unknown stage key": Case(("space={space}",), ("'colour'", "valid keys: blocks, kernel_size, position"),
                               edit=("  0: {}", "  0: {colour: red}")),
@@ -200,7 +212,7 @@ def _fill(case: Case, tmp_path: Path) -> tuple[list[str], list[str]]:
         else:
             path.write_text(content)
     if case.edit is not None:
-        source = (REPO / "spaces" / "fashion_attention.yaml").read_text()
+        source = (REPO / "spaces" / case.source).read_text()
         old, new = case.edit
         assert old in source, f"the space edit no longer applies: {old!r}"
         values["space"].write_text(source.replace(old, new))
@@ -256,6 +268,8 @@ def test_every_setting_has_a_value_check(schema: type, checked_elsewhere: set[st
     for key, f, kind in _leaves(schema):
         if key.split(".")[0] in checked_elsewhere or kind is bool:
             continue
+        if typing.get_origin(kind) is typing.Union:  # Optional[X]: null means a default, X is what is checked
+            kind = next(arg for arg in typing.get_args(kind) if arg is not type(None))
         if isinstance(kind, type) and issubclass(kind, enum.Enum):
             assert "noun" in f.metadata, key
         elif "rule" not in f.metadata:

@@ -192,9 +192,9 @@ def test_candidates_carry_the_search_val_acc_of_controls_and_front_trials() -> N
     eca = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
                      stages=(StageConfig(attn="eca", kernel_size=3),) + (StageConfig(),) * 3)
     figures = dict(latency_norm_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
-    searched = [FinishedTrial(trial_id="t0", control="plain", val_acc=0.71, arch=plain, **figures),
-                FinishedTrial(trial_id="t1", control="", val_acc=0.75, arch=se, **figures),
-                FinishedTrial(trial_id="t2", control="", val_acc=0.73, arch=eca, **figures)]
+    searched = [FinishedTrial(trial_id="t0", control="plain", score=0.71, arch=plain, **figures),
+                FinishedTrial(trial_id="t1", control="", score=0.75, arch=se, **figures),
+                FinishedTrial(trial_id="t2", control="", score=0.73, arch=eca, **figures)]
     front = searched[1:]
     picked = pick_candidates(front=front, controls={"plain": plain}, top_k=1, searched=searched)
     assert [(c.name, c.search_val_acc) for c in picked] == [("plain", 0.71), ("t1", 0.75)]
@@ -209,8 +209,8 @@ def test_on_cpu_a_control_not_retrained_as_one_can_be_the_pick() -> None:
     eca = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
                      stages=(StageConfig(attn="eca", kernel_size=3),) + (StageConfig(),) * 3)
     figures = dict(latency_norm_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
-    front = [FinishedTrial(trial_id="t1", control="se_r16", val_acc=0.76, arch=se, **figures),
-             FinishedTrial(trial_id="t2", control="", val_acc=0.73, arch=eca, **figures)]
+    front = [FinishedTrial(trial_id="t1", control="se_r16", score=0.76, arch=se, **figures),
+             FinishedTrial(trial_id="t2", control="", score=0.73, arch=eca, **figures)]
     controls = {"plain": plain, "se_r16": se}
     assert list(confirmed_controls(controls, which="all")) == ["plain", "se_r16"]
     only_plain = confirmed_controls(controls, which="plain")
@@ -227,8 +227,8 @@ def test_when_plain_is_the_whole_front_the_most_accurate_other_trial_is_confirme
     gc = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
                     stages=(StageConfig(attn="gc", reduction=8),) + (StageConfig(),) * 3)
     figures = dict(latency_norm_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
-    searched = [FinishedTrial(trial_id="t0", control="plain", val_acc=0.80, arch=plain, **figures),
-                FinishedTrial(trial_id="t1", control="", val_acc=0.70, arch=eca, **figures),
-                FinishedTrial(trial_id="t2", control="", val_acc=0.75, arch=gc, **figures)]
+    searched = [FinishedTrial(trial_id="t0", control="plain", score=0.80, arch=plain, **figures),
+                FinishedTrial(trial_id="t1", control="", score=0.70, arch=eca, **figures),
+                FinishedTrial(trial_id="t2", control="", score=0.75, arch=gc, **figures)]
     picked = pick_candidates(front=searched[:1], controls={"plain": plain}, top_k=1, searched=searched)
     assert [c.name for c in picked] == ["plain", "t2"]

@@ -1,6 +1,7 @@
 # Two commands on a fresh machine (README, first lines):
 #   make demo   .venv + install + Fashion-MNIST, then the main search (python -m search.run space=fashion_attention)
-#   make test   the same setup (+ chromium for the browser test), then the README's test command
+#   make test   the same setup (+ chromium for the browser test, PostgreSQL for the team test), then the README's test
+#               command
 # Both are idempotent: the install reruns only when pyproject.toml changed (stamp .venv/.installed), data and system
 # packages are fetched only when missing.
 
@@ -21,12 +22,12 @@ APT := apt_install() { \
 	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq "$$@"; \
 }
 
-.PHONY: demo test setup data browser
+.PHONY: demo test setup data browser postgres
 
 demo: setup data
 	$(BIN)/python -m search.run space=fashion_attention
 
-test: setup data browser
+test: setup data browser postgres
 	@[ -n "$(TEST_CMD)" ] || { echo "README.md has no line starting with 'python -m pytest'"; exit 1; }
 	@echo '$$ $(TEST_CMD)'
 	@export PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"; rc=0; $(TEST_CMD) || rc=$$?; \
@@ -56,3 +57,11 @@ browser:
 	if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
 	elif apt_install chromium chromium-driver; then echo "installed chromium chromium-driver"; \
 	else echo "chromium/chromedriver missing and apt-get not usable: the browser test cannot run here"; fi
+
+# PostgreSQL's programs (initdb, pg_ctl) for the team test, which starts its own server in a temporary folder; not
+# fatal when apt-get is not usable (that test then says why)
+postgres:
+	@$(APT); \
+	if ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1; then :; \
+	elif apt_install postgresql; then echo "installed postgresql"; \
+	else echo "postgresql missing and apt-get not usable: the team test cannot run here"; fi

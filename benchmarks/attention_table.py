@@ -70,7 +70,7 @@ def table_space(types: Sequence[str] = TYPES):
     ``types`` (default {none, se r16, eca k3}) with KNOBS' knobs, after_block, every block, head avg; controls: the
     plain backbone and SE r16 everywhere."""
     from backbones import StageConfig
-    from spaces import StageSpace, load_space
+    from spaces import Control, StageSpace, load_space
 
     space = load_space("fashion_attention")
     reductions = tuple(sorted({KNOBS[t]["reduction"] for t in types if "reduction" in KNOBS.get(t, {})})) or (16,)
@@ -81,7 +81,7 @@ def table_space(types: Sequence[str] = TYPES):
     stages = tuple(StageSpace(index=i, types=tuple(types), reduction=reductions, kernel_size=kernels,
                               position=("after_block",), blocks=("every",)) for i in range(NUM_STAGES))
     return dataclasses.replace(space, stages=stages, head=("avg",),
-                               controls={"se_r16": StageConfig(attn="se", reduction=16)})
+                               controls={"se_r16": Control(stage=StageConfig(attn="se", reduction=16))})
 
 
 def base_arch():

@@ -98,6 +98,10 @@ EPOCHS_RUN_TAG = "attnas.epochs_run"  # on a finished trial run: epochs it train
 REJECTED_BECAUSE_TAG = "attnas.rejected_because"  # on a rejected trial run: the hard budget it broke
 ERROR_TAG = "attnas.error"  # on a failed trial run: the last line of its error
 RESUMED_TAG = "attnas.resumed"  # "true" on a trial run a resumed search reopened
+# On the parent run while its driver lives: the driver as "HOST PID", and the unix time (s) it last said it is alive
+# (search.tracking.driver): a second command with the same name is refused while it is fresh.
+DRIVER_TAG = "attnas.driver"
+HEARTBEAT_TAG = "attnas.heartbeat"
 # attnas.role values: the parent run, a searched trial, a confirmation run
 SEARCH_ROLE, TRIAL_ROLE, CONFIRM_ROLE, SUPERNET_ROLE = "search", "trial", "confirm", "supernet"
 PRESCREEN_TAG = "attnas.prescreen"  # on the parent run (strategy=oneshot): the supernet's picks, as a JSON list

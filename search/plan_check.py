@@ -22,6 +22,7 @@ from search.settings.errors import UserError
 from search.settings.plan import (AUTO, AshaPlan, CalibrationPlan, ConfirmPlan, ExecutionPlan, FaultInjection,
                                   MlflowPlan, OneshotPlan, SearchPlan, StudyPlan, TrialSettings)
 from search.log import say
+from search.settings.database_url import check_storage, redact
 from search.settings.tracking_uri import check_tracking_uri, sqlite_path
 from spaces import Budget, SpaceError, check_space_fits, load_space
 from search.outcomes import SCORES
@@ -76,6 +77,9 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
     name = settings.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     check_setting(RunConfig, "name", name)  # the default name too (it comes from the space)
     check_tracking_uri(settings.mlflow.tracking_uri)
+    if settings.study.storage and (reason := check_storage(settings.study.storage)):
+        raise UserError(f"study.storage={redact(settings.study.storage)} cannot be reached ({reason}); check the host, "
+                        f"port, user and password, or leave study.storage unset for a local optuna.db")
     confirm = CONFIRM_DEFAULTS[hardware]
     seeds = settings.confirm.seeds or confirm.seeds
     max_seeds = settings.confirm.max_seeds or max(seeds, confirm.max_seeds)

@@ -26,6 +26,7 @@ from search.execution.cluster import join_cluster
 from search.execution.faults import with_faults
 from search.execution.progress import ProgressPrinter, quiet_libraries
 from search.execution.scheduler import make_scheduler
+from search.execution.signals import EXIT_INTERRUPTED, EXIT_TERMINATED, Terminated, stop_on_signals
 from search.execution.trainable import train_architecture
 from search.execution.tuner import ray_runtime, run_tuner
 from search.log import error, say, tell
@@ -35,6 +36,7 @@ from search.settings import cli
 from search.settings.config import RunConfig
 from search.settings.errors import exit_on_bad_input
 from search.settings.plan import SearchPlan, TrialSettings
+from search.study.database import DatabaseDown
 from search.study.prescreen import compare_with_trials, prescreen
 from search.study.searcher import StudySearcher
 from search.summary.console import announce, announce_resume, print_summary
@@ -139,20 +141,39 @@ def _hydra_main(cfg: DictConfig) -> None:
         run(cfg)
 
 
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for a command stopped by Ctrl-C
+EXIT_UNAVAILABLE = 75  # EX_TEMPFAIL (sysexits.h): a service the search needs stayed down; try again later
 
 
 def main(argv: list[str] | None = None) -> None:
     """``python -m search.run ARGS``: compose the config from the overrides (:mod:`search.settings.cli`) and run.
 
     Ctrl-C (SIGINT) stops the whole search with exit code 130 (Ray Tune's own handler, which would end only the
-    current phase and let the search go on to confirm a partial front, is off: ``search.execution.tuner``); the
-    trials and MLflow runs finished so far are kept and the same command resumes."""
+    current phase and let the search go on to confirm a partial front, is off: ``search.execution.tuner``), and
+    SIGTERM (a batch scheduler's stop) the same way with 143 (:mod:`search.execution.signals`). A study database
+    that stays down past its patience (:mod:`search.study.database`) ends it with 75. In each case the trials and
+    MLflow runs finished so far are kept and the same command resumes."""
+    stop_on_signals()
     try:
         cli.main(run, _hydra_main, config_name="run", argv=argv)
+    except Terminated:
+        error("\nStopped by SIGTERM: the finished trials and their MLflow runs are kept; rerun the same command to "
+              "resume.")
+        sys.exit(EXIT_TERMINATED)
     except KeyboardInterrupt:
         error("\nInterrupted: the finished trials and their MLflow runs are kept; rerun the same command to resume.")
         sys.exit(EXIT_INTERRUPTED)
+    except Exception as exc:
+        if (down := _cause(exc, DatabaseDown)) is None:
+            raise
+        error(f"\nThe search stopped: {down}.")
+        sys.exit(EXIT_UNAVAILABLE)
+
+
+def _cause(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+    """``exc`` or the first exception of type ``kind`` it was raised from (Ray Tune may wrap its searcher's error)."""
+    while exc is not None and not isinstance(exc, kind):
+        exc = exc.__cause__ or exc.__context__
+    return exc
 
 
 if __name__ == "__main__":

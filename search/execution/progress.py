@@ -11,6 +11,7 @@ from ray.tune import Callback
 
 from backbones import ArchConfig
 
+from search.execution.signals import raise_if_stopped
 from search.log import say
 from search.outcomes import EPOCH, LATENCY_OBJECTIVE, REJECTED, TRAIN_LOSS, VAL_ACC, Outcome, trial_outcome
 from trials import Constraints
@@ -46,6 +47,9 @@ class ProgressPrinter(Callback):
 
     def _say(self, text: str) -> None:
         say(text)
+
+    def on_step(self, iteration: int, trials: list, **info: Any) -> None:
+        raise_if_stopped()  # a Ctrl-C or SIGTERM whose first raise Python dropped (search.execution.signals)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self.ended_before:

@@ -16,6 +16,7 @@ from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
 from search.execution.ray_adapter import set_callbacks_of_restored_tuner
+from search.execution.signals import stop_on_signals
 from search.execution.storage import split
 
 
@@ -47,6 +48,7 @@ def ray_runtime(*, num_cpus: int | None = None, num_gpus: float | None = None,
         logging_level=logging.WARNING,
         configure_logging=True,
     )
+    stop_on_signals()  # again: Ray's core worker replaced the SIGTERM handler with its own (search.execution.signals)
     try:
         yield
     finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shlex
 
+from search.settings.database_url import redact
+
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 DEFAULT_PORT = 8080  # optuna-dashboard's own default
 
@@ -14,5 +16,6 @@ def study_command(*, storage: str = DEFAULT_STORAGE, host: str = "127.0.0.1", po
 
 
 def study_hint(*, storage: str) -> str:
-    """The line a person copies to watch the study (printed when a search starts and ends)."""
-    return f"{shlex.join(study_command(storage=storage))}   then open http://127.0.0.1:{DEFAULT_PORT}"
+    """The line a person copies to watch the study (printed when a search starts and ends; a password in the URL
+    shows as ***)."""
+    return f"{shlex.join(study_command(storage=redact(storage)))}   then open http://127.0.0.1:{DEFAULT_PORT}"

@@ -36,6 +36,7 @@ from ray.tune.search import Searcher
 from backbones import ArchConfig, canonical
 from search.outcomes import LATENCY_MS, LATENCY_OBJECTIVE, OBJECTIVES, Outcome, trial_outcome
 from search.samplers import SAMPLERS
+from search.study.database import open_storage
 from spaces import SearchSpace
 from trials import Constraints
 
@@ -56,10 +57,11 @@ def study_directions(objectives: Mapping[str, str] = OBJECTIVES) -> list[str]:
 
 def open_study(*, storage: str | optuna.storages.BaseStorage, name: str, sampler: optuna.samplers.BaseSampler | None = None,
                objectives: Mapping[str, str] | None = None) -> optuna.Study:
-    """Load (or create) the search's study in ``storage`` (an RDB URL such as ``sqlite:///optuna.db``), its objectives
+    """Load (or create) the search's study in ``storage`` (an RDB URL such as ``sqlite:///optuna.db``, opened patiently:
+    :func:`search.study.database.open_storage`), its objectives
     named after ``objectives`` (the plan's ``score.objectives``: val_acc or val_miou, and latency_norm_ms), so
     optuna-dashboard labels its axes by name, not 0 and 1. ``None``: as the study has them (a new one: ``OBJECTIVES``)."""
-    study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
+    study = optuna.create_study(storage=open_storage(storage), study_name=name, sampler=sampler,
                                 directions=study_directions(objectives or OBJECTIVES), load_if_exists=True)
     names = list(objectives) if objectives else (None if study.metric_names else list(OBJECTIVES))
     if names and study.metric_names != names:
@@ -97,7 +99,7 @@ class StudySearcher(Searcher):
     @property
     def study(self) -> optuna.Study:
         if self._study is None:
-            self._rdb = optuna.storages.get_storage(self.storage)
+            self._rdb = open_storage(self.storage)
             self._study = open_study(storage=self._rdb, name=self.study_name, objectives=self.objectives)
             # A resumed study continues with a sampler seeded past what it has already drawn.
             self._study.sampler = SAMPLERS[self.sampler_name](seed=self.seed + len(self._study.trials),

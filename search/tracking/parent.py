@@ -17,9 +17,11 @@ from typing import Any
 
 import mlflow
 from mlflow.entities import Metric, Param, Run, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from search.settings.errors import UserError
+from search.tracking.driver import Heartbeat, refuse_if_driven, this_driver
 from search.tracking.links import RUNS_VIEW_KEY
 from search.settings.tracking_uri import is_server
 from search.outcomes import (CONFIRM_TAG, CONTROL_TAG, FLOPS_G, LATENCY_MS, OBJECTIVES, OUTCOME_TAG, PARAMS_M,
@@ -62,7 +64,12 @@ def experiment_id(client: mlflow.MlflowClient, *, name: str, tracking_uri: str) 
         location = None
         if not is_server(tracking_uri):
             location = (Path.cwd() / "mlartifacts").resolve().as_uri()
-        found = client.create_experiment(name, artifact_location=location)
+        try:
+            found = client.create_experiment(name, artifact_location=location)
+        except MlflowException as exc:  # another search on the same server created it a moment ago
+            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+            found = client.get_experiment_by_name(name).experiment_id
     show_training_runs(client, experiment_id=found)
     return found
 
@@ -82,8 +89,10 @@ class SearchRun:
     """The MLflow parent run of one search, as a context manager.
 
     On enter: creates the parent run (tags, settings as params), or, when a search of that name exists, checks
-    that the settings are the same and reopens it (``resumed``; ``existing`` then holds its trial runs by Ray trial
-    id). On exit: the run ends FINISHED, KILLED (Ctrl-C) or FAILED (any other error); the error propagates.
+    that no other driver runs it now (:mod:`search.tracking.driver`) and that the settings are the same, and reopens
+    it (``resumed``; ``existing`` then holds its trial runs by Ray trial id). While inside, a heartbeat marks this
+    driver alive. On exit: the run ends FINISHED, KILLED (Ctrl-C, SIGTERM) or FAILED (any other error); the error
+    propagates.
     """
 
     def __init__(self, *, tracking_uri: str, experiment: str, name: str, params: Mapping[str, Any],
@@ -95,20 +104,33 @@ class SearchRun:
         self.run_id = ""
         self.resumed = False
         self.existing: dict[str, Run] = {}
+        self._tracking_uri = tracking_uri
+        self._heartbeat: Heartbeat | None = None
 
     def __enter__(self) -> SearchRun:
         previous = find_parent_run(self.client, experiment=self.experiment_id, name=self.name)
         if previous is None:
             run = self.client.create_run(self.experiment_id, run_name=self.name,
-                                         tags={ROLE_TAG: SEARCH_ROLE, SEARCH_TAG: self.name, **self._tags})
+                                         tags={ROLE_TAG: SEARCH_ROLE, SEARCH_TAG: self.name, **self._tags,
+                                               **this_driver()})
+            first = find_parent_run(self.client, experiment=self.experiment_id, name=self.name)
+            if first is not None and first.info.run_id != run.info.run_id:  # the same name started twice at once
+                self.client.delete_run(run.info.run_id)
+                refuse_if_driven(first, name=self.name)
+                raise UserError(f"search {self.name!r} was started by another command a moment ago; rerun this "
+                                f"one to resume it once that one has stopped, or pick a new name=")
             self.run_id = run.info.run_id
             self.client.log_batch(self.run_id, params=[Param(k, param_value(v)) for k, v in self._params.items()])
-        else:  # same name as an earlier search: resume it (same settings required)
+        else:  # same name as an earlier search: resume it (no other driver; same settings required)
+            refuse_if_driven(previous, name=self.name)
             check_same_settings(previous, params=self._params, ignore=self._may_change)
             self.run_id = previous.info.run_id
             self.resumed = True
             self.client.update_run(self.run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+            for key, value in this_driver().items():
+                self.client.set_tag(self.run_id, key, value)
             self.existing = trial_runs(self.client, experiment=self.experiment_id, parent_run_id=self.run_id)
+        self._heartbeat = Heartbeat(tracking_uri=self._tracking_uri, run_id=self.run_id).start()
         return self
 
     def existing_runs(self, *, role: str) -> dict[str, Run]:
@@ -116,9 +138,17 @@ class SearchRun:
         return {key: run for key, run in self.existing.items() if run.data.tags.get(ROLE_TAG) == role}
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
         status = (RunStatus.FINISHED if kind is None else RunStatus.KILLED if issubclass(kind, KeyboardInterrupt)
                   else RunStatus.FAILED)
-        self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+        try:
+            self.client.set_terminated(self.run_id, RunStatus.to_string(status))
+        except MlflowException:
+            if kind is None:
+                raise
+            # the search is already ending on an error (perhaps this server's outage): that error is the news; the
+            # run stays RUNNING, which a resumed search reopens anyway
 
     def log_artifacts(self, paths: Any, *, folder: str) -> None:
         """Upload files to ``folder/`` of the parent run."""

@@ -30,7 +30,8 @@ def test_planted_runs_the_real_search_and_counts_its_verdict(tmp_path: Path) -> 
     first = _run(out)
     outcome = json.loads((out / "searches" / "twin-seed0" / "outcome.json").read_text())
     assert outcome["command"].startswith("python -m search.run space=your_data data.root=")
-    assert {row["name"] for row in outcome["rows"]} >= {"plain", "se_r16", "cbam_r16_k7"}
+    names = {row["name"] for row in outcome["rows"]}  # the CPU confirmation: the plain backbone and the front's pick
+    assert "plain" in names and outcome["pick"] in names | {"plain"} and len(names) <= 2
     assert next(r for r in outcome["rows"] if r["name"] == "plain")["verdict"] == "reference"
     assert outcome["verdict"] and outcome["pick_better"] == (outcome["pick"] != "plain")
     assert "Kinds that learn the relation alone" in first

@@ -10,11 +10,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import re
 import sys
 import time
 from collections.abc import Mapping, Sequence
 
 import hydra
+import requests
+from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig
 from ray import tune
 
@@ -150,7 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     Ctrl-C (SIGINT) stops the whole search with exit code 130 (Ray Tune's own handler, which would end only the
     current phase and let the search go on to confirm a partial front, is off: ``search.execution.tuner``), and
     SIGTERM (a batch scheduler's stop) the same way with 143 (:mod:`search.execution.signals`). A study database
-    that stays down past its patience (:mod:`search.study.database`) ends it with 75. In each case the trials and
+    that stays down past its patience (:mod:`search.study.database`), or a tracking server past its client's retries,
+    ends it with 75 and one line. In each case the trials and
     MLflow runs finished so far are kept and the same command resumes."""
     stop_on_signals()
     try:
@@ -163,10 +167,24 @@ def main(argv: list[str] | None = None) -> None:
         error("\nInterrupted: the finished trials and their MLflow runs are kept; rerun the same command to resume.")
         sys.exit(EXIT_INTERRUPTED)
     except Exception as exc:
-        if (down := _cause(exc, DatabaseDown)) is None:
+        if (reason := _service_down(exc)) is None:
             raise
-        error(f"\nThe search stopped: {down}.")
+        error(f"\nThe search stopped: {reason}; the finished trials and their MLflow runs are kept: rerun the same "
+              f"command to resume.")
         sys.exit(EXIT_UNAVAILABLE)
+
+
+def _service_down(exc: BaseException) -> str | None:
+    """Why the search stopped, in words, when a service it needs stayed down: the study database past its patience
+    (:class:`DatabaseDown`), or the MLflow tracking server past its client's retries (about 4 minutes by default:
+    ``MLFLOW_HTTP_REQUEST_MAX_RETRIES``); None for any other error."""
+    if (down := _cause(exc, DatabaseDown)) is not None:
+        return str(down)
+    if _cause(exc, requests.exceptions.RequestException) is not None and (
+            failed := _cause(exc, MlflowException)) is not None:
+        where = re.match(r"API request to (\S+)", str(failed))
+        return f"the MLflow tracking server did not answer ({where.group(1) if where else type(failed).__name__})"
+    return None
 
 
 def _cause(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:

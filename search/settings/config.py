@@ -255,8 +255,8 @@ class RunConfig:
     name: Optional[str] = field(default=None, metadata=text("a name of letters, digits, '.', '_' and '-' only",
                                                              pattern=NAME_PATTERN))
     # tpe | nsga2 | random  (Optuna, multi-objective: val_acc max, latency_norm_ms min; search.outcomes.OBJECTIVES)
-    # tpe_mv: on the ground-truth table its front's hypervolume at the CPU search's 13 trials beats plain tpe's by
-    # more than the replays' noise, and ties at 40 trials (BENCHMARKS.md section 7)
+    # tpe_mv: on the ground-truth table its front's hypervolume at 13 trials (about the CPU search's size) beats plain
+    # tpe's by more than the replays' noise, and ties at 40 trials (BENCHMARKS.md section 7)
     sampler: Sampler = field(default=Sampler["tpe_mv"], metadata=choice("sampler"))
     seed: int = field(default=0, metadata=integer(minimum=0))  # sampler and training seed
     # auto | cpu | cuda   (auto: cuda when available; picks the gpu or cpu budget)

@@ -65,10 +65,8 @@ class PatientStorage:
                     raise
                 waited = time.monotonic() - start
                 if waited >= self._patience_s:
-                    raise DatabaseDown(
-                        f"the study database {redact(self._url)} was unreachable for {waited:.0f} s "
-                        f"({first_line(exc)}); the finished trials are kept: rerun the same command to resume"
-                    ) from None
+                    raise DatabaseDown(f"the study database {redact(self._url)} was unreachable for {waited:.0f} s "
+                                       f"({first_line(exc)})") from None
                 if not announced:
                     say(f"The study database {redact(self._url)} is unreachable ({first_line(exc)}): "
                         f"waiting up to {self._patience_s:.0f} s for it")

@@ -12,7 +12,9 @@ two databases: ``mlflow`` (the tracking server's backend store; artifacts proxie
   started again; ``beta`` gets SIGTERM (a batch scheduler's stop) and ends with one line and exit code 143, no C++
   stack dump, and the same command resumes it;
 - afterwards: both finished, every trial has exactly one FINISHED MLflow run under its own search's parent, the
-  two Optuna studies are separate and complete, and the report and export of each work.
+  two Optuna studies are separate and complete, and the report and export of each work;
+- a third search whose tracking server goes away for good (its client told to retry once) stops with one line and
+  exit code 75.
 
 Every process the test starts is stopped by its handle or process group.
 """
@@ -158,9 +160,9 @@ def tracking(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> It
 class Search:
     """``python -m search.run`` as a subprocess whose output lines are collected as they come."""
 
-    def __init__(self, args: list[str], cwd: Path) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
         self.proc = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=cwd, text=True,
-                                     env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                                     env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
         self.lines: list[str] = []
         self._new: queue.Queue[None] = queue.Queue()
@@ -281,6 +283,24 @@ def test_a_study_call_waits_out_a_database_restart(bad_starts, postgres: Postgre
     optuna.delete_study(study_name="patience", storage=postgres.url("optuna"))
 
 
+def test_a_database_down_past_its_patience_stops_with_one_line(bad_starts, postgres: Postgres) -> None:
+    from search.settings.database_url import driver_url, engine_kwargs
+    from search.study.database import DatabaseDown, PatientStorage
+
+    url = postgres.url("optuna")
+    storage = optuna.storages.RDBStorage(driver_url(url), engine_kwargs=engine_kwargs(url))  # connects: before the stop
+    impatient = PatientStorage(lambda: storage, url=postgres.url("optuna"), patience_s=3.0)
+    postgres.stop()
+    try:
+        with pytest.raises(DatabaseDown) as down:
+            impatient.get_all_studies()
+    finally:
+        postgres.start()
+    message = str(down.value)
+    assert "\n" not in message and PASSWORD not in message and "postgresql://attnas:***@" in message
+    assert "was unreachable for" in message
+
+
 @pytest.fixture(scope="module")
 def team(bad_starts, postgres: Postgres, tracking: MlflowServer, space: Path,
          tmp_path_factory: pytest.TempPathFactory) -> dict:
@@ -381,3 +401,21 @@ def test_both_export_from_the_server(team, tracking: MlflowServer, tmp_path: Pat
         assert proc.returncode == 0, err[-3000:]
         assert f"registered models:/attnas_{name}/1" in out
         assert (tmp_path / name / f"attnas_{name}" / "__init__.py").is_file()
+
+
+def test_a_tracking_server_gone_for_good_stops_the_search_with_one_line(team, postgres: Postgres,
+                                                                       tracking: MlflowServer, space: Path,
+                                                                       tmp_path: Path) -> None:
+    """Past the MLflow client's retries (about 4 minutes by default; 1 retry here) the search stops with one line."""
+    gamma = Search(_command("gamma", space=space, tracking=tracking.uri, study=postgres.url("optuna")), tmp_path,
+                   env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1"})
+    try:
+        gamma.wait_for(lambda s: s.finished() >= 1)
+        tracking.kill()
+        code = gamma.end(timeout=300)
+    finally:
+        tracking.start()
+    assert code == 75, gamma.lines[-30:]
+    assert gamma.lines[-1].startswith("The search stopped: the MLflow tracking server did not answer (http://"), \
+        gamma.lines[-5:]
+    assert gamma.lines[-1].endswith("rerun the same command to resume.")

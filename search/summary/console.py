@@ -82,15 +82,16 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
         what = "the confirmed pick" if summary.confirmed else f"the front model of highest {score.val}"
         tell(f"Export {what}:  python -m search.export")
     if summary.confirmed and plan.hardware == "cpu":
-        tell(cpu_resolution_line(summary.confirmed))
+        tell(cpu_resolution_line(summary.confirmed, score=plan.score))
 
 
-def cpu_resolution_line(confirmed: list[Confirmed]) -> str:
-    """The last line of a CPU search: what its confirmation could resolve, and where finer answers come from."""
+def cpu_resolution_line(confirmed: list[Confirmed], *, score: Score = ACCURACY) -> str:
+    """The last line of a CPU search: what its confirmation could resolve (in ``score``'s points), and where finer
+    answers come from."""
     widths = [row.diff_half_width for row in confirmed
               if row.verdict is not Verdict.REFERENCE and row.diff_half_width is not None]
     seeds = max((row.n_paired for row in confirmed if row.verdict is not Verdict.REFERENCE), default=0)
-    resolved = (f"resolves differences to the plain backbone of about ±{100 * max(widths):.1f} points (95%, "
+    resolved = (f"resolves differences to the plain backbone of about ±{100 * max(widths):.1f} {score.points()} (95%, "
                 f"{seeds} seeds)" if widths else f"cannot resolve a difference to the plain backbone ({seeds} seed)")
     return (f"The CPU budget {resolved}; answers below about a point need the GPU budget (a CUDA machine picks it "
             f"up: docs/gpu.md).")

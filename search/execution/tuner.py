@@ -39,9 +39,9 @@ def ray_runtime(*, num_cpus: int | None = None, num_gpus: float | None = None,
     # at every step makes the rerun resume). Tune's own SIGINT handler would instead end only the running Tuner.fit,
     # and the driver would go on to confirm the front of a search cut short.
     os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
-    # address="local": a new Ray even when one runs here (ray.init() alone would join a cluster `ray start` made)
     if not address:  # a Ray this search starts and stops: Ray's notice that it turned on token auth says nothing here
         logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
+    # address="local": a new Ray even when one runs here (ray.init() alone would join a cluster `ray start` made)
     where = ({"address": address} if address else
              {"address": "local", "num_cpus": num_cpus, "num_gpus": num_gpus, "include_dashboard": False})
     ray.init(

@@ -37,7 +37,7 @@ from search.outcomes import DATA_JSON, SPACE_TAG, TRIAL_ROLE
 from search.plan_check import prepare
 from search.settings import cli
 from search.settings.config import RunConfig
-from search.settings.errors import exit_on_bad_input
+from search.settings.errors import exception_chain, exit_on_bad_input
 from search.settings.plan import SearchPlan, TrialSettings
 from search.study.database import DatabaseDown
 from search.study.prescreen import compare_with_trials, prescreen
@@ -187,11 +187,9 @@ def _service_down(exc: BaseException) -> str | None:
     return None
 
 
-def _cause(exc: BaseException | None, kind: type[BaseException]) -> BaseException | None:
+def _cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
     """``exc`` or the first exception of type ``kind`` it was raised from (Ray Tune may wrap its searcher's error)."""
-    while exc is not None and not isinstance(exc, kind):
-        exc = exc.__cause__ or exc.__context__
-    return exc
+    return next((e for e in exception_chain(exc) if isinstance(e, kind)), None)
 
 
 if __name__ == "__main__":

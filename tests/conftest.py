@@ -5,15 +5,21 @@ confirmation included), run once per test session in a temporary folder and shar
 and the browser test ``tests/dashboards/test_browser.py``, so CI pays for it once.
 
 ``fashion_pngs``: a folder of real Fashion-MNIST images written as PNG files (the image-folder tests).
+
+``mlflow_server``: starts real ``mlflow server`` processes for a test module (the cluster and team tests).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -114,3 +120,52 @@ def fashion_pngs() -> Callable[..., list[Path]]:
     if not Path(DATASETS["fashion_mnist"].default_root).is_dir():
         pytest.skip("Fashion-MNIST not installed (dataset-fashion-mnist)")
     return write_fashion_pngs
+
+
+class MlflowServer:
+    """``mlflow server`` on 127.0.0.1 with a backend store and proxied artifacts, in its own process group; can be
+    killed (a crash: the server and its workers, no goodbye) and started again on the same port."""
+
+    def __init__(self, *, backend: str, artifacts: Path) -> None:
+        self.backend, self.artifacts = backend, artifacts
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers",
+             "1", "--backend-store-uri", self.backend, "--artifacts-destination", str(self.artifacts)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
+                    return
+            except OSError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
+                time.sleep(0.5)
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def mlflow_server() -> Iterator[Callable[..., MlflowServer]]:
+    """``start(backend=URI, artifacts=FOLDER)``: a running :class:`MlflowServer`; every one is killed after the
+    module."""
+    started: list[MlflowServer] = []
+
+    def start(*, backend: str, artifacts: Path) -> MlflowServer:
+        server = MlflowServer(backend=backend, artifacts=artifacts)
+        started.append(server)
+        server.start()
+        return server
+
+    yield start
+    for server in started:
+        server.kill()

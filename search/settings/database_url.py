@@ -11,6 +11,8 @@ from typing import Any
 import sqlalchemy
 import sqlalchemy.exc
 
+from search.settings.errors import exception_chain
+
 CONNECT_TIMEOUT_S = 5  # a new connection's timeout: an unreachable host fails in seconds, not minutes
 
 
@@ -36,13 +38,8 @@ def engine_kwargs(url: str) -> dict[str, Any]:
 def is_connection_error(exc: BaseException) -> bool:
     """Whether ``exc`` (or what it wraps: Optuna raises StorageInternalError from SQLAlchemy's error) says the
     database could not be reached, as opposed to a query it refused."""
-    while exc is not None:
-        if isinstance(exc, sqlalchemy.exc.DBAPIError) and exc.connection_invalidated:
-            return True
-        if isinstance(exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    return any(isinstance(e, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError))
+               or isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated for e in exception_chain(exc))
 
 
 def first_line(exc: BaseException) -> str:

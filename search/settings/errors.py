@@ -11,6 +11,13 @@ from search.log import error
 EXIT_BAD_INPUT = 2
 
 
+def exception_chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc``, then what it was raised from or during (``__cause__``, else ``__context__``), to the first one."""
+    while exc is not None:
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 class UserError(ValueError):
     """Bad input from the user (config, space, data, tracking URI); the message is one line."""
 

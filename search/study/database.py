@@ -86,15 +86,15 @@ def open_storage(url: str | optuna.storages.BaseStorage) -> optuna.storages.Base
     if not isinstance(url, str):
         return url
 
+    def create() -> optuna.storages.BaseStorage:
+        return optuna.storages.get_storage(optuna.storages.RDBStorage(driver_url(url), engine_kwargs=engine_kwargs(url)))
+
     def make() -> optuna.storages.BaseStorage:
-        for attempt in range(3):
+        for _ in range(2):  # two searches creating the same tables: the loser sees them on a retry
             try:
-                storage = optuna.storages.RDBStorage(driver_url(url), engine_kwargs=engine_kwargs(url))
-                return optuna.storages.get_storage(storage)
+                return create()
             except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError):
-                if attempt == 2:  # two searches creating the same tables: the second sees them on a retry
-                    raise
                 time.sleep(0.5)
-        raise AssertionError("unreachable")
+        return create()
 
     return PatientStorage(make, url=url)  # type: ignore[return-value]  # duck-typed: Optuna takes it as a storage

@@ -18,7 +18,6 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import mlflow
 from mlflow.entities import Run, RunStatus
@@ -105,9 +104,3 @@ class Heartbeat:
 
     def stop(self) -> None:
         self._stopped.set()
-
-    def __enter__(self) -> Heartbeat:
-        return self.start()
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop()

@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,43 +117,10 @@ def postgres() -> Iterator[Postgres]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-class MlflowServer:
-    """``mlflow server`` with the PostgreSQL backend store and proxied artifacts, in its own process group; can be
-    killed and started again on the same port."""
-
-    def __init__(self, *, backend: str, artifacts: Path) -> None:
-        self.backend, self.artifacts, self.port = backend, artifacts, _free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers",
-             "1", "--backend-store-uri", self.backend, "--artifacts-destination", str(self.artifacts)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2):
-                    return
-            except OSError:
-                assert self.proc.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-                time.sleep(0.5)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)  # a crash: the server and its workers, no goodbye
-            self.proc.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
-def tracking(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowServer]:
-    server = MlflowServer(backend=postgres.url("mlflow"), artifacts=tmp_path_factory.mktemp("artifacts"))
-    server.start()
-    try:
-        yield server
-    finally:
-        server.kill()
+def tracking(postgres: Postgres, mlflow_server, tmp_path_factory: pytest.TempPathFactory):
+    """The tracking server on the PostgreSQL backend store (tests/conftest.py's MlflowServer)."""
+    return mlflow_server(backend=postgres.url("mlflow"), artifacts=tmp_path_factory.mktemp("artifacts"))
 
 
 class Search:
@@ -216,7 +182,7 @@ def space(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def bad_starts(postgres: Postgres, tracking: MlflowServer, space: Path,
+def bad_starts(postgres: Postgres, tracking, space: Path,
                tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess]:
     """The three bad starts, run at once, before any search: (wrong password, database unreachable, tracking
     server unreachable) -> their completed processes."""
@@ -240,7 +206,7 @@ def bad_starts(postgres: Postgres, tracking: MlflowServer, space: Path,
 
 
 def test_bad_starts_are_one_line_exit_2_nothing_written(bad_starts, postgres: Postgres,
-                                                        tracking: MlflowServer) -> None:
+                                                        tracking) -> None:
     expected = {"password": ("study.storage=postgresql://attnas:***@", "password authentication failed"),
                 "database": ("study.storage=", "cannot be reached"),
                 "tracking": ("MLflow tracking server", "unreachable")}
@@ -302,7 +268,7 @@ def test_a_database_down_past_its_patience_stops_with_one_line(bad_starts, postg
 
 
 @pytest.fixture(scope="module")
-def team(bad_starts, postgres: Postgres, tracking: MlflowServer, space: Path,
+def team(bad_starts, postgres: Postgres, tracking, space: Path,
          tmp_path_factory: pytest.TempPathFactory) -> dict:
     """The two searches with the faults (module docstring); what happened, for the tests below."""
     study = postgres.url("optuna")
@@ -363,7 +329,7 @@ def test_both_searches_finished_through_the_faults(team) -> None:
         assert any(f"Search {name} finished" in line for line in session), session[-20:]
 
 
-def test_every_trial_has_one_finished_run_under_its_own_parent(team, tracking: MlflowServer) -> None:
+def test_every_trial_has_one_finished_run_under_its_own_parent(team, tracking) -> None:
     client = mlflow.MlflowClient(tracking_uri=tracking.uri)
     experiment = client.get_experiment_by_name("attnas")
     runs = client.search_runs([experiment.experiment_id], max_results=1000)
@@ -391,7 +357,7 @@ def test_the_two_studies_are_separate_and_complete(team, postgres: Postgres) -> 
         assert all(t.state.is_finished() for t in trials), (name, [(t.number, t.state) for t in trials])
 
 
-def test_both_export_from_the_server(team, tracking: MlflowServer, tmp_path: Path) -> None:
+def test_both_export_from_the_server(team, tracking, tmp_path: Path) -> None:
     procs = {name: subprocess.Popen([sys.executable, "-m", "search.export", f"search={name}",
                                      f"mlflow.tracking_uri={tracking.uri}", f"out={tmp_path / name}"],
                                     cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
@@ -404,7 +370,7 @@ def test_both_export_from_the_server(team, tracking: MlflowServer, tmp_path: Pat
 
 
 def test_a_tracking_server_gone_for_good_stops_the_search_with_one_line(team, postgres: Postgres,
-                                                                       tracking: MlflowServer, space: Path,
+                                                                       tracking, space: Path,
                                                                        tmp_path: Path) -> None:
     """Past the MLflow client's retries (about 4 minutes by default; 1 retry here) the search stops with one line."""
     gamma = Search(_command("gamma", space=space, tracking=tracking.uri, study=postgres.url("optuna")), tmp_path,

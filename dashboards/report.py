@@ -2,10 +2,11 @@
 
 It plots a :class:`search.summary.report_data.ReportData` and computes nothing but layout:
 
-1. every trial, its score (val_acc; val_miou for segmentation) against latency_norm_ms (completed; stopped early at their last value; the front as a step
+1. every trial, its score (val_acc; val_miou for segmentation) against the latency the search ranks (latency_norm_ms,
+   measured here, or latency_target_ms, predicted from a latency table) (completed; stopped early at their last value; the front as a step
    line; controls marked), and beside it the confirmed architectures' test_acc mean with its 95% interval against
    their latency measured alone. Hover a point for its architecture and numbers; click it to open its MLflow run;
-2. placement insight: per stage x attention type, the mean difference in val_acc and in latency_norm_ms to trials
+2. placement insight: per stage x attention type, the mean difference in val_acc and in the ranked latency to trials
    with no attention at that stage (heatmaps), and each knob's importance for each objective (Optuna's evaluator);
 3. the hypervolume after each trial (``optuna.visualization.plot_hypervolume_history``);
 4. the confirmed table and the verdict against the plain backbone; the trials that are not on the chart;
@@ -24,7 +25,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.subplots import make_subplots
 
-from search.summary.report_data import (LATENCY_OBJECTIVE, NONE, Confirmed, Outcome, PlacementEffects, ReportData,
+from search.summary.report_data import (LATENCY_OBJECTIVE, LATENCY_WORDS, NONE, Confirmed, Outcome, PlacementEffects, ReportData,
                                         TrialPoint, Verdict, diff_text)
 
 REPORT_HTML = "report.html"
@@ -42,7 +43,7 @@ window.addEventListener('load', () => document.querySelectorAll('.plotly-graph-d
   })));
 </script>"""
 _HOVER = ("<b>%{customdata[1]}</b><br>trial %{customdata[2]} · %{customdata[3]}<br>%{customdata[9]} %{customdata[4]}"
-          f"<br>{LATENCY_OBJECTIVE} %{{customdata[5]}} ms · latency_ms %{{customdata[6]}} ms"
+          "<br>%{customdata[10]} %{customdata[5]} ms · latency_ms %{customdata[6]} ms"
           "<br>params_m %{customdata[7]} · flops_g %{customdata[8]}<extra></extra>")
 
 
@@ -64,18 +65,18 @@ def write_report(data: ReportData, *, folder: str | Path) -> Path:
 # ------------------------------------------------------------------ figures
 
 def trials_figure(data: ReportData) -> go.Figure:
-    """The score (val_acc, val_miou) vs latency_norm_ms of every trial with both (left), the confirmed test score vs
+    """The score (val_acc, val_miou) vs the ranked latency of every trial with both (left), the confirmed test score vs
     latency alone (right)."""
     confirmed = [row for row in data.confirmed if row.mean is not None and row.latency_ms is not None]
     figure = make_subplots(rows=1, cols=2 if confirmed else 1, horizontal_spacing=0.1, column_widths=(
         [0.62, 0.38] if confirmed else None), subplot_titles=[
-        f"Search: {data.score} vs {LATENCY_OBJECTIVE} (one training seed)",
+        f"Search: {data.score} vs {data.latency} (one training seed)",
         *([f"Confirmation: {data.test_score} mean ± 95% CI"] if confirmed else [])])
-    points = [p for p in data.points if p.score is not None and p.latency_norm_ms is not None
+    points = [p for p in data.points if p.score is not None and p.ranked_ms is not None
               and p.outcome in (Outcome.COMPLETED, Outcome.EARLY_STOPPED)]
     stopped = [p for p in points if p.outcome is Outcome.EARLY_STOPPED]
     full = [p for p in points if p.outcome is Outcome.COMPLETED]
-    front = sorted((p for p in full if p.pareto), key=lambda p: p.latency_norm_ms)
+    front = sorted((p for p in full if p.pareto), key=lambda p: p.ranked_ms)
     groups = [
         ("stopped early (last epoch's value)", stopped, dict(symbol="circle-open", color=_GREY, size=8)),
         ("full budget", [p for p in full if not p.pareto and not p.control], dict(color=_GREY, size=9)),
@@ -85,18 +86,18 @@ def trials_figure(data: ReportData) -> go.Figure:
                                                                      if p.control], width=2))),
     ]
     if front:
-        figure.add_trace(go.Scatter(x=[p.latency_norm_ms for p in front], y=[p.score for p in front],
+        figure.add_trace(go.Scatter(x=[p.ranked_ms for p in front], y=[p.score for p in front],
                                     mode="lines", line=dict(shape="hv", color=_ORANGE, width=1.5),
                                     name="front (step)", hoverinfo="skip"), row=1, col=1)
     for name, group, marker in groups:
         if group:
             labelled = name.startswith("controls")
             figure.add_trace(go.Scatter(
-                x=[p.latency_norm_ms for p in group], y=[p.score for p in group],
+                x=[p.ranked_ms for p in group], y=[p.score for p in group],
                 mode="markers+text" if labelled else "markers", text=[p.control for p in group],
                 textposition="top center", textfont=dict(color=_BLUE, size=10), marker=marker, name=name,
-                customdata=[_custom(p, score=data.score) for p in group], hovertemplate=_HOVER), row=1, col=1)
-    figure.update_xaxes(title_text=f"{LATENCY_OBJECTIVE} (ms, batch 1; lower is better)", row=1, col=1)
+                customdata=[_custom(p, score=data.score, latency=data.latency) for p in group], hovertemplate=_HOVER), row=1, col=1)
+    figure.update_xaxes(title_text=f"{data.latency} ({LATENCY_WORDS[data.latency]}; lower is better)", row=1, col=1)
     figure.update_yaxes(title_text=f"{data.score} (validation split, fraction)", row=1, col=1)
     if confirmed:
         _confirmed_traces(figure, confirmed, metric=data.test_score)
@@ -156,10 +157,10 @@ def samples_figure(data: ReportData) -> go.Figure | None:
 
 
 def placement_figure(data: ReportData) -> go.Figure:
-    """Two heatmaps: per stage x type, the mean val_acc and latency_norm_ms difference to 'none' at that stage."""
+    """Two heatmaps: per stage x type, the mean val_acc and ranked latency difference to 'none' at that stage."""
     acc, lat = data.accuracy_effects, data.latency_effects
     figure = make_subplots(rows=1, cols=2, horizontal_spacing=0.14, subplot_titles=[
-        f"{acc.metric} difference to no attention ({acc.trials})", f"{LATENCY_OBJECTIVE} difference, ms ({lat.trials})"])
+        f"{acc.metric} difference to no attention ({acc.trials})", f"{lat.metric} difference, ms ({lat.trials})"])
     for col, effects, scale, fmt, bar_x in ((1, acc, "RdBu", "+.3f", 0.43), (2, lat, "RdBu_r", "+.2f", 1.0)):
         figure.add_trace(_heatmap(effects, colorscale=scale, fmt=fmt, colorbar_x=bar_x), row=1, col=col)
         figure.update_xaxes(title_text="attention type", row=1, col=col)
@@ -209,7 +210,7 @@ def hypervolume_figure(data: ReportData) -> go.Figure | None:
         figure = optuna.visualization.plot_hypervolume_history(data.study, reference_point=list(data.reference_point))
     acc, ms = data.reference_point
     figure.update_layout(
-        title=f"Hypervolume after each study trial (reference point: {data.score} {acc:g}, {LATENCY_OBJECTIVE} "
+        title=f"Hypervolume after each study trial (reference point: {data.score} {acc:g}, {data.latency} "
               f"{ms:.3g} ms)", height=380, template="plotly_white")
     return figure
 
@@ -273,7 +274,7 @@ def _page(data: ReportData, parts: dict[str, str]) -> str:
           if data.samples else []),
         f"<p><b>{html.escape(data.verdict)}</b></p>" if data.verdict else "",
         "<h2>Trials not on the chart</h2>",
-        _other_table(data.points),
+        _other_table(data.points, latency=data.latency),
         *(_prescreen_section(data, parts) if data.prescreen else []),
     ]
     return _PAGE.format(title=html.escape(data.title), body="\n".join(sections), script=_CLICK_SCRIPT)
@@ -298,36 +299,39 @@ def _prescreen_section(data: ReportData, parts: dict[str, str]) -> list[str]:
            f"{data.prescreen_tau:.2f}." if data.prescreen_tau is not None else
            "Too few picks trained in full to rank against the supernet.")
     rows = [f"<tr><td>{i}</td><td>{html.escape(p.arch)}</td><td class=num>{p.supernet_val_acc:.4f}</td>"
-            f"<td class=num>{p.latency_norm_ms:.3f}</td><td class=num>{_fmt(p.trained_val_acc, 4)}</td></tr>"
+            f"<td class=num>{p.ranked_ms:.3f}</td><td class=num>{_fmt(p.trained_val_acc, 4)}</td></tr>"
             for i, p in enumerate(data.prescreen[:max(10, len(picked))], 1)]
     return ["<h2>One-shot pre-screen: the supernet's ranking against training from scratch</h2>",
             f"<p>{len(data.prescreen)} architectures scored with inherited weights; the {len(picked)} best by Pareto "
             f"rank were trained. {html.escape(tau)} How well the supernet ranks on the ground-truth table: "
             f"BENCHMARKS.md section 14.</p>", parts.get("prescreen", ""),
-            _table(("rank", "architecture", "supernet val_acc", LATENCY_OBJECTIVE, "trained val_acc"), rows,
+            _table(("rank", "architecture", "supernet val_acc", data.latency, "trained val_acc"), rows,
                    table_id="prescreen")]
 
 
 def _confirmed_table(rows: Sequence[Confirmed], *, metric: str = "test_acc") -> str:
+    target = any(r.latency_target_ms is not None for r in rows)  # a search ranked by a latency table
     head = ("name", "architecture", "seeds", f"{metric} mean ± std", "95% interval", "diff vs plain [95% CI]",
-            "verdict", "latency_ms (alone)", "ONNX Runtime ms (alone)")
+            "verdict", "latency_ms (alone)", "ONNX Runtime ms (alone)",
+            *(("target ms (predicted)", "target ms (measured here)") if target else ()))
     body = []
     for r in rows:
         cells = [r.name, r.arch_text, str(r.n), f"{_fmt(r.mean, 4)} ± {_fmt(r.std, 4)}",
                  f"{_fmt(r.ci_low, 4)} .. {_fmt(r.ci_high, 4)}", diff_text(r), str(r.verdict),
-                 _fmt(r.latency_ms, 3), _fmt(r.latency_onnxruntime_ms, 3)]
+                 _fmt(r.latency_ms, 3), _fmt(r.latency_onnxruntime_ms, 3),
+                 *((_fmt(r.latency_target_ms, 3), _fmt(r.latency_target_measured_ms, 3)) if target else ())]
         body.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     return _table(head, body, table_id="confirmed")
 
 
-def _other_table(points: Sequence[TrialPoint]) -> str:
+def _other_table(points: Sequence[TrialPoint], *, latency: str = LATENCY_OBJECTIVE) -> str:
     others = [p for p in points if p.outcome not in (Outcome.COMPLETED, Outcome.EARLY_STOPPED)
-              or p.score is None or p.latency_norm_ms is None]
+              or p.score is None or p.ranked_ms is None]
     if not others:
         return "<p>None: every trial is on the chart.</p>"
-    head = ("trial", "outcome", "architecture", f"{LATENCY_OBJECTIVE}", "why")
+    head = ("trial", "outcome", "architecture", latency, "why")
     body = ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in (
-        p.trial_id, str(p.outcome), p.arch, _fmt(p.latency_norm_ms, 3), p.note)) + "</tr>" for p in others]
+        p.trial_id, str(p.outcome), p.arch, _fmt(p.ranked_ms, 3), p.note)) + "</tr>" for p in others]
     return _table(head, body, table_id="not-plotted")
 
 
@@ -336,12 +340,12 @@ def _table(head: Sequence[str], body: Sequence[str], *, table_id: str) -> str:
             + "</tr></thead><tbody>" + "\n".join(body) + "</tbody></table>")
 
 
-def _custom(p: TrialPoint, *, score: str = "val_acc") -> list[str]:
+def _custom(p: TrialPoint, *, score: str = "val_acc", latency: str = LATENCY_OBJECTIVE) -> list[str]:
     how = f"control {p.control}" if p.control else str(p.outcome)
     if p.outcome is Outcome.EARLY_STOPPED:
         how = f"stopped early after epoch {p.epochs}"
     return [p.run_url, p.arch, p.trial_id, how + (" · on the front" if p.pareto else ""), _fmt(p.score, 4),
-            _fmt(p.latency_norm_ms, 3), _fmt(p.latency_ms, 3), _fmt(p.params_m, 3), _fmt(p.flops_g, 4), score]
+            _fmt(p.ranked_ms, 3), _fmt(p.latency_ms, 3), _fmt(p.params_m, 3), _fmt(p.flops_g, 4), score, latency]
 
 
 def _gap(high: float | None, low: float | None) -> float:

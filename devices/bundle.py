@@ -76,14 +76,23 @@ def _compressible(model: nn.Module) -> nn.Module:
     return model.eval()
 
 
+def backbone_entry(base: ArchConfig, *, head: str, image: Shape) -> tuple[dict, Callable[[], nn.Module]]:
+    """The manifest entry and model maker of the plain ``base`` with classifier ``head``."""
+    arch = dataclasses.replace(base, head=head)
+    return ({"name": backbone_key(head), "kind": "backbone", "head": head, "input": list(image)},
+            lambda: build(arch))
+
+
+def arch_entry(arch: ArchConfig, *, name: str, role: str, image: Shape) -> tuple[dict, Callable[[], nn.Module]]:
+    """The manifest entry and model maker of the whole architecture ``arch``."""
+    return ({"name": name, "kind": "arch", "role": role, "arch": arch.to_dict(), "input": list(image)},
+            lambda: build(arch))
+
+
 def _entries(space: SearchSpace, *, base: ArchConfig, image: Shape, calibration: int, held_out: int,
              seed: int) -> list[tuple[dict, Callable[[], nn.Module]]]:
     """(manifest entry, model maker) for every model of the bundle, in manifest order."""
-    out: list[tuple[dict, Callable[[], nn.Module]]] = []
-    for head in space.head:
-        arch = dataclasses.replace(base, head=head)
-        out.append(({"name": backbone_key(head), "kind": "backbone", "head": head, "input": list(image)},
-                    lambda arch=arch: build(arch)))
+    out = [backbone_entry(base, head=head, image=image) for head in space.head]
     for key, module in space_modules(space, base=base, image=image).items():
         out.append(({"name": key, "kind": "module", "input": list(module.shape)},
                     lambda m=module: make_attention(m.spec.attn, channels=m.shape[0], **m.spec.knobs)))
@@ -91,8 +100,7 @@ def _entries(space: SearchSpace, *, base: ArchConfig, image: Shape, calibration:
     for role, count, role_seed in zip(_ROLES, (calibration, held_out), (seed, seed + 1)):
         archs = sample_archs(space, base=base, count=count, seed=role_seed, exclude=drawn)
         drawn += archs
-        out += [({"name": f"arch/{role}/{i}", "kind": "arch", "role": role, "arch": arch.to_dict(),
-                  "input": list(image)}, lambda arch=arch: build(arch)) for i, arch in enumerate(archs)]
+        out += [arch_entry(arch, name=f"arch/{role}/{i}", role=role, image=image) for i, arch in enumerate(archs)]
     return out
 
 
@@ -107,6 +115,13 @@ def write_bundle(space: SearchSpace, *, base: ArchConfig, image: Shape, out: str
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"bundle folder {out} exists and is not empty; name a new one")
     entries = _entries(space, base=base, image=image, calibration=calibration, held_out=held_out, seed=seed)
+    return write_models(entries, out=out, space=space.name, base=base, image=image, log=log)
+
+
+def write_models(entries: Sequence[tuple[dict, Callable[[], nn.Module]]], *, out: Path, space: str, base: ArchConfig,
+                 image: Shape, log: Callable[[str], None] = lambda line: None) -> Path:
+    """Export each (manifest entry, model maker) of ``entries`` into ``out/models.zip`` and write the manifest and
+    the timing script beside it; the reference is the plain ``base``, which ``entries`` must hold. Returns ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp, zipfile.ZipFile(out / "models.zip", "w", zipfile.ZIP_DEFLATED) as zf:
         for i, (entry, make) in enumerate(entries):
@@ -119,7 +134,7 @@ def write_bundle(space: SearchSpace, *, base: ArchConfig, image: Shape, out: str
             if (i + 1) % 20 == 0 or i + 1 == len(entries):
                 log(f"  {i + 1}/{len(entries)} models exported")
     models = [entry for entry, _ in entries]
-    manifest = {"format": target.BUNDLE_FORMAT, "space": space.name, "base": base.to_dict(), "image": list(image),
+    manifest = {"format": target.BUNDLE_FORMAT, "space": space, "base": base.to_dict(), "image": list(image),
                 "reference": backbone_key(base.head), "opset": ONNX_OPSET, "models": models}
     manifest["bundle_id"] = hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()[:12]
     manifest["created"] = datetime.datetime.now().astimezone().isoformat(timespec="seconds")

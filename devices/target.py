@@ -72,7 +72,7 @@ def _time(session, feed, reference, ref_feed, *, warmup: int, runs: int) -> tupl
     return own, ref
 
 
-def _device() -> dict:
+def device_facts() -> dict:
     """What the table was measured on: CPU model (where the OS says), machine, OS, Python and library versions."""
     import numpy as np
     import onnxruntime as ort
@@ -139,7 +139,7 @@ def measure(bundle: Path, *, threads: int, batch: int, warmup: int, runs: int, r
     return {"format": FORMAT, "bundle_id": manifest["bundle_id"], "space": manifest["space"],
             "base": manifest["base"], "image": manifest["image"], "reference": manifest["reference"],
             "reference_ms": _quantiles(all_ref)[1], "batch": batch, "threads": threads, "warmup": warmup,
-            "runs": runs, "rounds": rounds, "providers": providers, "device": _device(),
+            "runs": runs, "rounds": rounds, "providers": providers, "device": device_facts(),
             "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
             "load_average": {"start": load_start, "end": _load()}, "rows": rows}
 

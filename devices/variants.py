@@ -91,7 +91,8 @@ def modules_of(arch: ArchConfig, *, image: Shape) -> list[Module]:
 
 def space_modules(space: SearchSpace, *, base: ArchConfig, image: Shape) -> dict[str, Module]:
     """Every distinct module (by key) an architecture of ``space`` (a ``spaces.SearchSpace``) on ``base`` can
-    have, in a fixed order: the table a space needs."""
+    have, and every module of its controls (which every search trains beside the space's own), in a fixed order: the
+    table a space needs."""
     found: dict[str, Module] = {}
     for stage in space.stages:
         for spec in stage_candidates(stage):
@@ -99,5 +100,8 @@ def space_modules(space: SearchSpace, *, base: ArchConfig, image: Shape) -> dict
                 continue
             for shape in slot_shapes(base, stage=stage.index, position=spec.position, blocks=spec.blocks, image=image):
                 found.setdefault(module_key(spec, shape), Module(stage=stage.index, spec=spec, shape=shape))
+    for control in space.control_archs(base=base).values():
+        for module in modules_of(control, image=image):
+            found.setdefault(module.key, module)
     return found
 

@@ -31,6 +31,16 @@ FLOPS_G = "flops_g"  # GFLOPs per image
 # where the raw milliseconds drift with what else the machine runs (BENCHMARKS.md section 6, latency repeatability
 # inside a concurrent search); with latency.reference=false it is latency_ms itself.
 LATENCY_OBJECTIVE = "latency_norm_ms"
+# With latency.table=PATH the search ranks this instead: the latency predicted for the device the table was measured
+# on (devices.LatencyPredictor, ms at the table's batch and threads); latency_ms and latency_norm_ms are still
+# measured here and logged beside it.
+LATENCY_TARGET = "latency_target_ms"
+# On confirmed rows, when the table's device is this machine: the latency timed here as the table's rows were
+# (devices.measure_here: ONNX Runtime, the table's threads and batch, relative to its reference), ms.
+LATENCY_TARGET_MEASURED = "latency_target_measured_ms"
+# how an axis or a column of the ranked latency is explained (Score.latency -> words)
+LATENCY_WORDS = {LATENCY_OBJECTIVE: "ms, batch 1, measured here relative to the plain backbone",
+                 LATENCY_TARGET: "ms, predicted for the latency table's device"}
 
 
 @dataclass(frozen=True)
@@ -44,11 +54,13 @@ class Score:
     noun: str  # "accuracy" | "mIoU": "+1.2 mIoU points"
     also_val: tuple[str, ...] = ()  # other validation metrics a trial reports (shown, not ranked)
     also_test: tuple[str, ...] = ()  # other test metrics a confirmation run reports (recorded, not judged)
+    # the latency the search ranks (ms, minimised): LATENCY_OBJECTIVE, measured here; LATENCY_TARGET with a table
+    latency: str = LATENCY_OBJECTIVE
 
     @property
     def objectives(self) -> dict[str, str]:
-        """The search's objectives: metric name -> "max" or "min" (this score up, latency_norm_ms down)."""
-        return {self.val: "max", LATENCY_OBJECTIVE: "min"}
+        """The search's objectives: metric name -> "max" or "min" (this score up, the ranked latency down)."""
+        return {self.val: "max", self.latency: "min"}
 
     def points(self) -> str:
         """How a difference of this score is said: ``points`` (accuracy, as before) or ``mIoU points``."""
@@ -62,6 +74,11 @@ SCORES: dict[str, Score] = {s.val: s for s in (ACCURACY, MIOU)}  # by a task's m
 # milliseconds); a search reads its own from plan.score.objectives.
 OBJECTIVES: dict[str, str] = ACCURACY.objectives
 REFERENCE_LATENCY_TAG = "attnas.reference_latency_ms"  # on the parent run: the plain backbone alone, at search start
+# on the parent run with latency.table: what the table was measured on (devices.LatencyTable.describe) and the
+# predictor's error on its held-out architectures (devices.PredictorError); the table itself is logged beside them
+LATENCY_TABLE_TAG = "attnas.latency_table"
+LATENCY_TABLE_ERROR_TAG = "attnas.latency_table_error"
+LATENCY_TABLE_JSON = "latency/latency_table.json"
 # on the parent run: the CPU training setting train.precision=auto chose at search start (fp32, fp32+nhwc, bf16+nhwc),
 # and the figures it chose by (trials.speed.PrecisionChoice.describe)
 TRAIN_PRECISION_TAG = "attnas.train_precision"

@@ -13,7 +13,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from backbones import MODEL_TASKS, build
+from backbones import MODEL_TASKS, ArchConfig, build
+from backbones.task import CLASSIFY
+from devices import LatencyPredictor, TableError, load_predictor
 from search.execution.cluster import Node, reachable_address, trial_slots
 from search.execution.ray_adapter import find_cluster_address
 from search.execution.storage import is_uri, probe_lock_path, resolve as resolve_storage
@@ -24,8 +26,8 @@ from search.settings.plan import (AUTO, AshaPlan, CalibrationPlan, ConfirmPlan, 
 from search.log import say
 from search.settings.database_url import check_storage, redact
 from search.settings.tracking_uri import check_tracking_uri, sqlite_path
-from spaces import Budget, SpaceError, check_space_fits, load_space
-from search.outcomes import SCORES
+from spaces import Budget, SearchSpace, SpaceError, check_space_fits, load_space
+from search.outcomes import LATENCY_TARGET, SCORES
 from trials import TRIAL_TASKS, Constraints, DatasetMissingError, ProbeConfig, TrainConfig, resolve_device
 
 
@@ -121,6 +123,8 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
             raise UserError(f"space {space.name!r}: control {control!r} ({arch}) does not fit {budget.backbone}: "
                             f"{exc}") from None
     latency = settings.latency
+    predictor = _latency_predictor(latency.table, space=space, base=base)
+    score = SCORES[task.metric]
     storage = resolve_storage(settings.storage)
     return SearchPlan(
         name=name,
@@ -142,6 +146,7 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
                                     max_params_m=settings.constraints.max_params_m),
             threads=budget.cpu_per_trial, device=hardware,
             probe_lock=probe_lock_path(storage, name=name),  # node-local; made by the first trial that takes it
+            latency_predictor=predictor,
         ),
         calibration=CalibrationPlan(train_precision=settings.train.precision.value,
                                     latency_reference=latency.reference),
@@ -161,8 +166,22 @@ def prepare(cfg: DictConfig | RunConfig) -> SearchPlan:
                             epochs=confirm_budget.epochs, data=confirm_data),
         mlflow=MlflowPlan(tracking_uri=settings.mlflow.tracking_uri, experiment=settings.mlflow.experiment),
         faults=FaultInjection(rate=settings.faults.rate, kind=settings.faults.kind.value),
-        score=SCORES[task.metric],
+        score=score if predictor is None else replace(score, latency=LATENCY_TARGET),
     )
+
+
+def _latency_predictor(table: str | None, *, space: SearchSpace, base: ArchConfig) -> LatencyPredictor | None:
+    """latency.table's predictor, checked against the search's space and backbone (devices.load_predictor); None
+    without a table. A table that cannot serve this search is one line (UserError)."""
+    if table is None:
+        return None
+    if space.task != CLASSIFY:
+        raise UserError(f"latency.table={table}: latency tables price classification spaces; space {space.name!r} "
+                        f"has task {space.task!r} (leave latency.table unset)")
+    try:
+        return load_predictor(Path(table).expanduser(), space=space, base=base)
+    except TableError as exc:
+        raise UserError(f"latency.table={table}: {exc}") from None
 
 
 def _precision(given: str) -> dict[str, object]:

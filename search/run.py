@@ -45,6 +45,7 @@ from search.study.searcher import StudySearcher
 from search.summary.console import announce, announce_resume, print_summary
 from search.summary.front import SearchSummary, summarise_search
 from search.summary.reports import write_reports
+from search.tracking.latency_table import record_latency_table
 from search.tracking.parent import SearchRun, close_stale_trial_runs, ended_trials
 from search.tracking.plan_params import MAY_CHANGE_ON_RESUME, data_info, parent_params
 from search.tracking.trial_runs import MlflowTrialCallback
@@ -77,6 +78,8 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
         if search.resumed:
             announce_resume(plan, search, controls=len(controls))
         search.log_dict(data_info(plan), path=DATA_JSON)
+        if plan.trial_settings.latency_predictor is not None:
+            record_latency_table(search, plan.trial_settings.latency_predictor)
         # before Ray starts (nothing else runs); the search and the confirmation both train with what it measured
         plan = dataclasses.replace(plan, trial_settings=calibrate(plan, remember=search.remember))
         settings = plan.trial_settings
@@ -92,7 +95,7 @@ def _phases(plan: SearchPlan, *, t0: float) -> SearchSummary:
             tell("Computing the Pareto front over the full-budget trials ...")
             summary = summarise_search(results, full_epochs=plan.budget.epochs, study_storage=plan.study.storage,
                                        run_ids=run_ids, search=search, wall_s=time.monotonic() - t0,
-                                       metric=plan.score.val)
+                                       metric=plan.score.val, latency=plan.score.latency)
             confirmed = (confirm_front(plan, search=search, front=summary.front, controls=controls,
                                        searched=summary.rows)
                          if plan.confirm.top_k and summary.front else None)
@@ -120,7 +123,7 @@ def _search_trials(plan: SearchPlan, *, search: SearchRun, settings: TrialSettin
                                   constraints=settings.constraints)
     searched = search.existing_runs(role=TRIAL_ROLE)
     printer = ProgressPrinter(total_trials=plan.budget.trials + len(controls), full_epochs=plan.budget.epochs,
-                              metrics=(plan.score.val, *plan.score.also_val),
+                              metrics=(plan.score.val, *plan.score.also_val), latency=plan.score.latency,
                               constraints=settings.constraints, seen=searched.keys(), ended=ended_trials(searched))
     searcher = StudySearcher(space=plan.space, base=plan.base_arch, storage=plan.study.storage, study_name=plan.name,
                              sampler=plan.study.sampler, seed=plan.seed, trials=plan.budget.trials,
@@ -132,7 +135,7 @@ def _search_trials(plan: SearchPlan, *, search: SearchRun, settings: TrialSettin
     results = run_tuner(
         trainable=trainable, resources=plan.per_trial, experiment_dir=storage.join(plan.execution.storage, plan.name),
         searcher=searcher, scheduler=make_scheduler(full_epochs=plan.budget.epochs, asha=plan.asha,
-                                                      metric=plan.score.val),
+                                                      metric=plan.score.val, latency=plan.score.latency),
         num_samples=plan.budget.trials + len(controls), concurrency=plan.execution.concurrency,
         callbacks=[tracker, printer])
     return results, tracker.run_ids

@@ -27,6 +27,7 @@ from ray import tune
 from ray.tune.search import Searcher
 
 from backbones import ArchConfig, canonical
+from devices import LatencyPredictor, is_this_machine, measure_here
 from search.confirm.sequential import Look, SequentialDesign, look
 from search.confirm.statistics import (Confirmed, confirmation_sentence, confirmation_statistics, paired_difference,
                                        rank_agreement, write_confirmed_csv)
@@ -35,7 +36,7 @@ from search.execution.alone import measure_alone
 from search.execution.progress import ProgressPrinter
 from search.execution.trainable import train_architecture
 from search.execution.tuner import run_tuner
-from search.log import tell
+from search.log import say, tell
 from search.outcomes import (ACCURACY, CONFIRM_ROLE, CONFIRM_TAG, CONFIRMED_CSV, SEED_TAG, TEST_ACC, VERDICT_TAG,
                              Score, test_split_text)
 from search.records import FinishedTrial
@@ -281,10 +282,26 @@ def finish_confirmation(plan: SearchPlan, *, confirmation: Confirmation) -> list
     latency = measure_alone(archs, probe=replace(probe, runtime="torch"), **alone)
     rows = summarise_confirmation(confirmation, latency_ms=latency, design=confirm_design(plan),
                                   metric=plan.score.test)
+    rows = _with_target_latency(rows, archs=archs, predictor=plan.trial_settings.latency_predictor)
     if plan.hardware != "cpu" or probe.precision != "fp32":
         return rows  # ONNX Runtime's CPU provider times fp32 CPU models only
     onnx = measure_alone(archs, probe=replace(probe, runtime="onnxruntime", channels_last=False), **alone)
     return [replace(row, latency_onnxruntime_ms=onnx.get(row.name)) for row in rows]
+
+
+def _with_target_latency(rows: Sequence[Confirmed], *, archs: Mapping[str, ArchConfig],
+                         predictor: LatencyPredictor | None) -> list[Confirmed]:
+    """With ``latency.table``: each row's latency predicted for the table's device and, when that device is this
+    machine, timed here as the table was (devices.measure_here)."""
+    if predictor is None:
+        return list(rows)
+    measured: dict[str, float] = {}
+    if is_this_machine(predictor.table):
+        tell(f"The latency table was measured on this machine: timing the confirmed architectures as its rows were "
+             f"(ONNX Runtime, {predictor.table.threads} thread(s), batch {predictor.table.batch}) ...")
+        measured = measure_here(predictor.table, archs, log=say)
+    return [replace(row, latency_target_ms=predictor.predict(archs[row.name]),
+                    latency_target_measured_ms=measured.get(row.name)) for row in rows]
 
 
 def record_confirmation(search: SearchRun, rows: Sequence[Confirmed], *, resolution: float,

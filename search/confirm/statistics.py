@@ -79,6 +79,10 @@ class Confirmed:
     diff_level: float = CONFIDENCE  # two-sided confidence of this row's own difference interval (sequential: > 0.95)
     # the architecture's val_acc in the search (one seed, the search's budget; None when it did not train it in full)
     search_val_acc: float | None = None
+    # with latency.table: its latency predicted for the table's device (ms), and timed on that device when it is this
+    # machine (devices.measure_here; None otherwise)
+    latency_target_ms: float | None = None
+    latency_target_measured_ms: float | None = None
 
     @property
     def diff_half_width(self) -> float | None:
@@ -312,7 +316,9 @@ def rank_agreement(rows: Sequence[Confirmed]) -> RankAgreement:
 # plain backbone, paired by seed); ci95 = 95% Student t intervals (the diff's: simultaneous 95% over every candidate
 # and look, each interval at its own diff_vs_plain_ci_level); latency_ms: median, batch 1, eager PyTorch;
 # latency_onnxruntime_ms: the same in ONNX Runtime (empty when not measured); search_val_acc: the architecture's val_acc
-# in the search, at the search's budget (empty when the search did not train it in full).
+# in the search, at the search's budget (empty when the search did not train it in full); latency_target_ms: predicted
+# for the latency table's device, latency_target_measured_ms: timed there when that device is this machine (both
+# empty without latency.table).
 CSV_COLUMNS: dict[str, str] = {
     "name": "name",
     "arch": "arch_text",
@@ -331,10 +337,13 @@ CSV_COLUMNS: dict[str, str] = {
     "latency_ms": "latency_ms",
     "latency_onnxruntime_ms": "latency_onnxruntime_ms",
     "search_val_acc": "search_val_acc",
+    "latency_target_ms": "latency_target_ms",
+    "latency_target_measured_ms": "latency_target_measured_ms",
     "note": "note",
 }
 _FLOAT_FIELDS = ("mean", "std", "ci_low", "ci_high", "diff_mean", "diff_ci_low", "diff_ci_high", "latency_ms",
-                 "latency_onnxruntime_ms", "diff_level", "search_val_acc")
+                 "latency_onnxruntime_ms", "diff_level", "search_val_acc", "latency_target_ms",
+                 "latency_target_measured_ms")
 _DIGITS = 6  # decimals written for fractions and milliseconds (test_acc on 10,000 images has 4)
 
 
@@ -373,7 +382,7 @@ def _cell(value: object) -> str:
 
 def read_confirmed_csv(path: str | Path) -> list[Confirmed]:
     """The rows `write_confirmed_csv` wrote (floats rounded to 6 decimals); for export and resume. A column that
-    an older csv lacks (diff_vs_plain_ci_level, search_val_acc) takes the field's default."""
+    an older csv lacks (diff_vs_plain_ci_level, search_val_acc, latency_target_*) takes the field's default."""
     parse = {  # field -> how its cell is read back; every other field is text
         "seeds": lambda text: tuple(int(s) for s in text.split()),
         "n": int, "n_paired": int, "verdict": Verdict,

@@ -37,8 +37,9 @@ def _reference_latency(plan: SearchPlan, remember: Remember) -> float | None:
         device=plan.hardware, threads=plan.budget.cpu_per_trial)[PLAIN_CONTROL]))
     ms = float(text)
     if measured:
-        tell(f"Plain backbone alone: {ms:.3f} ms at batch 1; the search ranks latency_norm_ms = latency_rel x "
-             f"{ms:.3f}")
+        ranks = ("the search ranks" if plan.trial_settings.latency_predictor is None
+                 else "the trials log (the search ranks the latency table's prediction)")
+        tell(f"Plain backbone alone: {ms:.3f} ms at batch 1; {ranks} latency_norm_ms = latency_rel x {ms:.3f}")
     return ms
 
 

@@ -57,7 +57,7 @@ class ControlsRunFullASHA(ASHAScheduler):
 
 
 class ParetoASHA(FIFOScheduler):
-    """MO-ASHA on (val_acc ↑, latency_norm_ms ↓) through Ray Tune's public ``TrialScheduler`` API; controls enter
+    """MO-ASHA on (val_acc ↑, the ranked latency ↓: latency_norm_ms, or latency_target_ms with a table) through Ray Tune's public ``TrialScheduler`` API; controls enter
     the rungs but are never stopped. A result without val_acc (a trial rejected by constraints) is left alone."""
 
     def __init__(self, *, full_epochs: int, grace_period: int, reduction_factor: float,
@@ -90,14 +90,16 @@ class ParetoASHA(FIFOScheduler):
         return "ParetoASHA: " + ", ".join(f"rung {m}: {len(r)}" for m, r in self.recorded.items())
 
 
-def _asha(*, full_epochs: int, grace_period: int, reduction_factor: float, metric: str = VAL_ACC) -> TrialScheduler:
+def _asha(*, full_epochs: int, grace_period: int, reduction_factor: float, metric: str = VAL_ACC,
+          latency: str = LATENCY_OBJECTIVE) -> TrialScheduler:
     return ControlsRunFullASHA(full_epochs=full_epochs, metric=metric, mode="max",
                                grace_period=min(grace_period, full_epochs), reduction_factor=reduction_factor)
 
 
-def _pareto(*, full_epochs: int, grace_period: int, reduction_factor: float, metric: str = VAL_ACC) -> TrialScheduler:
+def _pareto(*, full_epochs: int, grace_period: int, reduction_factor: float, metric: str = VAL_ACC,
+            latency: str = LATENCY_OBJECTIVE) -> TrialScheduler:
     return ParetoASHA(full_epochs=full_epochs, grace_period=grace_period, reduction_factor=reduction_factor,
-                      metric=metric)
+                      metric=metric, latency=latency)
 
 
 # asha.rank -> the scheduler it makes
@@ -105,9 +107,11 @@ SCHEDULERS: dict[str, Callable[..., TrialScheduler]] = {VAL_ACC: _asha, "pareto"
 assert tuple(SCHEDULERS) == ASHA_RANKS, "search.outcomes.ASHA_RANKS lists the schedulers for the settings"
 
 
-def make_scheduler(*, asha: AshaPlan, full_epochs: int, metric: str = VAL_ACC) -> TrialScheduler:
+def make_scheduler(*, asha: AshaPlan, full_epochs: int, metric: str = VAL_ACC,
+                   latency: str = LATENCY_OBJECTIVE) -> TrialScheduler:
     """The early-stopping scheduler ``asha.rank`` names (``SCHEDULERS``), one rung unit per epoch; controls run in
     full. ``metric``: the search's score (plan.score.val: val_acc, val_miou); ``asha.rank=val_acc`` ranks on it
-    alone, whatever the task."""
+    alone, whatever the task; ``latency``: the latency the search ranks (plan.score.latency), which
+    ``asha.rank=pareto`` ranks beside it."""
     return SCHEDULERS[asha.rank](full_epochs=full_epochs, grace_period=asha.grace_period,
-                                 reduction_factor=asha.reduction_factor, metric=metric)
+                                 reduction_factor=asha.reduction_factor, metric=metric, latency=latency)

@@ -15,7 +15,8 @@ from torch import nn
 
 from backbones import ArchConfig, build
 from search.execution.checkpoint import load_metrics, save_checkpoint
-from search.outcomes import EPOCH, LATENCY_MS, LATENCY_OBJECTIVE, LATENCY_REL, NODE_ID, PROBE_PREFIX, TRAIN_PREFIX
+from search.outcomes import (EPOCH, LATENCY_MS, LATENCY_OBJECTIVE, LATENCY_REL, LATENCY_TARGET, NODE_ID, PROBE_PREFIX,
+                             TRAIN_PREFIX)
 from search.settings.plan import TrialSettings
 from trials import TRIAL_TASKS, TensorData, TrialResult, run_trial
 
@@ -54,7 +55,8 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     the trial is not trained again: its saved final metrics are reported once more with the same checkpoint.
     ``build_model`` is ``backbones.build`` (``search.execution.faults.with_faults`` swaps it to make a trial fail on purpose).
     ``settings.probe_lock`` (set by ``search.plan_check``) makes the latency probe exclusive among the search's trials
-    (``run_trial(probe_lock=...)``, ``trials.ProbeSlot``).
+    (``run_trial(probe_lock=...)``, ``trials.ProbeSlot``). With ``settings.latency_predictor`` (``latency.table``)
+    every report also carries ``latency_target_ms``, the latency predicted for the table's device.
     """
     arch = ArchConfig.from_dict(config["arch"])
     task = TRIAL_TASKS[arch.task]
@@ -70,13 +72,16 @@ def train_architecture(config: dict[str, Any], *, data: TensorData, settings: Tr
     model = build_model(arch)
     node_id = ray.get_runtime_context().get_node_id()  # the Ray node it trains on (Tune adds node_ip, hostname)
     device, gpu_ids = assigned_device(settings.device)
+    # the latency on the table's device, when the search ranks that (devices.Unpriceable fails the trial, one line)
+    target = ({} if settings.latency_predictor is None
+              else {LATENCY_TARGET: settings.latency_predictor.predict(arch)})
 
     def report(result: TrialResult, trained: Any) -> None:
         # what the latency was measured on rides along in every report; the MLflow callback logs it as params
         metrics = {**result.metrics, **{f"{PROBE_PREFIX}{k}": v for k, v in result.device_info.items()},
                    f"{TRAIN_PREFIX}precision": train.precision, f"{TRAIN_PREFIX}channels_last": train.channels_last,
                    f"{TRAIN_PREFIX}device": device, **({f"{TRAIN_PREFIX}gpu_ids": gpu_ids} if gpu_ids else {}),
-                   NODE_ID: node_id}
+                   NODE_ID: node_id, **target}
         metrics[LATENCY_OBJECTIVE] = (metrics[LATENCY_REL] * settings.reference_latency_ms
                                       if LATENCY_REL in metrics and settings.reference_latency_ms
                                       else metrics[LATENCY_MS])

@@ -161,6 +161,10 @@ class LatencyConfig:
     # (onnxruntime: exported to ONNX, ONNX Runtime's CPU provider, same batch and threads; CPU and fp32 only)
     runtime: Runtime = field(default=Runtime[ProbeConfig.runtime], metadata=choice("latency runtime"))
     reference: bool = True  # also time the plain backbone interleaved: latency_rel = latency / plain latency
+    # a latency table of the device the model will run on (python -m devices bundle, time_bundle.py there; docs/
+    # latency.md): the search ranks latency_target_ms, predicted from it, instead of latency measured here (which
+    # every trial still logs); null: rank latency_norm_ms, measured here
+    table: Optional[str] = field(default=None, metadata=text("a latency table file (latency_table.json)"))
 
 
 @dataclass

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from backbones import ArchConfig
+from devices import LatencyPredictor
 from search.outcomes import ACCURACY, Score
 from spaces import Budget, SearchSpace
 from trials import Constraints, ProbeConfig, TensorData, TrainConfig
@@ -40,6 +41,9 @@ class TrialSettings:
     # (search.execution.storage.probe_lock_path): while a trial times its latency no other trial of the search on
     # that node computes; None = no slot
     probe_lock: Path | None = None
+    # latency.table's predictor (devices.load_predictor): each trial reports latency_target_ms, predicted for the
+    # table's device, which the search then ranks (plan.score.latency); None = rank latency measured here
+    latency_predictor: LatencyPredictor | None = None
 
 
 @dataclass(frozen=True)

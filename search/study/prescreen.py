@@ -3,8 +3,9 @@
 The supernet (``backbones.supernet``) is trained once, in the driver before Ray starts, through the trials'
 training loop (one path drawn uniformly per step; ``oneshot.epochs``). Then ``oneshot.sample`` distinct architectures
 drawn from the space are scored with the weights they inherit: BatchNorm statistics re-estimated for the path on
-``oneshot.recal_batches`` training batches, val_acc on the search's validation split, latency_norm_ms from the
-usual probe. The ``budget.trials`` best by Pareto rank on (supernet val_acc ↑, latency_norm_ms ↓; non-dominated
+``oneshot.recal_batches`` training batches, val_acc on the search's validation split, the ranked latency from the
+usual probe (latency_norm_ms; latency_target_ms from ``latency.table`` when set, without a probe). The
+``budget.trials`` best by Pareto rank on (supernet val_acc ↑, that latency ↓; non-dominated
 front, then NSGA-II crowding) become the search's trials, trained from scratch and confirmed as in a multi-trial
 search. MLflow: the supernet is a nested run (``attnas.role`` = supernet) with its ranking as ``ranking.csv``; after
 the search, Kendall tau between the supernet's val_acc and the trials' own full-budget val_acc is logged there and
@@ -30,7 +31,7 @@ from torch import nn
 from backbones import ArchConfig, build, canonical
 from backbones.supernet import Supernet
 from search.pareto import pareto_order
-from search.outcomes import (EPOCH, LATENCY_MS, LATENCY_OBJECTIVE, LATENCY_REL, PRESCREEN_TAG, ROLE_TAG, SEARCH_TAG,
+from search.outcomes import (EPOCH, LATENCY_MS, LATENCY_REL, PRESCREEN_TAG, ROLE_TAG, SEARCH_TAG,
                              SUPERNET_ROLE, TRAIN_LOSS, VAL_ACC)
 from search.log import say, tell
 from search.settings.terminal import format_table
@@ -52,7 +53,7 @@ MAX_DRAWS_PER_ARCH = 20  # draws per distinct architecture before the space coun
 class Scored:
     arch: ArchConfig
     val_acc: float  # with the supernet's inherited weights
-    latency_norm_ms: float
+    ranked_ms: float  # the latency the search ranks (plan.score.latency), ms
     rank: int = 0  # position in the Pareto order, 0 = best
 
 
@@ -114,10 +115,10 @@ def prescreen(plan: Any, *, search: Any, settings: Any) -> list[ArchConfig]:
     tell(f"One-shot pre-screen: {len(scored)} architectures scored with inherited weights in {score_s:.0f} s "
          f"(supernet trained {epochs} epochs in {train_s:.0f} s); the {len(picks)} best by Pareto rank train "
          f"from scratch:")
-    tell(format_table([{"rank": s.rank + 1, VAL_ACC: s.val_acc, "lat": s.latency_norm_ms, "arch": str(s.arch)}
+    tell(format_table([{"rank": s.rank + 1, VAL_ACC: s.val_acc, "lat": s.ranked_ms, "arch": str(s.arch)}
                        for s in scored[: len(picks)]],
                       [("rank", "rank", "d"), (VAL_ACC, "supernet val_acc", ".4f"),
-                       ("lat", LATENCY_OBJECTIVE, ".2f"), ("arch", "architecture", "s")]))
+                       ("lat", plan.score.latency, ".2f"), ("arch", "architecture", "s")]))
     search.client.set_tag(search.run_id, PRESCREEN_TAG, json.dumps([a.to_dict() for a in picks]))
     return picks
 
@@ -162,16 +163,23 @@ def _score(plan: Any, *, supernet: Supernet, data: Any, settings: Any, train: An
         supernet.activate(arch)
         recalibrate(supernet, recal, batch_size=train.batch_size, prepare=prepare)
         val_acc = evaluate(supernet, data, device=device, prepare=prepare, precision=train.precision)
-        timing = measure_latency(build(arch).to(device), probe, input_shape=data.image_shape, device=device,
-                                 reference=reference)
-        latency = (timing[LATENCY_REL] * settings.reference_latency_ms if reference is not None
-                   else timing[LATENCY_MS])
-        rows.append(Scored(arch=arch, val_acc=val_acc, latency_norm_ms=latency))
+        latency = (settings.latency_predictor.predict(arch) if settings.latency_predictor is not None
+                   else _measured_latency(arch, probe=probe, data=data, device=device, reference=reference,
+                                          reference_ms=settings.reference_latency_ms))
+        rows.append(Scored(arch=arch, val_acc=val_acc, ranked_ms=latency))
         if i % 10 == 0 or i == len(archs):
             say(f"scored {i}/{len(archs)} architectures with inherited weights")
-    order = pareto_order([(r.val_acc, r.latency_norm_ms) for r in rows])
+    order = pareto_order([(r.val_acc, r.ranked_ms) for r in rows])
     return [dataclasses.replace(rows[i], rank=position) for position, i in enumerate(order)], \
         time.monotonic() - start
+
+
+def _measured_latency(arch: ArchConfig, *, probe: Any, data: Any, device: torch.device, reference: nn.Module | None,
+                      reference_ms: float | None) -> float:
+    """latency_norm_ms of ``arch`` (latency_ms without a reference), as a trial's probe measures it."""
+    timing = measure_latency(build(arch).to(device), probe, input_shape=data.image_shape, device=device,
+                             reference=reference)
+    return timing[LATENCY_REL] * reference_ms if reference is not None else timing[LATENCY_MS]
 
 
 def _record(plan: Any, *, search: Any, scored: Sequence[Scored], picks: int, epochs: int, train_s: float,
@@ -192,9 +200,9 @@ def _record(plan: Any, *, search: Any, scored: Sequence[Scored], picks: int, epo
         path = Path(folder) / "ranking.csv"
         with path.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["rank", "picked", "supernet_val_acc", LATENCY_OBJECTIVE, "arch", "arch_json"])
+            writer.writerow(["rank", "picked", "supernet_val_acc", plan.score.latency, "arch", "arch_json"])
             for s in scored:
-                writer.writerow([s.rank + 1, s.rank < picks, f"{s.val_acc:.4f}", f"{s.latency_norm_ms:.4f}",
+                writer.writerow([s.rank + 1, s.rank < picks, f"{s.val_acc:.4f}", f"{s.ranked_ms:.4f}",
                                  str(s.arch), s.arch.to_json()])
         client.log_artifact(run.info.run_id, str(path))
     client.set_terminated(run.info.run_id, "FINISHED")

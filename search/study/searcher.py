@@ -11,7 +11,7 @@ changing that meant reading its private ``_ot_trials`` / ``_ot_study``. This cla
 
 What Optuna is told (only trials that ran their full epoch budget count as finished):
 
-- full budget: COMPLETE with (val_acc, latency_norm_ms) (``OBJECTIVES``);
+- full budget: COMPLETE with (the score, the ranked latency) (the plan's ``score.objectives``);
 - stopped early by ASHA: PRUNED, never COMPLETE with a partial accuracy;
 - raised (including NaN loss, OOM): FAIL;
 - rejected by a hard budget before training: COMPLETE with val_acc 0 and its measured latency, and a positive
@@ -34,7 +34,7 @@ from optuna.trial import TrialState
 from ray.tune.search import Searcher
 
 from backbones import ArchConfig, canonical
-from search.outcomes import LATENCY_MS, LATENCY_OBJECTIVE, OBJECTIVES, Outcome, trial_outcome
+from search.outcomes import LATENCY_MS, OBJECTIVES, Outcome, trial_outcome
 from search.samplers import SAMPLERS
 from search.study.database import open_storage
 from spaces import SearchSpace
@@ -59,7 +59,7 @@ def open_study(*, storage: str | optuna.storages.BaseStorage, name: str, sampler
                objectives: Mapping[str, str] | None = None) -> optuna.Study:
     """Load (or create) the search's study in ``storage`` (an RDB URL such as ``sqlite:///optuna.db``, opened patiently:
     :func:`search.study.database.open_storage`), its objectives
-    named after ``objectives`` (the plan's ``score.objectives``: val_acc or val_miou, and latency_norm_ms), so
+    named after ``objectives`` (the plan's ``score.objectives``: val_acc or val_miou, and the ranked latency), so
     optuna-dashboard labels its axes by name, not 0 and 1. ``None``: as the study has them (a new one: ``OBJECTIVES``)."""
     study = optuna.create_study(storage=open_storage(storage), study_name=name, sampler=sampler,
                                 directions=study_directions(objectives or OBJECTIVES), load_if_exists=True)
@@ -78,7 +78,7 @@ class StudySearcher(Searcher):
                  seed: int, trials: int, full_epochs: int, constraints: Constraints = Constraints(),
                  controls: Mapping[str, ArchConfig] | None = None, proposals: Sequence[ArchConfig] = (),
                  announce: Callable[[str], None] = print, objectives: Mapping[str, str] = OBJECTIVES) -> None:
-        """``objectives``: the plan's ``score.objectives`` (the score, max; latency_norm_ms, min), in the order
+        """``objectives``: the plan's ``score.objectives`` (the score, max; the ranked latency, min), in the order
         Optuna is told them. ``controls``: reference architectures (name -> ArchConfig) proposed first, before the sampler's.
         ``proposals``: architectures proposed next, in order, before the sampler's own (strategy=oneshot's picks);
         each is a study trial with its parameters, so the sampler learns from it."""
@@ -185,7 +185,9 @@ class StudySearcher(Searcher):
         if outcome is Outcome.FAILED:
             self.study.tell(number, state=TrialState.FAIL)
         elif outcome is Outcome.REJECTED:
-            self.study.tell(number, [0.0, float(result[LATENCY_OBJECTIVE])])  # objectives' order; never trained
+            # never trained: score 0, its probed latency; in the objectives' order
+            self.study.tell(number, [0.0 if mode == "max" else float(result[metric])
+                                     for metric, mode in self.objectives.items()])
         elif outcome is Outcome.EARLY_STOPPED:
             self.study.tell(number, state=TrialState.PRUNED)
         else:

@@ -53,30 +53,31 @@ def collect_report_data(*, study: optuna.Study, client: mlflow.MlflowClient, exp
     by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
     runs = [run for run in trial_runs(client, experiment=experiment_id, parent_run_id=parent_run_id).values()
             if run.data.tags.get(ROLE_TAG) == TRIAL_ROLE]
-    points = [_point(run, by_number, num_stages=num_stages, run_url=run_url, metric=score.val)
+    points = [_point(run, by_number, num_stages=num_stages, run_url=run_url, metric=score.val, latency=score.latency)
               for run in sorted(runs, key=lambda r: r.info.start_time)]
     reference = _reference_point(study)
     importances, note = param_importances(study, objectives=score.objectives)
     plain = next((row for row in confirmed if row.verdict is Verdict.REFERENCE), None)
     columns = tuple(dict.fromkeys([NONE, *types]))
     full = [p for p in points if p.outcome is Outcome.COMPLETED]
-    timed = [p for p in points if getattr(p, LATENCY_OBJECTIVE) is not None]
+    timed = [p for p in points if p.ranked_ms is not None]
     return ReportData(
         title=title, search=study.study_name, study=study, points=tuple(points),
         duplicates=sum(DUPLICATE_ATTR in t.user_attrs for t in by_number.values()),
         accuracy_effects=placement_effects(full, metric="score", name=score.val, types=columns, num_stages=num_stages,
                                            trials=f"{len(full)} full-budget trials"),
-        latency_effects=placement_effects(timed, metric=LATENCY_OBJECTIVE, types=columns, num_stages=num_stages,
-                                          trials=f"{len(timed)} trials with a latency (early-stopped included)"),
+        latency_effects=placement_effects(timed, metric="ranked_ms", name=score.latency, types=columns,
+                                          num_stages=num_stages, trials=f"{len(timed)} trials with a latency (early-stopped included)"),
         importances=importances, importance_note=note, reference_point=reference, confirmed=tuple(confirmed),
         verdict=verdict, noise=plain.std if plain else None, experiment_url=experiment_url,
         rank_agreement=rank_agreement(confirmed) if confirmed else None,
-        score=score.val, test_score=score.test, samples=samples,
-        **_prescreen(client, experiment_id=experiment_id, parent_run_id=parent_run_id, points=points))
+        score=score.val, test_score=score.test, latency=score.latency, samples=samples,
+        **_prescreen(client, experiment_id=experiment_id, parent_run_id=parent_run_id, points=points,
+                     latency=score.latency))
 
 
 def _prescreen(client: mlflow.MlflowClient, *, experiment_id: str, parent_run_id: str,
-               points: Sequence[TrialPoint]) -> dict[str, Any]:
+               points: Sequence[TrialPoint], latency: str = LATENCY_OBJECTIVE) -> dict[str, Any]:
     """The supernet run's ranking (strategy=oneshot), joined with the trials' own full-budget val_acc."""
     runs = client.search_runs([experiment_id], max_results=1, filter_string=(
         f"tags.mlflow.parentRunId = '{parent_run_id}' and tags.`{ROLE_TAG}` = '{SUPERNET_ROLE}'"))
@@ -87,13 +88,13 @@ def _prescreen(client: mlflow.MlflowClient, *, experiment_id: str, parent_run_id
             rows = list(csv.DictReader(handle))
     trained = {p.arch: p.score for p in points if p.outcome is Outcome.COMPLETED and not p.control}
     ranking = tuple(PrescreenPoint(arch=r["arch"], supernet_val_acc=float(r["supernet_val_acc"]),
-                                   latency_norm_ms=float(r[LATENCY_OBJECTIVE]), picked=r["picked"] == "True",
+                                   ranked_ms=float(r[latency]), picked=r["picked"] == "True",
                                    trained_val_acc=trained.get(r["arch"])) for r in rows)
     return {"prescreen": ranking, "prescreen_tau": runs[0].data.metrics.get("kendall_vs_trials")}
 
 
 def _point(run: mlflow.entities.Run, trials: Mapping[int, optuna.trial.FrozenTrial], *, num_stages: int,
-           run_url: Callable[[str], str], metric: str = VAL_ACC) -> TrialPoint:
+           run_url: Callable[[str], str], metric: str = VAL_ACC, latency: str = LATENCY_OBJECTIVE) -> TrialPoint:
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
     number = int(params["optuna_trial"]) if "optuna_trial" in params else None
     trial = trials.get(number) if number is not None else None
@@ -113,7 +114,8 @@ def _point(run: mlflow.entities.Run, trials: Mapping[int, optuna.trial.FrozenTri
         run_url=run_url(run.info.run_id), outcome=outcome, arch=text, stages=stages,
         control=tags.get(CONTROL_TAG, ""), pareto=tags.get(PARETO_TAG) == "true",
         epochs=int(tags.get(EPOCHS_RUN_TAG, 0) or 0),
-        score=metrics.get(metric), **{key: metrics.get(key) for key in (LATENCY_OBJECTIVE, LATENCY_MS, PARAMS_M, FLOPS_G)},
+        score=metrics.get(metric), ranked_ms=metrics.get(latency),
+        **{key: metrics.get(key) for key in (LATENCY_MS, PARAMS_M, FLOPS_G)},
         note=tags.get(REJECTED_BECAUSE_TAG) or tags.get(ERROR_TAG) or "")
 
 
@@ -161,7 +163,7 @@ def param_importances(study: optuna.Study,
 
 
 def _reference_point(study: optuna.Study) -> tuple[float, float]:
-    """Hypervolume reference (val_acc, latency_norm_ms): accuracy 0 and HYPERVOLUME_MARGIN x the slowest feasible
+    """Hypervolume reference (the score, the ranked latency): score 0 and HYPERVOLUME_MARGIN x the slowest feasible
     full-budget trial, so every feasible full-budget trial adds to the hypervolume."""
     latencies = [t.values[1] for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                  if not any(v > 0 for v in t.constraints.values()) and math.isfinite(t.values[1])]
@@ -178,7 +180,7 @@ def insight_lines(data: ReportData, *, top: int = 3) -> list[str]:
                      + ", ".join(f"s{stage}={kind} {cell.effect:+.3f} (n={cell.n})" for stage, kind, cell in acc))
     cost = data.latency_effects.ranked()[:top]
     if cost:
-        lines.append(f"{LATENCY_OBJECTIVE} vs no attention at the same stage ({data.latency_effects.trials}): "
+        lines.append(f"{data.latency} vs no attention at the same stage ({data.latency_effects.trials}): "
                      + ", ".join(f"s{stage}={kind} {cell.effect:+.2f} ms (n={cell.n})" for stage, kind, cell in cost))
     for metric, weights in data.importances.items():
         best = list(weights.items())[:top]

@@ -8,8 +8,8 @@ from typing import Any
 from search.confirm.phase import confirm_budget_text, confirms_larger
 from search.confirm.statistics import Confirmed, Verdict, diff_text, rank_agreement
 from search.log import tell
-from search.outcomes import (ACCURACY, CONFIRM_ROLE, FLOPS_G, LATENCY_MS, LATENCY_OBJECTIVE, PARAMS_M, TRIAL_ROLE,
-                             Score, test_split_text)
+from search.outcomes import (ACCURACY, CONFIRM_ROLE, FLOPS_G, LATENCY_MS, LATENCY_TARGET, LATENCY_TARGET_MEASURED,
+                             PARAMS_M, TRIAL_ROLE, Score, test_split_text)
 from search.settings.plan import SearchPlan
 from search.settings.terminal import format_table
 from search.study.optuna_dashboard import study_hint
@@ -54,7 +54,7 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
     if summary.front:
         tell(f"Pareto front ({len(summary.front)} of {summary.completed} full-budget trials, {plan.budget.backbone}):")
         tell(format_table([row.cells() for row in summary.front], [
-            ("trial_id", "trial", "s"), (score.val, score.val, ".4f"), (LATENCY_OBJECTIVE, LATENCY_OBJECTIVE, ".2f"),
+            ("trial_id", "trial", "s"), (score.val, score.val, ".4f"), (score.latency, score.latency, ".2f"),
             (LATENCY_MS, LATENCY_MS, ".2f"), (PARAMS_M, PARAMS_M, ".3f"), (FLOPS_G, FLOPS_G, ".3f"),
             ("control", "control", "s"), ("arch", stages, "s")]))
     else:
@@ -66,7 +66,10 @@ def print_summary(summary: SearchSummary, *, plan: SearchPlan) -> None:
             ("name", "confirmed", "s"), ("seeds", "seeds", "s"), (score.test, score.test, "s"),
             ("search_val_acc", f"search {score.val}", ".4f"), ("diff", "diff vs plain [95% CI]", "s"),
             ("verdict", "verdict", "s"), (LATENCY_MS, LATENCY_MS, ".2f"),
-            ("onnx_ms", "onnxruntime_ms", ".2f"), ("arch", stages, "s")]))
+            ("onnx_ms", "onnxruntime_ms", ".2f"),
+            *(((LATENCY_TARGET, "target_ms predicted", ".2f"), (LATENCY_TARGET_MEASURED, "measured", ".2f"))
+              if score.latency == LATENCY_TARGET else ()),
+            ("arch", stages, "s")]))
         tell(f"\n{summary.verdict}")
         tell(rank_agreement(summary.confirmed).text(val=score.val, test=score.test))
     if summary.insight:
@@ -101,6 +104,7 @@ def confirmed_row(row: Confirmed, *, score: Score = ACCURACY) -> dict[str, Any]:
     """One confirmed architecture as the summary table's cells (its test score under ``score.test``)."""
     return {"name": row.name, "seeds": str(row.n), "verdict": str(row.verdict), LATENCY_MS: row.latency_ms,
             "onnx_ms": row.latency_onnxruntime_ms, "search_val_acc": row.search_val_acc,
+            LATENCY_TARGET: row.latency_target_ms, LATENCY_TARGET_MEASURED: row.latency_target_measured_ms,
             "arch": row.arch_text,
             score.test: "n/a" if row.mean is None else f"{row.mean:.4f} ± {row.std or 0:.4f}",
             "diff": "" if row.verdict is Verdict.REFERENCE else diff_text(row)}

@@ -11,7 +11,7 @@ from ray import tune
 
 from backbones import ArchConfig
 from search.confirm.statistics import Confirmed
-from search.outcomes import PARETO_TAG, VAL_ACC, Outcome, trial_outcome
+from search.outcomes import LATENCY_OBJECTIVE, PARETO_TAG, VAL_ACC, Outcome, trial_outcome
 from search.records import FinishedTrial
 from search.study.searcher import DUPLICATE_ATTR, RAY_TRIAL_ATTR, open_study
 from search.tracking.parent import SearchRun
@@ -47,10 +47,11 @@ class SearchSummary:
 
 
 def summarise_search(results: tune.ResultGrid, *, full_epochs: int, study_storage: str, run_ids: Mapping[str, str],
-                     search: SearchRun, wall_s: float, metric: str = VAL_ACC) -> SearchSummary:
+                     search: SearchRun, wall_s: float, metric: str = VAL_ACC,
+                     latency: str = LATENCY_OBJECTIVE) -> SearchSummary:
     """Count the outcomes, flag the front (the study's ``best_trials``) on each full-budget trial's MLflow run
     (``run_ids``: Ray trial id -> run id), and log the counts on the parent run. ``metric``: the search's score
-    (plan.score.val)."""
+    (plan.score.val); ``latency``: the latency it ranks (plan.score.latency)."""
     rows, counts = [], {outcome: 0 for outcome in Outcome}
     for result in results:
         metrics = result.metrics or {}
@@ -59,7 +60,8 @@ def summarise_search(results: tune.ResultGrid, *, full_epochs: int, study_storag
         if outcome is Outcome.COMPLETED:
             rows.append(FinishedTrial.from_result(metrics, arch=ArchConfig.from_dict(result.config["arch"]),
                                                   run_id=run_ids.get(metrics["trial_id"], ""),
-                                                  control=result.config.get("control") or "", metric=metric))
+                                                  control=result.config.get("control") or "", metric=metric,
+                                                  latency=latency))
     study = open_study(storage=study_storage, name=search.name)
     front_ids = {t.user_attrs.get(RAY_TRIAL_ATTR) for t in study.best_trials}  # constraint-aware, from Optuna
     duplicates = sum(DUPLICATE_ATTR in t.user_attrs for t in study.get_trials(deepcopy=False))
@@ -71,7 +73,7 @@ def summarise_search(results: tune.ResultGrid, *, full_epochs: int, study_storag
         name=search.name, parent_run_id=search.run_id, experiment_id=search.experiment_id, trials=len(results),
         completed=len(rows), rows=rows, early_stopped=counts[Outcome.EARLY_STOPPED], failed=counts[Outcome.FAILED],
         rejected=counts[Outcome.REJECTED], duplicates=duplicates,
-        front=sorted((r for r in rows if r.pareto), key=lambda r: r.latency_norm_ms), wall_s=wall_s)
+        front=sorted((r for r in rows if r.pareto), key=lambda r: r.ranked_ms), wall_s=wall_s)
     search.log_metrics({"trials": summary.trials, "trials_completed": summary.completed,
                         "trials_early_stopped": summary.early_stopped, "trials_failed": summary.failed,
                         "trials_rejected": summary.rejected, "proposals_duplicate": duplicates,

@@ -14,12 +14,12 @@ from typing import TYPE_CHECKING
 
 from backbones import NONE  # the attention type of a stage without attention
 from search.confirm.statistics import Confirmed, RankAgreement, Verdict, diff_text
-from search.outcomes import LATENCY_OBJECTIVE, OBJECTIVES, Outcome
+from search.outcomes import LATENCY_OBJECTIVE, LATENCY_WORDS, OBJECTIVES, Outcome
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["LATENCY_OBJECTIVE", "NONE", "OBJECTIVES", "Cell", "Confirmed", "Outcome", "PlacementEffects", "PrescreenPoint",
+__all__ = ["LATENCY_OBJECTIVE", "LATENCY_WORDS", "NONE", "OBJECTIVES", "Cell", "Confirmed", "Outcome", "PlacementEffects", "PrescreenPoint",
            "RankAgreement", "ReportData", "TrialPoint", "Verdict", "diff_text"]
 
 
@@ -39,7 +39,7 @@ class TrialPoint:
     pareto: bool = False  # on the constraint-aware front of the full-budget trials (Study.best_trials)
     epochs: int = 0  # epochs trained
     score: float | None = None  # the search's score (ReportData.score: val_acc, val_miou), fraction 0-1
-    latency_norm_ms: float | None = None  # the latency the search ranks (ms, batch 1); a field per OBJECTIVES name
+    ranked_ms: float | None = None  # the latency the search ranks (ms), named ReportData.latency
     latency_ms: float | None = None  # median raw latency (ms, batch 1)
     params_m: float | None = None  # millions of parameters
     flops_g: float | None = None  # GFLOPs per image
@@ -53,7 +53,7 @@ class PrescreenPoint:
 
     arch: str  # ArchConfig string form
     supernet_val_acc: float  # with the supernet's inherited weights (fraction 0-1)
-    latency_norm_ms: float
+    ranked_ms: float  # the ranked latency (ReportData.latency), ms
     picked: bool  # among the trials the search trained
     trained_val_acc: float | None = None  # the trial's full-budget val_acc (None: not picked, or not finished)
 
@@ -71,7 +71,7 @@ class Cell:
 class PlacementEffects:
     """Per stage (rows, 0 = first) and attention type (columns): the metric's mean difference to 'none' there."""
 
-    metric: str  # val_acc (fraction) or latency_norm_ms (ms)
+    metric: str  # the score (val_acc, fraction) or the ranked latency (latency_norm_ms, latency_target_ms; ms)
     trials: str  # which trials were averaged, in words
     types: tuple[str, ...]  # column order, 'none' first
     cells: tuple[tuple[Cell, ...], ...]  # [stage][type]
@@ -109,7 +109,7 @@ class ReportData:
     latency_effects: PlacementEffects
     importances: Mapping[str, Mapping[str, float]]  # objective -> knob -> importance (sums to 1 per objective)
     importance_note: str  # how they were computed, or why there are none
-    reference_point: tuple[float, float]  # hypervolume reference, in OBJECTIVES order (val_acc, latency_norm_ms)
+    reference_point: tuple[float, float]  # hypervolume reference, in the objectives' order (score, ranked latency)
     confirmed: tuple[Confirmed, ...] = ()  # the confirmation table (plain first); empty without confirmation
     verdict: str = ""  # the confirmation's one-sentence answer
     noise: float | None = None  # the plain backbone's test_acc std over the confirmation seeds (fraction)
@@ -120,4 +120,5 @@ class ReportData:
     prescreen_tau: float | None = None  # Kendall tau of supernet vs trained val_acc over the picks trained in full
     score: str = "val_acc"  # the name of TrialPoint.score and of the accuracy effects (search.outcomes.Score.val)
     test_score: str = "test_acc"  # the name of the confirmed figures (search.outcomes.Score.test)
+    latency: str = LATENCY_OBJECTIVE  # the name of TrialPoint.ranked_ms (search.outcomes.Score.latency)
     samples: SamplePanel | None = None  # a segment search: test scenes with their masks, true and predicted

@@ -23,7 +23,6 @@ from backbones import build
 from search.confirm.statistics import Verdict
 from search.execution.checkpoint import WEIGHTS
 from search.log import tell
-from search.outcomes import LATENCY_OBJECTIVE
 from search.records import FinishedTrial
 from search.settings.plan import SearchPlan
 from search.study.searcher import open_study
@@ -49,7 +48,7 @@ def write_reports(plan: SearchPlan, *, search: SearchRun, summary: SearchSummary
     """Write the Pareto files under ``pareto/`` and each report writer's page at the top of the parent run's
     artifacts; returns the summary with the placement insight in words and where ``report.html`` is."""
     tell("Writing the search report ...")
-    title = f"{plan.name}: {plan.score.val} vs {LATENCY_OBJECTIVE} ({plan.budget.backbone}, {plan.space.dataset})"
+    title = f"{plan.name}: {plan.score.val} vs {plan.score.latency} ({plan.budget.backbone}, {plan.space.dataset})"
     data = collect_report_data(
         study=open_study(storage=plan.study.storage, name=plan.name), client=search.client,
         experiment_id=search.experiment_id, parent_run_id=search.run_id, num_stages=plan.space.num_stages,

@@ -24,7 +24,7 @@ from search.settings.errors import UserError
 from search.tracking.driver import Heartbeat, refuse_if_driven, this_driver
 from search.tracking.links import RUNS_VIEW_KEY
 from search.settings.tracking_uri import is_server
-from search.outcomes import (CONFIRM_TAG, CONTROL_TAG, FLOPS_G, LATENCY_MS, OBJECTIVES, OUTCOME_TAG, PARAMS_M,
+from search.outcomes import (CONFIRM_TAG, CONTROL_TAG, FLOPS_G, LATENCY_MS, LATENCY_TARGET, OBJECTIVES, OUTCOME_TAG, PARAMS_M,
                              PARETO_TAG, ROLE_TAG, SEARCH_ROLE, SEARCH_TAG, SEED_TAG, TEST_ACC, TEST_MIOU, TRIAL_TAG, VAL_MIOU,
                              Outcome)
 
@@ -41,7 +41,7 @@ EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 TRAINING_KIND = "custom_model_development"  # MLflow's ExperimentKind for "Machine learning" (vs genai_development)
 RUNS_VIEW_NAME = "attnas: runs with objectives and outcomes"
 RUNS_VIEW_COLUMNS = (  # MLflow's column ids: metrics.`name`, params.`name`, tags.`name`
-    *(f"metrics.`{m}`" for m in (*OBJECTIVES, LATENCY_MS, PARAMS_M, FLOPS_G, TEST_ACC, VAL_MIOU, TEST_MIOU)),
+    *(f"metrics.`{m}`" for m in (*OBJECTIVES, LATENCY_TARGET, LATENCY_MS, PARAMS_M, FLOPS_G, TEST_ACC, VAL_MIOU, TEST_MIOU)),
     *(f"tags.`{t}`" for t in (OUTCOME_TAG, PARETO_TAG, CONTROL_TAG, CONFIRM_TAG, SEED_TAG)),
 )
 

@@ -27,6 +27,7 @@ def parent_params(plan: SearchPlan) -> dict[str, Any]:
             **({f"oneshot.{k}": v for k, v in asdict(plan.oneshot).items()} if plan.strategy == "oneshot" else {}),
             "dataset": plan.space.dataset,
             "train.precision": plan.calibration.train_precision,
+            **({"latency.table": predictor.table.path} if (predictor := plan.trial_settings.latency_predictor) else {}),
             **({"data.root": plan.data_root} if plan.data_root else {}),
             "data.image_shape": "x".join(str(d) for d in data.image_shape),
             **({TEST_IMAGES_PARAM: len(confirm.data.test_y),

@@ -28,7 +28,7 @@ TYPES = (NONE, "se", "eca")
 
 def _point(stages: tuple[str, ...], acc: float | None, ms: float, outcome: Outcome = Outcome.COMPLETED) -> TrialPoint:
     return TrialPoint(trial_id="t", number=0, run_id="r", run_url="", outcome=outcome, arch="a", stages=stages,
-                      score=acc, latency_norm_ms=ms)
+                      score=acc, ranked_ms=ms)
 
 
 def test_placement_effects_are_differences_of_means_to_none_at_the_same_stage() -> None:
@@ -41,7 +41,7 @@ def test_placement_effects_are_differences_of_means_to_none_at_the_same_stage() 
     assert effects.cells[1][se].effect == pytest.approx(0.6 - 0.5)
     assert effects.cells[0][eca].n == 0 and effects.cells[0][eca].effect is None  # never drawn: no effect
     assert [(stage, kind) for stage, kind, _ in effects.ranked()] == [(0, "se"), (1, "se")]
-    latency = placement_effects(points, metric="latency_norm_ms", types=TYPES, num_stages=2, trials="4")
+    latency = placement_effects(points, metric="ranked_ms", name="latency_norm_ms", types=TYPES, num_stages=2, trials="4")
     assert latency.cells[0][se].effect == pytest.approx(2.5 - 1.0)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -67,8 +68,11 @@ def table_path(tmp_path_factory, bundle) -> Path:
 def test_bundle_holds_backbone_modules_and_archs(bundle, space, base):
     manifest = json.loads((bundle / "manifest.json").read_text())
     kinds = [m["kind"] for m in manifest["models"]]
-    assert kinds.count("backbone") == 1 and kinds.count("module") == 2  # se/r8 at stage 2's and stage 3's shape
-    assert {m["name"] for m in manifest["models"] if m["kind"] == "module"} == {"se/r8@128x7x7", "se/r8@256x4x4"}
+    own = {"se/r8@128x7x7", "se/r8@256x4x4"}  # the space's: se/r8 at stage 2's and stage 3's shape
+    # and the controls' modules (every search trains its controls, so the table must price them)
+    controls = {m.key for arch in space.control_archs(base=base).values() for m in modules_of(arch, image=IMAGE)}
+    assert controls - own and kinds.count("backbone") == 1
+    assert {m["name"] for m in manifest["models"] if m["kind"] == "module"} == own | controls
     assert [m["role"] for m in manifest["models"] if m["kind"] == "arch"] == ["calibration"] * 3 + ["held_out"]
     assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "models.zip", SCRIPT]
 
@@ -184,4 +188,4 @@ def test_a_table_missing_a_module_of_the_space_is_refused_when_loaded(table_path
     wider = dataclasses.replace(space, stages=space.stages + (dataclasses.replace(space.stages[0], index=1),))
     with pytest.raises(TableError) as err:
         load_predictor(table_path, space=wider, base=base)
-    assert "lacks 1 of the 4 backbone/module rows space 'tiny_latency' needs, e.g. 'se/r8@64x14x14'" in str(err.value)
+    assert re.search(r"lacks 3 of the 10 backbone/module rows space 'tiny_latency' needs, e.g. 'se/r8@64x14x14'", str(err.value))  # its own and the controls' at stage 1

@@ -191,7 +191,7 @@ def test_candidates_carry_the_search_val_acc_of_controls_and_front_trials() -> N
                     stages=(StageConfig(attn="se", reduction=16),) + (StageConfig(),) * 3)
     eca = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
                      stages=(StageConfig(attn="eca", kernel_size=3),) + (StageConfig(),) * 3)
-    figures = dict(latency_norm_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
+    figures = dict(ranked_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
     searched = [FinishedTrial(trial_id="t0", control="plain", score=0.71, arch=plain, **figures),
                 FinishedTrial(trial_id="t1", control="", score=0.75, arch=se, **figures),
                 FinishedTrial(trial_id="t2", control="", score=0.73, arch=eca, **figures)]
@@ -208,7 +208,7 @@ def test_on_cpu_a_control_not_retrained_as_one_can_be_the_pick() -> None:
     se = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10, stages=(StageConfig(attn="se", reduction=16),) * 4)
     eca = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
                      stages=(StageConfig(attn="eca", kernel_size=3),) + (StageConfig(),) * 3)
-    figures = dict(latency_norm_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
+    figures = dict(ranked_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
     front = [FinishedTrial(trial_id="t1", control="se_r16", score=0.76, arch=se, **figures),
              FinishedTrial(trial_id="t2", control="", score=0.73, arch=eca, **figures)]
     controls = {"plain": plain, "se_r16": se}
@@ -226,7 +226,7 @@ def test_when_plain_is_the_whole_front_the_most_accurate_other_trial_is_confirme
                      stages=(StageConfig(attn="eca", kernel_size=3),) + (StageConfig(),) * 3)
     gc = ArchConfig(backbone="resnet10t", in_chans=1, num_classes=10,
                     stages=(StageConfig(attn="gc", reduction=8),) + (StageConfig(),) * 3)
-    figures = dict(latency_norm_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
+    figures = dict(ranked_ms=1.0, latency_ms=1.0, params_m=1.0, flops_g=0.1, run_id="")
     searched = [FinishedTrial(trial_id="t0", control="plain", score=0.80, arch=plain, **figures),
                 FinishedTrial(trial_id="t1", control="", score=0.70, arch=eca, **figures),
                 FinishedTrial(trial_id="t2", control="", score=0.75, arch=gc, **figures)]

@@ -7,6 +7,10 @@ trust it.
 """
 from __future__ import annotations
 
+import shutil
+import tempfile
+from pathlib import Path
+
 from devices import LatencyPredictor, TableError, held_out_error
 from search.log import tell
 from search.outcomes import LATENCY_TABLE_ERROR_TAG, LATENCY_TABLE_JSON, LATENCY_TABLE_TAG, LATENCY_TARGET
@@ -25,5 +29,9 @@ def record_latency_table(search: SearchRun, predictor: LatencyPredictor) -> str:
     tell(line)
     search.client.set_tag(search.run_id, LATENCY_TABLE_TAG, table.describe())
     search.client.set_tag(search.run_id, LATENCY_TABLE_ERROR_TAG, error)
-    search.client.log_artifact(search.run_id, table.path, artifact_path=LATENCY_TABLE_JSON.rsplit("/", 1)[0])
+    folder, name = LATENCY_TABLE_JSON.rsplit("/", 1)
+    with tempfile.TemporaryDirectory() as tmp:  # under its fixed name, whatever the user's file is called
+        copy = Path(tmp) / name
+        shutil.copyfile(table.path, copy)
+        search.client.log_artifact(search.run_id, str(copy), artifact_path=folder)
     return line

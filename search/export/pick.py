@@ -13,9 +13,9 @@ import mlflow
 from mlflow.entities import RunStatus
 
 from search.confirm.statistics import Confirmed, Verdict, points, read_confirmed_csv
-from search.outcomes import (ACCURACY, CONFIRMED_CSV, CONFIRM_TAG, DATA_JSON, LATENCY_MS, OUTCOME_TAG, PARETO_TAG, ROLE_TAG,
-                             SEARCH_ROLE, SEARCH_TAG, SEED_TAG, TEST_IMAGES_PARAM, VAL_ACC, VERDICT_TAG,
-                             Score, test_split_text)
+from search.outcomes import (ACCURACY, CONFIRMED_CSV, CONFIRM_TAG, DATA_JSON, LATENCY_MS, LATENCY_TABLE_TAG,
+                             OUTCOME_TAG, PARETO_TAG, ROLE_TAG, SEARCH_ROLE, SEARCH_TAG, SEED_TAG, TEST_IMAGES_PARAM,
+                             VAL_ACC, VERDICT_TAG, Score, test_split_text)
 from search.settings.errors import UserError
 
 
@@ -65,6 +65,9 @@ def pick_confirmed(client: mlflow.MlflowClient, experiment: str, *, parent: Any,
             f"; difference to the plain backbone {points(pick.diff_mean)} {score.points()}")
     std = f" ± {pick.std:.4f}" if pick.std is not None else ""
     latency = f", latency_ms {pick.latency_ms:.3f} (measured alone)" if pick.latency_ms is not None else ""
+    if pick.latency_target_ms is not None:  # a search ranked by a latency table: the device it predicts for
+        latency += (f", latency_target_ms {pick.latency_target_ms:.3f} (predicted for "
+                    f"{parent.data.tags.get(LATENCY_TABLE_TAG, 'the latency table')})")
     note = (f"Confirmed ({pick.name}: {pick.arch_text}): {score.test} {pick.mean:.4f}{std} over {pick.n} seeds on "
             f"{test_split_text(test_images(parent))}{diff}{latency}.\nVerdict: {pick.verdict}; picked because {why}. "
             f"The search's verdict: {parent.data.tags.get(VERDICT_TAG, 'none recorded')}\n"

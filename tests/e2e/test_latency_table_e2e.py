@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,16 @@ def test_a_bad_table_is_one_line_exit_2_nothing_written(target, tmp_path, case, 
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: latency.table=") and needle in lines[0], lines
     assert list(folder.iterdir()) == []  # no mlflow.db, no optuna.db, no runs/
+
+
+def test_the_benchmark_reads_the_search(searched) -> None:
+    """benchmarks.target_search on this search: both latencies' rank agreement, the two fronts, the confirmed rows'
+    prediction against their measurement here."""
+    folder, _ = searched
+    result = _run(["-m", "benchmarks.target_search", "--tracking-uri", f"sqlite:///{folder / 'mlflow.db'}",
+                   "--name", "target"], cwd=folder, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "----- markdown for BENCHMARKS.md -----" in out and "Command: `python -m benchmarks.target_search" in out
+    assert "| trials with both latencies | 6 | Kendall tau " in out
+    assert re.search(r"\| plain \| - \\\| - \\\| - \\\| - \| [\d.]+ \| [\d.]+ \| [+-][\d.]+% \|", out), out[-1500:]

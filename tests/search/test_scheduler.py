@@ -64,3 +64,18 @@ def test_every_rank_has_a_scheduler_and_val_acc_is_rays_asha() -> None:
     asha.on_trial_add(None, second)
     assert asha.on_trial_result(None, first, _result(1, 0.9, 1.0)) == CONTINUE
     assert asha.on_trial_result(None, second, _result(1, 0.5, 1.0)) == STOP
+
+
+def test_pareto_asha_ranks_the_latency_it_is_given() -> None:
+    """With latency.table the rung's second objective is latency_target_ms: a trial slow here but fast on the target
+    stays on the front, whatever latency_norm_ms says."""
+    scheduler = make_scheduler(full_epochs=4, asha=AshaPlan(grace_period=1, reduction_factor=2, rank="pareto"),
+                               latency="latency_target_ms")
+    accurate, fast_there, dominated = (Trial("__fake", stub=True, config={}) for _ in range(3))
+
+    def result(acc: float, here: float, there: float) -> dict:
+        return {"training_iteration": 1, "val_acc": acc, "latency_norm_ms": here, "latency_target_ms": there}
+
+    assert scheduler.on_trial_result(None, accurate, result(0.9, 1.0, 3.0)) == CONTINUE
+    assert scheduler.on_trial_result(None, fast_there, result(0.6, 9.0, 1.0)) == CONTINUE  # front on the target
+    assert scheduler.on_trial_result(None, dominated, result(0.5, 0.5, 4.0)) == STOP  # fastest here, dominated there

@@ -173,3 +173,11 @@ def test_the_benchmark_reads_the_search(searched) -> None:
     assert "----- markdown for BENCHMARKS.md -----" in out and "Command: `python -m benchmarks.target_search" in out
     assert "| trials with both latencies | 6 | Kendall tau " in out
     assert re.search(r"\| plain \| - \\\| - \\\| - \\\| - \| [\d.]+ \| [\d.]+ \| [+-][\d.]+% \|", out), out[-1500:]
+
+
+def test_export_says_the_picks_predicted_target_latency(searched) -> None:
+    folder, _ = searched
+    result = _run(["-m", "search.export", "register=false"], cwd=folder, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert re.search(r"latency_target_ms [\d.]+ \(predicted for .*1 thread\(s\), batch 1", result.stdout), \
+        result.stdout[-3000:]

@@ -179,7 +179,7 @@ def _latency_predictor(table: str | None, *, space: SearchSpace, base: ArchConfi
         raise UserError(f"latency.table={table}: latency tables price classification spaces; space {space.name!r} "
                         f"has task {space.task!r} (leave latency.table unset)")
     try:
-        return load_predictor(Path(table).expanduser(), space=space, base=base)
+        return load_predictor(Path(table).expanduser().resolve(), space=space, base=base)
     except TableError as exc:
         raise UserError(f"latency.table={table}: {exc}") from None
 

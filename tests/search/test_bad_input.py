@@ -187,6 +187,12 @@ CASES = {
     "latency table missing": Case(("latency.table={tmp}/none.json",), ("latency.table=", "none.json not found")),
     "latency table not a table": Case(("latency.table={tmp}/t.json",), ("latency.table=", "format None, not"),
                                       files=(("t.json", "{}"),)),
+    "latency table malformed row": Case(("latency.table={tmp}/t.json",), (
+        "latency.table=", "row 0 (backbone/avg): median_ms='fast' must be a finite number >= 0"), files=(("t.json", (
+            '{"format": "attnas-latency-table/1", "bundle_id": "x", "space": "fashion_attention", "base": {}, '
+            '"image": [1, 28, 28], "reference": "backbone/avg", "reference_ms": 1.0, "batch": 1, "threads": 1, '
+            '"device": {}, "date": "", "rows": [{"name": "backbone/avg", "kind": "backbone", "input": [1, 28, 28], '
+            '"median_ms": "fast", "iqr_ms": 0.1, "rel": 1.0}]}')),)),
     "onnxruntime latency in bf16": Case(("latency.runtime=onnxruntime", "latency.precision=bf16"),
                                         ("latency.runtime=onnxruntime", "latency.precision=bf16", "latency.runtime=torch")),
     "unknown strategy": Case(("strategy=darts",), ("'darts'", "valid search strategies: multi_trial, oneshot")),

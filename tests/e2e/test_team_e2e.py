@@ -7,10 +7,10 @@ two databases: ``mlflow`` (the tracking server's backend store; artifacts proxie
 - bad input at start: a wrong password, an unreachable database host, an unreachable tracking server: one line
   each, exit code 2, nothing written;
 - the study database waited out: a call made while PostgreSQL is stopped returns once it is back;
-- searches ``alpha`` and ``beta`` (the same space) run at once from two folders; while they run, ``alpha`` started a
-  second time is refused with one line; PostgreSQL is stopped and started again; the tracking server is killed and
-  started again; ``beta`` gets SIGTERM (a batch scheduler's stop) and ends with one line and exit code 143, no C++
-  stack dump, and the same command resumes it;
+- searches ``alpha`` and ``beta`` (the same space) run at once from two folders; ``beta`` gets SIGTERM (a batch
+  scheduler's stop) as its first trial finishes and ends with one line and exit code 143, no C++ stack dump; while
+  ``alpha`` runs on, ``alpha`` started a second time is refused with one line; PostgreSQL is stopped and started
+  again; the tracking server is killed and started again; then the same command resumes ``beta``;
 - afterwards: both finished, every trial has exactly one FINISHED MLflow run under its own search's parent, the
   two Optuna studies are separate and complete, and the report and export of each work;
 - a third search whose tracking server goes away for good (its client told to retry once) stops with one line and
@@ -126,7 +126,11 @@ def tracking(postgres: Postgres, mlflow_server, tmp_path_factory: pytest.TempPat
 class Search:
     """``python -m search.run`` as a subprocess whose output lines are collected as they come."""
 
-    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None,
+                 terminate_at: int | None = None) -> None:
+        """``terminate_at``: send SIGTERM as soon as that many trials have finished (from the reader, so the stop
+        comes at that point of the search whatever else the test is waiting for)."""
+        self.terminate_at = terminate_at
         self.proc = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=cwd, text=True,
                                      env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
@@ -137,6 +141,9 @@ class Search:
     def _read(self) -> None:
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
+            if self.terminate_at is not None and self.finished() >= self.terminate_at:
+                self.terminate_at = None
+                self.proc.send_signal(signal.SIGTERM)
             self._new.put(None)
         self._new.put(None)
 
@@ -275,21 +282,19 @@ def team(bad_starts, postgres: Postgres, tracking, space: Path,
     folders = {name: tmp_path_factory.mktemp(name) for name in ("alpha", "beta")}  # two users' machines
     commands = {name: _command(name, space=space, tracking=tracking.uri, study=study) for name in folders}
     alpha = Search(commands["alpha"], folders["alpha"])
-    beta = Search(commands["beta"], folders["beta"])
+    beta = Search(commands["beta"], folders["beta"], terminate_at=1)  # a batch scheduler's stop, mid-search
     happened: dict = {}
     try:
         alpha.wait_for(lambda s: s.finished() >= 1)
         happened["second_alpha"] = _refused(commands["alpha"], tmp_path_factory.mktemp("alpha-again"))
-        postgres.stop()  # both searches' study and the tracking server's store, gone for a while
+        happened["beta_stopped"] = beta.end(timeout=180)  # before the outage: its stop records on a live store
+        postgres.stop()  # the study and the tracking server's store, gone for a while
         time.sleep(15)
         postgres.start()
         alpha.wait_for(lambda s: s.finished() >= 2)
         tracking.kill()
         time.sleep(3)
         tracking.start()
-        beta.wait_for(lambda s: s.finished() >= 2)
-        beta.proc.send_signal(signal.SIGTERM)
-        happened["beta_stopped"] = beta.end(timeout=180)
         happened["alpha"] = alpha.end()
         beta_again = Search(commands["beta"], folders["beta"])
         happened["beta_resumed"] = beta_again.end()

@@ -148,7 +148,7 @@ def confirm_front(plan: SearchPlan, *, search: SearchRun, front: Sequence[Finish
         confirming = {key: run for key, run in search.existing_runs(role=CONFIRM_ROLE).items()
                       if run.data.tags.get(SEED_TAG) in round_seeds}
         printer = ProgressPrinter(total_trials=len(candidates) * len(new), full_epochs=plan.confirm.epochs,
-                                  seen=confirming.keys(), ended=ended_trials(confirming), show_latency=False,
+                                  seen=confirming.keys(), ended=ended_trials(confirming), latency=None,
                                   metrics=(plan.score.val, *plan.score.also_val))
         tell(f"Confirmation seeds {', '.join(map(str, new))} ({len(candidates) * len(new)} runs)")
         results.extend(run_confirmation(

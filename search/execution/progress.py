@@ -24,16 +24,15 @@ class ProgressPrinter(Callback):
 
     def __init__(self, *, total_trials: int, full_epochs: int, seen: Iterable[str] = (),
                  ended: Iterable[str] = (), constraints: Constraints = Constraints(),
-                 show_latency: bool = True, metrics: Sequence[str] = (VAL_ACC,),
-                 latency: str = LATENCY_OBJECTIVE) -> None:
+                 metrics: Sequence[str] = (VAL_ACC,), latency: str | None = LATENCY_OBJECTIVE) -> None:
         """``seen`` / ``ended``: trial ids started / finished before a crash, when resuming. ``latency``: the latency
-        the search ranks (``plan.score.latency``), shown on each epoch line; ``show_latency=False``: the epoch lines
-        leave it out (the confirmation's trials probe once, not exclusively; their
-        latency is measured alone afterwards, and that is the figure reported). ``metrics``: the validation metrics
-        each epoch line shows, the score first (``plan.score``)."""
+        the search ranks (``plan.score.latency``), shown on each epoch line; None: the epoch lines leave it out (the
+        confirmation's trials probe once, not exclusively; their latency is measured alone afterwards, and that is the
+        figure reported). ``metrics``: the validation metrics each epoch line shows, the score first
+        (``plan.score``)."""
         self.constraints = constraints
         self.metrics = tuple(metrics)
-        self.show_latency, self.latency = show_latency, latency
+        self.latency = latency
         self.total = total_trials
         self.full_epochs = full_epochs
         self.numbers = {trial_id: i + 1 for i, trial_id in enumerate(dict.fromkeys(seen))}  # "trial K/N" per id
@@ -68,8 +67,7 @@ class ProgressPrinter(Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         if trial.trial_id in self.ended_before or result.get(REJECTED):
             return
-        latency = (f"  {self.latency}={result.get(self.latency, float('nan')):.2f}" if self.show_latency
-                   else "")
+        latency = f"  {self.latency}={result.get(self.latency, float('nan')):.2f}" if self.latency else ""
         self._say(f"  {trial.trial_id} epoch {int(result[EPOCH])}/{self.full_epochs}  "
                   + "  ".join(f"{m}={result[m]:.4f}" for m in self.metrics if m in result)
                   + f"{latency}  train_loss={result.get(TRAIN_LOSS, float('nan')):.3f}")

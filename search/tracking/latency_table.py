@@ -7,8 +7,7 @@ trust it.
 """
 from __future__ import annotations
 
-import shutil
-import tempfile
+import json
 from pathlib import Path
 
 from devices import LatencyPredictor, TableError, held_out_error
@@ -29,9 +28,5 @@ def record_latency_table(search: SearchRun, predictor: LatencyPredictor) -> str:
     tell(line)
     search.client.set_tag(search.run_id, LATENCY_TABLE_TAG, table.describe())
     search.client.set_tag(search.run_id, LATENCY_TABLE_ERROR_TAG, error)
-    folder, name = LATENCY_TABLE_JSON.rsplit("/", 1)
-    with tempfile.TemporaryDirectory() as tmp:  # under its fixed name, whatever the user's file is called
-        copy = Path(tmp) / name
-        shutil.copyfile(table.path, copy)
-        search.client.log_artifact(search.run_id, str(copy), artifact_path=folder)
+    search.log_dict(json.loads(Path(table.path).read_text(encoding="utf-8")), path=LATENCY_TABLE_JSON)
     return line

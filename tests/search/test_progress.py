@@ -35,7 +35,7 @@ def test_every_outcome_prints_one_line(outcome: Outcome, capsys: pytest.CaptureF
 
 @pytest.mark.parametrize("show", [True, False])
 def test_epoch_lines_show_latency_only_when_asked(show: bool, capsys: pytest.CaptureFixture[str]) -> None:
-    printer = ProgressPrinter(total_trials=1, full_epochs=3, show_latency=show)
+    printer = ProgressPrinter(total_trials=1, full_epochs=3, latency="latency_norm_ms" if show else None)
     printer.on_trial_result(0, [], _trial(None), {"epoch": 1, "val_acc": 0.5, "latency_norm_ms": 2.0,
                                                    "train_loss": 1.0})
     assert ("latency_norm_ms=2.00" in capsys.readouterr().out) is show

@@ -81,8 +81,22 @@ def show_training_runs(client: mlflow.MlflowClient, *, experiment_id: str) -> No
     now = int(time.time() * 1000)
     envelope = {"name": RUNS_VIEW_NAME, "createdAt": now, "updatedAt": now,
                 "state": json.dumps(runs_view_state())}
-    client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, TRAINING_KIND)
-    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{RUNS_VIEW_KEY}", json.dumps(envelope))
+    _set_experiment_tag(client, experiment_id=experiment_id, key=EXPERIMENT_KIND_TAG, value=TRAINING_KIND)
+    _set_experiment_tag(client, experiment_id=experiment_id, key=f"mlflow.sharedViewState.{RUNS_VIEW_KEY}",
+                        value=json.dumps(envelope))
+
+
+def _set_experiment_tag(client: mlflow.MlflowClient, *, experiment_id: str, key: str, value: str) -> None:
+    """Set one experiment tag, when two searches start at once on one tracking server too: MLflow's SQL store writes
+    a tag by reading it and then inserting it when absent, so of two searches writing the same new tag at the same
+    moment, one fails on the table's primary key (PostgreSQL's ``UniqueViolation``). The tag then exists, and
+    writing it again updates it."""
+    try:
+        client.set_experiment_tag(experiment_id, key, value)
+    except MlflowException:
+        if key not in client.get_experiment(experiment_id).tags:
+            raise  # another failure than that race
+        client.set_experiment_tag(experiment_id, key, value)
 
 
 class SearchRun:

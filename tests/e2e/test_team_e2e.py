@@ -131,6 +131,7 @@ class Search:
         """``terminate_at``: send SIGTERM as soon as that many trials have finished (from the reader, so the stop
         comes at that point of the search whatever else the test is waiting for)."""
         self.terminate_at = terminate_at
+        self.terminated = threading.Event()  # set once the reader sent SIGTERM
         self.proc = subprocess.Popen([sys.executable, "-m", "search.run", *args], cwd=cwd, text=True,
                                      env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})}, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)
@@ -144,6 +145,7 @@ class Search:
             if self.terminate_at is not None and self.finished() >= self.terminate_at:
                 self.terminate_at = None
                 self.proc.send_signal(signal.SIGTERM)
+                self.terminated.set()
             self._new.put(None)
         self._new.put(None)
 
@@ -162,8 +164,12 @@ class Search:
                 pass
 
     def end(self, timeout: float = 600) -> int:
+        """The exit code; a search still running after ``timeout`` s fails the test with its last lines."""
         try:
             return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after {timeout:.0f} s; its last lines:\n"
+                                 + "\n".join(self.lines[-60:])) from None
         finally:
             if self.proc.poll() is None:
                 self.proc.kill()
@@ -287,7 +293,8 @@ def team(bad_starts, postgres: Postgres, tracking, space: Path,
     try:
         alpha.wait_for(lambda s: s.finished() >= 1)
         happened["second_alpha"] = _refused(commands["alpha"], tmp_path_factory.mktemp("alpha-again"))
-        happened["beta_stopped"] = beta.end(timeout=180)  # before the outage: its stop records on a live store
+        beta.wait_for(lambda s: s.terminated.is_set())  # its first trial can finish well after alpha's on a busy machine
+        happened["beta_stopped"] = beta.end(timeout=300)  # before the outage: its stop records on a live store
         postgres.stop()  # the study and the tracking server's store, gone for a while
         time.sleep(15)
         postgres.start()

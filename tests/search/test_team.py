@@ -112,3 +112,44 @@ def test_sigterm_raises_terminated_a_keyboard_interrupt_and_again_when_dropped(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class _RacedClient(mlflow.MlflowClient):
+    """A real client whose first write of each experiment tag meets another search's write of it: the other write
+    lands, and this one fails on the primary key, as on PostgreSQL when two searches start at once."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.raced: set[str] = set()
+
+    def set_experiment_tag(self, experiment_id, key, value) -> None:
+        if key not in self.raced:
+            self.raced.add(key)
+            super().set_experiment_tag(experiment_id, key, "the other search's value")
+            raise mlflow.exceptions.MlflowException(
+                'duplicate key value violates unique constraint "experiment_tag_pk"', error_code="BAD_REQUEST")
+        super().set_experiment_tag(experiment_id, key, value)
+
+
+def test_two_searches_tagging_the_experiment_at_once_both_start(tmp_path: Path, monkeypatch) -> None:
+    from search.tracking.parent import EXPERIMENT_KIND_TAG, TRAINING_KIND, experiment_id
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = _RacedClient(tracking_uri=uri)
+    found = experiment_id(client, name="attnas", tracking_uri=uri)
+    assert client.get_experiment(found).tags[EXPERIMENT_KIND_TAG] == TRAINING_KIND
+    assert len(client.raced) == 2  # both tags met the race and were written again
+
+
+def test_another_failure_to_tag_the_experiment_is_raised(tmp_path: Path, monkeypatch) -> None:
+    from search.tracking.parent import experiment_id
+
+    class Refused(mlflow.MlflowClient):
+        def set_experiment_tag(self, experiment_id, key, value) -> None:
+            raise mlflow.exceptions.MlflowException("permission denied", error_code="PERMISSION_DENIED")
+
+    monkeypatch.chdir(tmp_path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(mlflow.exceptions.MlflowException, match="permission denied"):
+        experiment_id(Refused(tracking_uri=uri), name="attnas", tracking_uri=uri)

@@ -7,6 +7,11 @@ and the browser test ``tests/dashboards/test_browser.py``, so CI pays for it onc
 ``fashion_pngs``: a folder of real Fashion-MNIST images written as PNG files (the image-folder tests).
 
 ``mlflow_server``: starts real ``mlflow server`` processes for a test module (the cluster and team tests).
+
+The README's test command runs two pytest-xdist workers (``-n 2 --dist loadgroup``): most of an end-to-end test's
+time is spent waiting on subprocesses, servers and Ray, so two at once on two cores take less time.
+:func:`pytest_collection_modifyitems` keeps each test file on one worker (module fixtures run once) and the users of
+``e2e_search`` on one worker (it runs once).
 """
 
 from __future__ import annotations
@@ -38,6 +43,17 @@ E2E_TRAIN_SIZE = 640  # the search's train images
 # trains on 640 images (not 768) so that its trials' fewer steps pay for part of the confirmation's extra epoch
 E2E_CONFIRM_EPOCHS = 3
 E2E_CONFIRM_TRAIN_SIZE = 768
+
+
+E2E_SEARCH_GROUP = "e2e_search"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group tests for ``--dist loadgroup`` (module docstring): by file, and the users of ``e2e_search`` together."""
+    for item in items:
+        group = E2E_SEARCH_GROUP if "e2e_search" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:

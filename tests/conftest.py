@@ -8,10 +8,10 @@ and the browser test ``tests/dashboards/test_browser.py``, so CI pays for it onc
 
 ``mlflow_server``: starts real ``mlflow server`` processes for a test module (the cluster and team tests).
 
-The README's test command runs two pytest-xdist workers (``-n 2 --dist loadgroup``): most of an end-to-end test's
-time is spent waiting on subprocesses, servers and Ray, so two at once on two cores take less time.
-:func:`pytest_collection_modifyitems` keeps each test file on one worker (module fixtures run once) and the users of
-``e2e_search`` on one worker (it runs once).
+The README's test command runs two pytest-xdist workers (``-n 2 --dist loadfile``): much of an end-to-end test's
+time is spent waiting on subprocesses, servers and Ray, so two at once on two cores take less time. Each test file
+runs on one worker (its module fixtures run once), and :func:`pytest_xdist_make_scheduler` puts the two users of
+``e2e_search`` on one worker too, so it runs once.
 """
 
 from __future__ import annotations
@@ -45,15 +45,23 @@ E2E_CONFIRM_EPOCHS = 3
 E2E_CONFIRM_TRAIN_SIZE = 768
 
 
-E2E_SEARCH_GROUP = "e2e_search"
+E2E_SEARCH_FILES = ("tests/e2e/test_search_e2e.py", "tests/dashboards/test_browser.py")  # e2e_search's users
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group tests for ``--dist loadgroup`` (module docstring): by file, and the users of ``e2e_search`` together."""
-    for item in items:
-        group = E2E_SEARCH_GROUP if "e2e_search" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: without pytest-xdist, pytest never calls it
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """For ``--dist loadfile``: each file on one worker, and :data:`E2E_SEARCH_FILES` on one worker together (module
+    docstring); other modes are pytest-xdist's own."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedSearchScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            scope = super()._split_scope(nodeid)
+            return "e2e_search" if scope in E2E_SEARCH_FILES else scope
+
+    return SharedSearchScheduling(config, log)
 
 
 def cli(args: list[str], cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:

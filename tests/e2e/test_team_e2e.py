@@ -142,8 +142,8 @@ class Search:
     def _read(self) -> None:
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\n"))
-            if self.terminate_at is not None and self.finished() >= self.terminate_at:
-                self.terminate_at = None
+            if (self.terminate_at is not None and not self.terminated.is_set()
+                    and self.finished() >= self.terminate_at):
                 self.proc.send_signal(signal.SIGTERM)
                 self.terminated.set()
             self._new.put(None)

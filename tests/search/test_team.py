@@ -24,7 +24,7 @@ from search.outcomes import DRIVER_TAG, HEARTBEAT_TAG, ROLE_TAG, SEARCH_ROLE, SE
 from search.settings.database_url import check_storage, is_connection_error, redact
 from search.settings.errors import UserError
 from search.tracking.driver import STALE_S, Driver, refuse_if_driven
-from search.tracking.parent import SearchRun
+from search.tracking.parent import EXPERIMENT_KIND_TAG, TRAINING_KIND, SearchRun, experiment_id
 
 
 def _closed_port() -> int:
@@ -132,8 +132,6 @@ class _RacedClient(mlflow.MlflowClient):
 
 
 def test_two_searches_tagging_the_experiment_at_once_both_start(tmp_path: Path, monkeypatch) -> None:
-    from search.tracking.parent import EXPERIMENT_KIND_TAG, TRAINING_KIND, experiment_id
-
     monkeypatch.chdir(tmp_path)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = _RacedClient(tracking_uri=uri)
@@ -143,8 +141,6 @@ def test_two_searches_tagging_the_experiment_at_once_both_start(tmp_path: Path, 
 
 
 def test_another_failure_to_tag_the_experiment_is_raised(tmp_path: Path, monkeypatch) -> None:
-    from search.tracking.parent import experiment_id
-
     class Refused(mlflow.MlflowClient):
         def set_experiment_tag(self, experiment_id, key, value) -> None:
             raise mlflow.exceptions.MlflowException("permission denied", error_code="PERMISSION_DENIED")
